@@ -1,0 +1,38 @@
+/** Threads, the active CPU path and what the CPU offers. */
+import { check, kernels } from "./load.ts";
+import { readText } from "./errors.ts";
+import { count } from "./validate.ts";
+
+export type KernelPath = "scalar" | "avx2" | "avx512";
+
+/** Sizes the kernel thread pool; 0 means all cores. */
+export function setThreads(n: number): void {
+  check(kernels().qlora_set_threads(count("setThreads", "n", n)), "setThreads");
+}
+
+export function threads(): number {
+  return kernels().qlora_threads();
+}
+
+/** Forces a CPU path ("auto" picks the fastest). Throws if this CPU cannot run it. */
+export function setKernel(name: KernelPath | "auto"): void {
+  const bytes = new TextEncoder().encode(name);
+  check(kernels().qlora_set_kernel(bytes, bytes.length), "setKernel");
+}
+
+/** The path kernels run on now. */
+export function kernelName(): KernelPath {
+  const k = kernels();
+  return readText((buf, cap) => k.qlora_kernel_name(buf, cap)) as KernelPath;
+}
+
+/** Paths this CPU can run (and "bf16dot" when it has bf16 dot-product instructions). */
+export function cpuFeatures(): string[] {
+  const k = kernels();
+  return readText((buf, cap) => k.qlora_cpu_features(buf, cap)).split(",").filter((s) => s.length > 0);
+}
+
+/** The CPU paths available here, e.g. ["scalar", "avx2"]. */
+export function availableKernels(): KernelPath[] {
+  return cpuFeatures().filter((f): f is KernelPath => f === "scalar" || f === "avx2" || f === "avx512");
+}

@@ -1,0 +1,52 @@
+//! Library identity, errors, threads and kernel choice.
+
+use super::{last_error, run, write_text, ABI_VERSION};
+use crate::{dispatch, threads};
+
+/// `uint32_t qlora_abi_version(void)`
+#[no_mangle]
+pub extern "C" fn qlora_abi_version() -> u32 {
+    ABI_VERSION
+}
+
+/// `uint32_t qlora_last_error(uint8_t *buf, uint32_t cap)` — message of the last failed call; returns its
+/// length in bytes (call with cap 0 to size the buffer).
+#[no_mangle]
+pub unsafe extern "C" fn qlora_last_error(buf: *mut u8, cap: u32) -> u32 {
+    write_text(&last_error(), buf, cap)
+}
+
+/// `int32_t qlora_set_threads(uint32_t n)` — size of the kernel thread pool; 0 means all cores.
+#[no_mangle]
+pub extern "C" fn qlora_set_threads(n: u32) -> i32 {
+    run(|| threads::set_threads(n as usize))
+}
+
+/// `uint32_t qlora_threads(void)`
+#[no_mangle]
+pub extern "C" fn qlora_threads() -> u32 {
+    threads::threads() as u32
+}
+
+/// `int32_t qlora_set_kernel(const uint8_t *name, uint32_t len)` — "auto", "scalar", "avx2" or "avx512".
+#[no_mangle]
+pub unsafe extern "C" fn qlora_set_kernel(name: *const u8, len: u32) -> i32 {
+    run(|| {
+        let bytes = super::slice(name, len, "name")?;
+        let name = String::from_utf8_lossy(bytes);
+        dispatch::set_kernel_by_name(&name)
+    })
+}
+
+/// `uint32_t qlora_kernel_name(uint8_t *buf, uint32_t cap)` — the active path, e.g. "avx2".
+#[no_mangle]
+pub unsafe extern "C" fn qlora_kernel_name(buf: *mut u8, cap: u32) -> u32 {
+    write_text(dispatch::active().name(), buf, cap)
+}
+
+/// `uint32_t qlora_cpu_features(uint8_t *buf, uint32_t cap)` — the paths this CPU can run, comma-separated,
+/// plus "bf16dot" when it has bf16 dot-product instructions.
+#[no_mangle]
+pub unsafe extern "C" fn qlora_cpu_features(buf: *mut u8, cap: u32) -> u32 {
+    write_text(&dispatch::describe_cpu(), buf, cap)
+}

@@ -1,0 +1,90 @@
+//! Dense f32 GEMM and the NF4 dequant-GEMMs.
+
+use super::{run, slice, slice_mut};
+use crate::error::{KResult, KernelError};
+use crate::gemm::{nf4_backward, nf4_forward, sgemm, Compute, Run};
+use crate::handles;
+
+fn compute(code: i32) -> KResult<Compute> {
+    match code {
+        0 => Ok(Compute::F32),
+        1 => Ok(Compute::Bf16),
+        _ => Err(KernelError::invalid(format!("compute: expected 0 (f32) or 1 (bf16), got {code}"))),
+    }
+}
+
+/// `int32_t qlora_sgemm(uint32_t m, uint32_t n, uint32_t k, const float *a, uint32_t a_len, uint32_t rsa,
+///   uint32_t csa, const float *b, uint32_t b_len, uint32_t rsb, uint32_t csb, float *c, uint32_t c_len,
+///   uint32_t ldc, float alpha, float beta, int32_t compute)` — `C = alpha·A·B + beta·C` (strided A, B;
+///   row-major C). `beta == 0` ignores C's prior contents.
+#[no_mangle]
+pub unsafe extern "C" fn qlora_sgemm(
+    m: u32,
+    n: u32,
+    k: u32,
+    a: *const f32,
+    a_len: u32,
+    rsa: u32,
+    csa: u32,
+    b: *const f32,
+    b_len: u32,
+    rsb: u32,
+    csb: u32,
+    c: *mut f32,
+    c_len: u32,
+    ldc: u32,
+    alpha: f32,
+    beta: f32,
+    compute_code: i32,
+) -> i32 {
+    run(|| {
+        let a = slice(a, a_len, "a")?;
+        let b = slice(b, b_len, "b")?;
+        let c = slice_mut(c, c_len, "c")?;
+        let run = Run::current(compute(compute_code)?);
+        let (m, n, k) = (m as usize, n as usize, k as usize);
+        sgemm(m, n, k, (a, rsa as usize, csa as usize), (b, rsb as usize, csb as usize), c, ldc as usize, alpha, beta, run)
+    })
+}
+
+/// `int32_t qlora_nf4_matmul(uint32_t handle, const float *x, uint32_t x_len, uint32_t m, float *y,
+///   uint32_t y_len, int32_t accumulate, int32_t compute)` — `Y[m, out] (+)= X[m, in] · Wᵀ`.
+#[no_mangle]
+pub unsafe extern "C" fn qlora_nf4_matmul(
+    handle: u32,
+    x: *const f32,
+    x_len: u32,
+    m: u32,
+    y: *mut f32,
+    y_len: u32,
+    accumulate: i32,
+    compute_code: i32,
+) -> i32 {
+    run(|| {
+        let w = handles::get(handle)?;
+        let x = slice(x, x_len, "x")?;
+        let y = slice_mut(y, y_len, "y")?;
+        nf4_forward(&w, x, m as usize, y, accumulate != 0, Run::current(compute(compute_code)?))
+    })
+}
+
+/// `int32_t qlora_nf4_matmul_t(uint32_t handle, const float *dy, uint32_t dy_len, uint32_t m, float *dx,
+///   uint32_t dx_len, int32_t accumulate, int32_t compute)` — `dX[m, in] (+)= dY[m, out] · W`.
+#[no_mangle]
+pub unsafe extern "C" fn qlora_nf4_matmul_t(
+    handle: u32,
+    dy: *const f32,
+    dy_len: u32,
+    m: u32,
+    dx: *mut f32,
+    dx_len: u32,
+    accumulate: i32,
+    compute_code: i32,
+) -> i32 {
+    run(|| {
+        let w = handles::get(handle)?;
+        let dy = slice(dy, dy_len, "dy")?;
+        let dx = slice_mut(dx, dx_len, "dx")?;
+        nf4_backward(&w, dy, m as usize, dx, accumulate != 0, Run::current(compute(compute_code)?))
+    })
+}

@@ -1,0 +1,27 @@
+//! Blocking constants, all in one place (BLIS terms). For C[m, n] += A[m, k] · B[k, n]:
+//! - MR × NR: the micro-kernel's register tile of C;
+//! - KC: the depth of one packed panel (A's MR×KC micro-panel and B's KC×NR micro-panel sit in L1);
+//! - MC: rows of A packed at once (MC×KC stays in L2 while every B micro-panel streams past it);
+//! - NC: columns of B packed at once (KC×NC shared in L3).
+
+use crate::dispatch::Kernel;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Blocking {
+    pub mr: usize,
+    pub nr: usize,
+    pub kc: usize,
+    pub mc: usize,
+    pub nc: usize,
+}
+
+pub fn blocking(kernel: Kernel) -> Blocking {
+    match kernel {
+        // Plain loops: a small tile the compiler keeps in registers.
+        Kernel::Scalar => Blocking { mr: 4, nr: 8, kc: 256, mc: 64, nc: 4096 },
+        // 6×16: 12 ymm accumulators + 2 for B + 1 broadcast of the 16 registers.
+        Kernel::Avx2 => Blocking { mr: 6, nr: 16, kc: 256, mc: 120, nc: 4096 },
+        // 8×32: 16 zmm accumulators; latency of 2 FMA ports × 4 cycles needs at least 8 in flight.
+        Kernel::Avx512 => Blocking { mr: 8, nr: 32, kc: 256, mc: 128, nc: 4096 },
+    }
+}

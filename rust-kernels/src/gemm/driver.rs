@@ -1,0 +1,198 @@
+//! The BLIS loop nest around the micro-kernel, and the one place threads enter.
+
+use super::blocking::{blocking, Blocking};
+use super::kernel::{kernel_fn, KernelFn};
+use super::pack::{pack_a, round_to_bf16, PackB, PackCtx, Strided};
+use super::Compute;
+use crate::dispatch::Kernel;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// `C[m, n] = alpha · A[m, k] · B[k, n] + beta · C` with C row-major (row stride `ldc`).
+pub struct Problem<'a, B: PackB> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: Strided<'a>,
+    pub b: &'a B,
+    pub alpha: f32,
+    pub beta: f32,
+    pub ldc: usize,
+}
+
+/// C's base pointer, shared by workers that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct CPtr(*mut f32);
+unsafe impl Send for CPtr {}
+unsafe impl Sync for CPtr {}
+
+/// One worker's share of C: rows `m0..m1`, columns `n0..n1`.
+#[derive(Clone, Copy, Debug)]
+struct Share {
+    m0: usize,
+    m1: usize,
+    n0: usize,
+    n1: usize,
+}
+
+/// Splits C among `parts` workers along N (each worker then packs only its own columns of B, so NF4
+/// dequantization is never repeated) unless N has too few tiles, in which case along M.
+fn split(m: usize, n: usize, bl: &Blocking, parts: usize) -> Vec<Share> {
+    let n_tiles = n.div_ceil(bl.nr);
+    let m_tiles = m.div_ceil(bl.mr);
+    let along_n = n_tiles >= 2 * parts || n_tiles >= m_tiles;
+    let (tiles, tile) = if along_n { (n_tiles, bl.nr) } else { (m_tiles, bl.mr) };
+    let parts = parts.min(tiles).max(1);
+    (0..parts)
+        .map(|i| {
+            let lo = (tiles * i / parts * tile).min(if along_n { n } else { m });
+            let hi = (tiles * (i + 1) / parts * tile).min(if along_n { n } else { m });
+            if along_n {
+                Share { m0: 0, m1: m, n0: lo, n1: hi }
+            } else {
+                Share { m0: lo, m1: hi, n0: 0, n1: n }
+            }
+        })
+        .collect()
+}
+
+/// Runs the GEMM with `threads` workers (1 = on the calling thread of the pool).
+///
+/// # Safety
+/// `c` must point to a row-major buffer holding at least `(m - 1) * ldc + n` elements, not aliased by A or B.
+pub unsafe fn gemm<B: PackB>(p: &Problem<B>, c: *mut f32, kernel: Kernel, compute: Compute, threads: usize) {
+    if p.m == 0 || p.n == 0 {
+        return;
+    }
+    let bl = blocking(kernel);
+    let ctx = PackCtx { kernel, map: crate::nf4::codebook::dynamic_map() };
+    let micro = kernel_fn(kernel);
+    let c = CPtr(c);
+    let shares = split(p.m, p.n, &bl, threads.max(1));
+    // Threads enter here and nowhere else.
+    crate::threads::pool().install(|| {
+        shares.par_iter().with_max_len(1).for_each(|share| {
+            let c = c;
+            nest(p, *share, &bl, &ctx, micro, compute, c.0)
+        })
+    });
+}
+
+thread_local! {
+    /// Packed A, packed B and the packer's scratch, reused across calls on each pool thread.
+    static BUFFERS: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// Returns a 64-byte aligned slice of `len` elements inside `buf` (grown as needed).
+fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len + 16 {
+        buf.resize(len + 16, 0.0);
+    }
+    let offset = buf.as_ptr().align_offset(64).min(16);
+    &mut buf[offset..offset + len]
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn nest<B: PackB>(
+    p: &Problem<B>,
+    share: Share,
+    bl: &Blocking,
+    ctx: &PackCtx,
+    micro: KernelFn,
+    compute: Compute,
+    c: *mut f32,
+) {
+    let (mr, nr) = (bl.mr, bl.nr);
+    if p.k == 0 {
+        scale_c(c, p.ldc, share, p.beta);
+        return;
+    }
+    BUFFERS.with(|cell| {
+        let (abuf, bbuf, scratch) = &mut *cell.borrow_mut();
+        let mut tile = vec![0.0f32; mr * nr];
+        // Loop 5: columns of C in blocks of NC (B block shared by everything below).
+        for jc in (share.n0..share.n1).step_by(bl.nc) {
+            let nc = bl.nc.min(share.n1 - jc);
+            // Loop 4: depth in blocks of KC; the first block applies beta, the rest accumulate.
+            for pc in (0..p.k).step_by(bl.kc) {
+                let kc = bl.kc.min(p.k - pc);
+                let beta = if pc == 0 { p.beta } else { 1.0 };
+                let bpack = aligned(bbuf, nc.div_ceil(nr) * nr * kc);
+                p.b.pack(ctx, pc, kc, jc, nc, nr, bpack, scratch);
+                if compute == Compute::Bf16 {
+                    round_to_bf16(bpack);
+                }
+                // Loop 3: rows of C in blocks of MC (A block stays in L2).
+                for ic in (share.m0..share.m1).step_by(bl.mc) {
+                    let mc = bl.mc.min(share.m1 - ic);
+                    let apack = aligned(abuf, mc.div_ceil(mr) * mr * kc);
+                    pack_a(&p.a, ic, mc, pc, kc, mr, apack);
+                    if compute == Compute::Bf16 {
+                        round_to_bf16(apack);
+                    }
+                    // Loop 2: NR-wide micro-panels of B (each stays in L1 for the whole loop 1).
+                    for jr in (0..nc).step_by(nr) {
+                        let nv = nr.min(nc - jr);
+                        let bp = bpack.as_ptr().add(jr * kc);
+                        // Loop 1: MR-tall micro-panels of A.
+                        for ir in (0..mc).step_by(mr) {
+                            let mv = mr.min(mc - ir);
+                            let ap = apack.as_ptr().add(ir * kc);
+                            let cp = c.add((ic + ir) * p.ldc + jc + jr);
+                            if mv == mr && nv == nr {
+                                micro(kc, ap, bp, cp, p.ldc, p.alpha, beta);
+                            } else {
+                                // Edge tile: compute whole, then merge only the valid part.
+                                micro(kc, ap, bp, tile.as_mut_ptr(), nr, 1.0, 0.0);
+                                merge_edge(&tile, nr, cp, p.ldc, mv, nv, p.alpha, beta);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn merge_edge(tile: &[f32], nr: usize, c: *mut f32, ldc: usize, mv: usize, nv: usize, alpha: f32, beta: f32) {
+    for r in 0..mv {
+        for j in 0..nv {
+            let out = c.add(r * ldc + j);
+            let v = alpha * tile[r * nr + j];
+            *out = if beta == 0.0 { v } else { v + beta * *out };
+        }
+    }
+}
+
+/// k = 0: the product is empty, so C = beta · C (beta 0 clears C without reading it).
+unsafe fn scale_c(c: *mut f32, ldc: usize, share: Share, beta: f32) {
+    for i in share.m0..share.m1 {
+        for j in share.n0..share.n1 {
+            let out = c.add(i * ldc + j);
+            *out = if beta == 0.0 { 0.0 } else { beta * *out };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_covers_every_column_once() {
+        let bl = blocking(Kernel::Avx2);
+        for (m, n, parts) in [(256, 1536, 2), (1, 100, 2), (300, 16, 4), (5, 5, 3), (7, 49152, 2)] {
+            let shares = split(m, n, &bl, parts);
+            let mut covered = vec![0u32; m * n];
+            for s in &shares {
+                for i in s.m0..s.m1 {
+                    for j in s.n0..s.n1 {
+                        covered[i * n + j] += 1;
+                    }
+                }
+            }
+            assert!(covered.iter().all(|&c| c == 1), "{m}x{n} in {parts}: {shares:?}");
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! GEMMs: dense f32 with arbitrary strides, and the NF4 dequant-GEMMs of training
+//! (`Y = X · Wᵀ` forward, `dX = dY · W` backward to the input; W is frozen, so no gradient for W).
+//! Each checks its arguments, then runs the BLIS nest of `driver.rs` on the active CPU path.
+
+pub mod blocking;
+pub mod driver;
+pub mod kernel;
+pub mod naive;
+pub mod pack;
+
+use crate::dispatch::Kernel;
+use crate::error::{ensure, KResult};
+use crate::nf4::Nf4Weight;
+use driver::{gemm, Problem};
+use pack::{Nf4Direct, Nf4Transposed, Strided};
+
+/// Precision of the multiply: f32, or operands rounded to bf16 with f32 accumulation (QLoRA's usual
+/// compute dtype).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compute {
+    F32,
+    Bf16,
+}
+
+/// How a call runs: which path and how many workers.
+#[derive(Clone, Copy, Debug)]
+pub struct Run {
+    pub kernel: Kernel,
+    pub compute: Compute,
+    pub threads: usize,
+}
+
+impl Run {
+    /// The active path on every thread of the pool.
+    pub fn current(compute: Compute) -> Run {
+        Run { kernel: crate::dispatch::active(), compute, threads: crate::threads::threads() }
+    }
+}
+
+/// Highest index touched by a strided `rows × cols` view, plus one.
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
+    if rows == 0 || cols == 0 {
+        return Some(0);
+    }
+    (rows - 1).checked_mul(rs)?.checked_add((cols - 1).checked_mul(cs)?)?.checked_add(1)
+}
+
+fn check_view(name: &str, len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> KResult<()> {
+    let need = extent(rows, cols, rs, cs);
+    ensure(need.is_some_and(|need| need <= len), || {
+        format!("{name}: a {rows}×{cols} view with strides ({rs}, {cs}) needs {need:?} elements, buffer has {len}")
+    })
+}
+
+/// `C = alpha · A · B + beta · C`; A is `m × k` at strides (rsa, csa), B is `k × n` at (rsb, csb), C is
+/// row-major `m × n` with row stride `ldc`. Transposes are strides: `X · Wᵀ` is B = W with (1, k).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: (&[f32], usize, usize),
+    b: (&[f32], usize, usize),
+    c: &mut [f32],
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+    run: Run,
+) -> KResult<()> {
+    check_view("a", a.0.len(), m, k, a.1, a.2)?;
+    check_view("b", b.0.len(), k, n, b.1, b.2)?;
+    ensure(ldc >= n, || format!("ldc: row stride {ldc} is less than n = {n}"))?;
+    check_view("c", c.len(), m, n, ldc, 1)?;
+    let b = Strided { data: b.0, rs: b.1, cs: b.2 };
+    let p = Problem { m, n, k, a: Strided { data: a.0, rs: a.1, cs: a.2 }, b: &b, alpha, beta, ldc };
+    unsafe { gemm(&p, c.as_mut_ptr(), run.kernel, run.compute, run.threads) };
+    Ok(())
+}
+
+/// Forward: `Y[m, out] (+)= X[m, in] · Wᵀ` for W `[out, in]` in NF4.
+pub fn nf4_forward(w: &Nf4Weight, x: &[f32], m: usize, y: &mut [f32], accumulate: bool, run: Run) -> KResult<()> {
+    check_len("x", x.len(), m, w.cols, "m × in")?;
+    check_len("y", y.len(), m, w.rows, "m × out")?;
+    let b = Nf4Transposed(w);
+    let a = Strided { data: x, rs: w.cols, cs: 1 };
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    let p = Problem { m, n: w.rows, k: w.cols, a, b: &b, alpha: 1.0, beta, ldc: w.rows };
+    unsafe { gemm(&p, y.as_mut_ptr(), run.kernel, run.compute, run.threads) };
+    Ok(())
+}
+
+/// Backward to the input: `dX[m, in] (+)= dY[m, out] · W` for W `[out, in]` in NF4.
+pub fn nf4_backward(w: &Nf4Weight, dy: &[f32], m: usize, dx: &mut [f32], accumulate: bool, run: Run) -> KResult<()> {
+    check_len("dy", dy.len(), m, w.rows, "m × out")?;
+    check_len("dx", dx.len(), m, w.cols, "m × in")?;
+    let b = Nf4Direct(w);
+    let a = Strided { data: dy, rs: w.rows, cs: 1 };
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    let p = Problem { m, n: w.cols, k: w.rows, a, b: &b, alpha: 1.0, beta, ldc: w.cols };
+    unsafe { gemm(&p, dx.as_mut_ptr(), run.kernel, run.compute, run.threads) };
+    Ok(())
+}
+
+fn check_len(name: &str, len: usize, rows: usize, cols: usize, shape: &str) -> KResult<()> {
+    ensure(rows.checked_mul(cols) == Some(len), || {
+        format!("{name}: expected {rows}×{cols} = {} elements ({shape}), got {len}", rows * cols)
+    })
+}
+
+#[cfg(test)]
+mod tests;

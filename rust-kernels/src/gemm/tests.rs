@@ -1,0 +1,150 @@
+//! Every path against the f64 dot-product oracle, on ragged shapes, with named error budgets.
+
+use super::naive::{abs_dot, gemm_naive};
+use super::*;
+use crate::dispatch::available;
+use crate::nf4::quantize::quantize;
+
+/// f32 paths: error ≤ 1e-5 of Σ|a||b| (the scale of the dot product's rounding).
+const F32_BUDGET: f64 = 1e-5;
+/// bf16 paths round both operands to 8 significant bits: each product is off by ≤ 2·2^-9 relative.
+const BF16_BUDGET: f64 = 2.0 * (1.0 / 512.0) + 1e-5;
+
+/// (m, n, k): M = 1, dims that are not multiples of any tile, K not a multiple of 64, empty products.
+const SHAPES: [(usize, usize, usize); 9] =
+    [(1, 1, 1), (1, 63, 10), (63, 1, 10), (7, 17, 45), (13, 33, 130), (64, 48, 64), (6, 16, 256), (70, 100, 300), (5, 9, 0)];
+
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn run_with(kernel: Kernel, compute: Compute, threads: usize) -> Run {
+    Run { kernel, compute, threads }
+}
+
+fn assert_close(got: &[f32], want: &[f32], scale: impl Fn(usize) -> f64, budget: f64, what: &str) {
+    let mut worst = 0.0f64;
+    for i in 0..got.len() {
+        let err = (got[i] as f64 - want[i] as f64).abs() / scale(i).max(1e-30);
+        worst = worst.max(err);
+    }
+    assert!(worst <= budget, "{what}: worst relative error {worst:.3e} > budget {budget:.1e}");
+}
+
+#[test]
+fn sgemm_all_paths_all_layouts_match_the_oracle() {
+    for kernel in available() {
+        for compute in [Compute::F32, Compute::Bf16] {
+            let budget = if compute == Compute::F32 { F32_BUDGET } else { BF16_BUDGET };
+            for &(m, n, k) in &SHAPES {
+                // A row-major, B transposed (B = Wᵀ with W [n, k]): the X·Wᵀ layout; then both plain.
+                for (rsb, csb) in [(1, k.max(1)), (n, 1)] {
+                    let a = random(m * k, 1);
+                    let b = random(k * n, 2);
+                    let c0 = random(m * n, 3);
+                    for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (1.0, -2.0)] {
+                        let mut want = c0.clone();
+                        gemm_naive(m, n, k, |i, p| a[i * k + p], |p, j| b[p * rsb + j * csb], &mut want, n, alpha, beta);
+                        let mut got = c0.clone();
+                        let run = run_with(kernel, compute, 2);
+                        sgemm(m, n, k, (&a, k, 1), (&b, rsb, csb), &mut got, n, alpha, beta, run).unwrap();
+                        let scale = |idx: usize| {
+                            let (i, j) = (idx / n, idx % n);
+                            alpha.abs() as f64 * abs_dot(k, |p| a[i * k + p], |p| b[p * rsb + j * csb])
+                                + (beta as f64 * c0[idx] as f64).abs()
+                                + 1e-6
+                        };
+                        assert_close(&got, &want, scale, budget, &format!("{kernel:?} {compute:?} {m}x{n}x{k} b=({rsb},{csb}) β={beta}"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn beta_zero_ignores_nan_in_c() {
+    for kernel in available() {
+        let (m, n, k) = (7, 19, 5);
+        let (a, b) = (random(m * k, 4), random(k * n, 5));
+        let mut c = vec![f32::NAN; m * n];
+        sgemm(m, n, k, (&a, k, 1), (&b, n, 1), &mut c, n, 1.0, 0.0, run_with(kernel, Compute::F32, 1)).unwrap();
+        assert!(c.iter().all(|v| v.is_finite()), "{kernel:?}");
+    }
+}
+
+#[test]
+fn nf4_forward_and_backward_match_the_oracle_on_dequantized_weights() {
+    for kernel in available() {
+        for compute in [Compute::F32, Compute::Bf16] {
+            let budget = if compute == Compute::F32 { F32_BUDGET } else { BF16_BUDGET };
+            for &(m, out, inp) in &[(1, 63, 10), (7, 17, 45), (33, 70, 130), (5, 64, 64), (20, 48, 200), (3, 130, 77)] {
+                let w = quantize(&random(out * inp, 6), out, inp, true).unwrap();
+                let mut dense = vec![0.0; out * inp];
+                crate::nf4::weight::dequant_run_scalar(&w, 0, &mut dense, &crate::nf4::codebook::dynamic_map());
+                let run = run_with(kernel, compute, 2);
+                // Forward: Y = X · Wᵀ, also with accumulation into a non-zero Y.
+                let x = random(m * inp, 7);
+                for accumulate in [false, true] {
+                    let y0 = random(m * out, 8);
+                    let mut want = y0.clone();
+                    let beta = if accumulate { 1.0 } else { 0.0 };
+                    gemm_naive(m, out, inp, |i, p| x[i * inp + p], |p, j| dense[j * inp + p], &mut want, out, 1.0, beta);
+                    let mut got = y0.clone();
+                    nf4_forward(&w, &x, m, &mut got, accumulate, run).unwrap();
+                    let scale = |idx: usize| {
+                        let (i, j) = (idx / out, idx % out);
+                        abs_dot(inp, |p| x[i * inp + p], |p| dense[j * inp + p]) + beta as f64 * (y0[idx] as f64).abs() + 1e-6
+                    };
+                    assert_close(&got, &want, scale, budget, &format!("fwd {kernel:?} {compute:?} m{m} {out}x{inp} acc={accumulate}"));
+                }
+                // Backward: dX = dY · W.
+                let dy = random(m * out, 9);
+                let mut want = vec![0.0; m * inp];
+                gemm_naive(m, inp, out, |i, p| dy[i * out + p], |p, j| dense[p * inp + j], &mut want, inp, 1.0, 0.0);
+                let mut got = vec![f32::NAN; m * inp];
+                nf4_backward(&w, &dy, m, &mut got, false, run).unwrap();
+                let scale = |idx: usize| {
+                    let (i, j) = (idx / inp, idx % inp);
+                    abs_dot(out, |p| dy[i * out + p], |p| dense[p * inp + j]) + 1e-6
+                };
+                assert_close(&got, &want, scale, budget, &format!("bwd {kernel:?} {compute:?} m{m} {out}x{inp}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn one_thread_and_many_threads_agree_bit_for_bit() {
+    for kernel in available() {
+        let (m, out, inp) = (37, 150, 333);
+        let w = quantize(&random(out * inp, 10), out, inp, true).unwrap();
+        let x = random(m * inp, 11);
+        let mut results = Vec::new();
+        for threads in [1, 2, 3] {
+            let mut y = vec![0.0; m * out];
+            nf4_forward(&w, &x, m, &mut y, false, run_with(kernel, Compute::F32, threads)).unwrap();
+            results.push(y);
+        }
+        assert_eq!(results[0], results[1], "{kernel:?} 1 vs 2 threads");
+        assert_eq!(results[0], results[2], "{kernel:?} 1 vs 3 threads");
+    }
+}
+
+#[test]
+fn wrong_sizes_are_errors_not_crashes() {
+    let w = quantize(&random(64 * 10, 12), 10, 64, true).unwrap();
+    let run = Run::current(Compute::F32);
+    let mut y = vec![0.0; 3 * 10];
+    let err = nf4_forward(&w, &random(3 * 63, 1), 3, &mut y, false, run).unwrap_err();
+    assert!(err.message.starts_with("x: expected 3×64"), "{}", err.message);
+    let mut c = vec![0.0; 4];
+    let err = sgemm(2, 3, 4, (&[0.0; 8], 4, 1), (&[0.0; 12], 3, 1), &mut c, 3, 1.0, 0.0, run).unwrap_err();
+    assert!(err.message.starts_with("c:"), "{}", err.message);
+}

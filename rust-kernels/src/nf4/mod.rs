@@ -1,0 +1,8 @@
+//! NF4 (4-bit NormalFloat) with double-quantized block scales, byte-compatible with bitsandbytes.
+
+pub mod codebook;
+pub mod dequant;
+pub mod quantize;
+pub mod weight;
+
+pub use weight::{Nf4Weight, Scales};
