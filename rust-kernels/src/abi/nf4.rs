@@ -156,7 +156,7 @@ pub unsafe extern "C" fn qlora_nf4_dequantize(handle: u32, out: *mut f32, out_le
         // Chunks of whole blocks, in parallel.
         crate::threads::pool().install(|| {
             out.par_chunks_mut(64 * 256).enumerate().for_each(|(i, chunk)| {
-                dequant_run(kernel, &w, i * 64 * 256, chunk, &map);
+                dequant_run(kernel, &w, i * 64 * 256, chunk, map);
             })
         });
         Ok(())
@@ -185,7 +185,7 @@ pub unsafe extern "C" fn qlora_nf4_tables(code: *mut f32, code_len: u32, dynamic
         expect_len("code", code.len(), 16, "16 NF4 values")?;
         expect_len("dynamic", dynamic.len(), 256, "256 map entries")?;
         code.copy_from_slice(&NF4);
-        dynamic.copy_from_slice(&dynamic_map());
+        dynamic.copy_from_slice(dynamic_map());
         Ok(())
     })
 }

@@ -65,7 +65,7 @@ pub unsafe fn gemm<B: PackB>(p: &Problem<B>, c: *mut f32, kernel: Kernel, comput
         return;
     }
     let bl = blocking(kernel);
-    let ctx = PackCtx { kernel, map: crate::nf4::codebook::dynamic_map() };
+    let ctx = PackCtx { kernel, map: *crate::nf4::codebook::dynamic_map() };
     let micro = kernel_fn(kernel);
     let c = CPtr(c);
     let shares = split(p.m, p.n, &bl, threads.max(1));

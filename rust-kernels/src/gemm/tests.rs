@@ -87,7 +87,7 @@ fn nf4_forward_and_backward_match_the_oracle_on_dequantized_weights() {
             for &(m, out, inp) in &[(1, 63, 10), (7, 17, 45), (33, 70, 130), (5, 64, 64), (20, 48, 200), (3, 130, 77)] {
                 let w = quantize(&random(out * inp, 6), out, inp, true).unwrap();
                 let mut dense = vec![0.0; out * inp];
-                crate::nf4::weight::dequant_run_scalar(&w, 0, &mut dense, &crate::nf4::codebook::dynamic_map());
+                crate::nf4::weight::dequant_run_scalar(&w, 0, &mut dense, crate::nf4::codebook::dynamic_map());
                 let run = run_with(kernel, compute, 2);
                 // Forward: Y = X · Wᵀ, also with accumulation into a non-zero Y.
                 let x = random(m * inp, 7);

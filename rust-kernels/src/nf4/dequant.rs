@@ -77,8 +77,8 @@ mod tests {
             for (start, len) in [(0, q.len()), (1, 17), (3, 200), (63, 2), (64, 64), (q.len() - 5, 5), (100, 0)] {
                 let mut want = vec![0.0; len];
                 let mut got = vec![f32::NAN; len];
-                dequant_run_scalar(&q, start, &mut want, &map);
-                dequant_run(kernel, &q, start, &mut got, &map);
+                dequant_run_scalar(&q, start, &mut want, map);
+                dequant_run(kernel, &q, start, &mut got, map);
                 assert_eq!(want, got, "{kernel:?} start {start} len {len}");
             }
         }

@@ -3,6 +3,7 @@
 pub mod codebook;
 pub mod dequant;
 pub mod quantize;
+pub mod torch_mean;
 pub mod weight;
 
 pub use weight::{Nf4Weight, Scales};

@@ -1,7 +1,8 @@
 //! Blockwise NF4 quantization with optional double quantization of the block scales, matching
 //! bitsandbytes byte for byte. Plain loops (this runs once per weight at load time), parallel over blocks.
 
-use super::codebook::{dynamic_map, nf4_midpoints};
+use super::codebook::{nested_code, nf4_midpoints};
+use super::torch_mean::torch_mean;
 use super::weight::{block_count, Nf4Weight, Scales, BLOCK, NESTED_BLOCK};
 use crate::error::{ensure, KResult, KernelError};
 use rayon::prelude::*;
@@ -21,28 +22,71 @@ pub fn quantize(w: &[f32], rows: usize, cols: usize, double_quant: bool) -> KRes
             i % cols
         )));
     }
-    let absmax: Vec<f32> = w.par_chunks(BLOCK).map(|b| b.iter().fold(0.0f32, |m, x| m.max(x.abs()))).collect();
+    let last = block_count(w.len()) - 1;
+    let absmax: Vec<f32> = w
+        .par_chunks(BLOCK)
+        .enumerate()
+        .map(|(b, block)| {
+            let amax = block.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            // bitsandbytes stores the floor of 1e-38 only for a partial last block (its division path).
+            if b == last && block.len() < BLOCK {
+                amax.max(TINY)
+            } else {
+                amax
+            }
+        })
+        .collect();
     let packed = pack_codes(w, &absmax);
     let scales = if double_quant { double_quantize(&absmax) } else { Scales::Plain(absmax) };
     Nf4Weight::new(rows, cols, packed, scales)
 }
 
-/// The 4-bit codes of every element, two per byte, first element in the high nibble.
+/// bitsandbytes' guard against dividing by a zero absmax.
+const TINY: f32 = 1e-38;
+
+/// The 4-bit codes of every element, two per byte, first element in the high nibble. An odd count is
+/// padded with the code of 0.0 (7), as bitsandbytes pads the scaled tensor with zeros.
 fn pack_codes(w: &[f32], absmax: &[f32]) -> Vec<u8> {
     let mids = nf4_midpoints();
     let mut packed = vec![0u8; w.len().div_ceil(2)];
     // 64-element blocks are 32 whole bytes, so blocks and byte chunks line up.
     packed.par_chunks_mut(BLOCK / 2).zip(w.par_chunks(BLOCK)).zip(absmax.par_iter()).for_each(
         |((bytes, block), &amax)| {
-            let inv = if amax == 0.0 { 0.0 } else { 1.0 / amax };
+            let code = |x: f32| nf4_code(normalize(x, amax, block.len() < BLOCK), &mids);
             for (pair, byte) in block.chunks(2).zip(bytes.iter_mut()) {
-                let hi = nf4_code(pair[0] * inv, &mids);
-                let lo = pair.get(1).map_or(0, |&x| nf4_code(x * inv, &mids));
+                let hi = code(pair[0]);
+                let lo = pair.get(1).map_or(7, |&x| code(x));
                 *byte = (hi << 4) | lo;
             }
         },
     );
     packed
+}
+
+/// x scaled into [-1, 1] as bitsandbytes' CPU path does: times the f32 reciprocal of the absmax for a full
+/// block, a true division for the partial last block (a different rounding, so both are kept).
+fn normalize(x: f32, absmax: f32, partial: bool) -> f32 {
+    let v = if partial { x / absmax } else { x * (1.0 / absmax.max(TINY)) };
+    v.clamp(-1.0, 1.0)
+}
+
+/// bitsandbytes' 8-bit blockwise quantization with the dynamic map (blocks of 256): returns the codes and
+/// each block's absmax.
+pub fn quantize_8bit_blockwise(values: &[f32]) -> (Vec<u8>, Vec<f32>) {
+    let groups: Vec<(f32, Vec<u8>)> = values
+        .par_chunks(NESTED_BLOCK)
+        .map(|group| {
+            let amax = group.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            if amax == 0.0 {
+                // bitsandbytes leaves an all-zero group at code 0 with scale 0.
+                return (amax, vec![0u8; group.len()]);
+            }
+            let inv = 1.0 / amax;
+            (amax, group.iter().map(|c| nested_code((c * inv).clamp(-1.0, 1.0))).collect())
+        })
+        .collect();
+    let nested = groups.iter().map(|(amax, _)| *amax).collect();
+    (groups.into_iter().flat_map(|(_, codes)| codes).collect(), nested)
 }
 
 /// Nearest NF4 code: the number of midpoints strictly below `x`, so a value exactly on a midpoint takes the
@@ -51,38 +95,13 @@ pub fn nf4_code(x: f32, mids: &[f32; 15]) -> u8 {
     mids.iter().filter(|&&m| x > m).count() as u8
 }
 
-/// Second-level quantization of the block scales (bitsandbytes' `compress_statistics=True`).
+/// Second-level quantization of the block scales (bitsandbytes' `compress_statistics=True`): subtract
+/// torch's mean, then 8-bit codes in groups of 256 scaled by each group's absmax.
 fn double_quantize(absmax: &[f32]) -> Scales {
-    let offset = mean_f32(absmax);
+    let offset = torch_mean(absmax);
     let centred: Vec<f32> = absmax.iter().map(|a| a - offset).collect();
-    let map = dynamic_map();
-    let groups: Vec<(f32, Vec<u8>)> = centred
-        .par_chunks(NESTED_BLOCK)
-        .map(|group| {
-            let amax = group.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-            let inv = if amax == 0.0 { 0.0 } else { 1.0 / amax };
-            (amax, group.iter().map(|c| nearest_in_map(c * inv, &map)).collect())
-        })
-        .collect();
-    let nested = groups.iter().map(|(amax, _)| *amax).collect();
-    let codes = groups.into_iter().flat_map(|(_, codes)| codes).collect();
-    debug_assert_eq!(block_count(absmax.len() * BLOCK), absmax.len());
+    let (codes, nested) = quantize_8bit_blockwise(&centred);
     Scales::Double { codes, nested, offset }
-}
-
-/// Index of the map entry nearest to `x` (ties to the lower index).
-fn nearest_in_map(x: f32, map: &[f32; 256]) -> u8 {
-    let mut best = 0usize;
-    for (i, v) in map.iter().enumerate() {
-        if (x - v).abs() < (x - map[best]).abs() {
-            best = i;
-        }
-    }
-    best as u8
-}
-
-fn mean_f32(values: &[f32]) -> f32 {
-    (values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64) as f32
 }
 
 #[cfg(test)]
@@ -101,6 +120,20 @@ mod tests {
         }
     }
 
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/nf4/");
+        std::fs::read(format!("{dir}{name}")).expect("fixture written by make_nf4_fixtures.py")
+    }
+
+    #[test]
+    fn nested_codes_equal_bitsandbytes_on_midpoints_and_neighbours() {
+        let input: Vec<f32> = fixture("nested_probe.input.f32").chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        let absmax: Vec<f32> = fixture("nested_probe.absmax.f32").chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        let (codes, nested) = quantize_8bit_blockwise(&input);
+        assert_eq!(codes, fixture("nested_probe.codes.u8"));
+        assert_eq!(nested, absmax);
+    }
+
     #[test]
     fn rejects_non_finite_with_position() {
         let mut w = vec![0.5f32; 130];
@@ -110,8 +143,10 @@ mod tests {
     }
 
     #[test]
-    fn zero_block_stays_zero() {
+    fn zero_block_stays_zero_and_odd_counts_pad_with_the_zero_code() {
         let q = quantize(&[0.0; 64], 1, 64, false).unwrap();
         assert!(q.packed.iter().all(|&b| b == 0x77), "code 7 is exact zero");
+        let q = quantize(&[1.0, -1.0, 1.0], 1, 3, false).unwrap();
+        assert_eq!(q.packed, vec![0xf0, 0xf7]);
     }
 }
