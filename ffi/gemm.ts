@@ -39,22 +39,33 @@ export function sgemm(
   dim(fn, "m", m);
   dim(fn, "n", n);
   count(fn, "k", k);
-  for (const [name, v] of [["a.rowStride", a.rowStride], ["a.colStride", a.colStride], ["b.rowStride", b.rowStride], [
-    "b.colStride",
-    b.colStride,
-  ], ["ldc", ldc]] as const) count(fn, name, v);
+  for (
+    const [name, v] of [["a.rowStride", a.rowStride], ["a.colStride", a.colStride], [
+      "b.rowStride",
+      b.rowStride,
+    ], [
+      "b.colStride",
+      b.colStride,
+    ], ["ldc", ldc]] as const
+  ) count(fn, name, v);
   f32(fn, "a.data", a.data);
   f32(fn, "b.data", b.data);
   f32(fn, "c", c);
   if (ldc < n) throw new RangeError(`${fn}: ldc (${ldc}) is less than n (${n})`);
   if (k > 0 && extent(m, k, a.rowStride, a.colStride) > a.data.length) {
-    throw new RangeError(`${fn}: a (${m}×${k} with strides ${a.rowStride},${a.colStride}) overruns its ${a.data.length} elements`);
+    throw new RangeError(
+      `${fn}: a (${m}×${k} with strides ${a.rowStride},${a.colStride}) overruns its ${a.data.length} elements`,
+    );
   }
   if (k > 0 && extent(k, n, b.rowStride, b.colStride) > b.data.length) {
-    throw new RangeError(`${fn}: b (${k}×${n} with strides ${b.rowStride},${b.colStride}) overruns its ${b.data.length} elements`);
+    throw new RangeError(
+      `${fn}: b (${k}×${n} with strides ${b.rowStride},${b.colStride}) overruns its ${b.data.length} elements`,
+    );
   }
   if (extent(m, n, ldc, 1) > c.length) {
-    throw new RangeError(`${fn}: c (${m}×${n}, row stride ${ldc}) needs ${extent(m, n, ldc, 1)} elements, has ${c.length}`);
+    throw new RangeError(
+      `${fn}: c (${m}×${n}, row stride ${ldc}) needs ${extent(m, n, ldc, 1)} elements, has ${c.length}`,
+    );
   }
   const { alpha = 1, beta = 0 } = opts;
   const status = kernels().qlora_sgemm(
@@ -99,11 +110,20 @@ export function matmulXWt(
   f32(fn, "w", w, elements(fn, "w", dim(fn, "out", outDim), inDim), "out × in");
   const out = output(fn, m, outDim, y);
   f32(fn, "y", out, m * outDim, "m × out");
-  return sgemm(m, outDim, inDim, { data: x, rowStride: inDim, colStride: 1 }, {
-    data: w,
-    rowStride: 1,
-    colStride: inDim,
-  }, out, outDim, opts);
+  return sgemm(
+    m,
+    outDim,
+    inDim,
+    { data: x, rowStride: inDim, colStride: 1 },
+    {
+      data: w,
+      rowStride: 1,
+      colStride: inDim,
+    },
+    out,
+    outDim,
+    opts,
+  );
 }
 
 /** `dX[m, in] = dY[m, out] · W[out, in]` (+ beta·dX). */
@@ -121,11 +141,20 @@ export function matmulDyW(
   f32(fn, "w", w, elements(fn, "w", outDim, dim(fn, "in", inDim)), "out × in");
   const out = output(fn, m, inDim, dx);
   f32(fn, "dx", out, m * inDim, "m × in");
-  return sgemm(m, inDim, outDim, { data: dy, rowStride: outDim, colStride: 1 }, {
-    data: w,
-    rowStride: inDim,
-    colStride: 1,
-  }, out, inDim, opts);
+  return sgemm(
+    m,
+    inDim,
+    outDim,
+    { data: dy, rowStride: outDim, colStride: 1 },
+    {
+      data: w,
+      rowStride: inDim,
+      colStride: 1,
+    },
+    out,
+    inDim,
+    opts,
+  );
 }
 
 /** `dW[out, in] = dY[m, out]ᵀ · X[m, in]` (+ beta·dW; pass beta 1 to accumulate gradients). */
@@ -143,9 +172,18 @@ export function matmulDyTX(
   f32(fn, "x", x, elements(fn, "x", m, dim(fn, "in", inDim)), "m × in");
   const out = output(fn, outDim, inDim, dw);
   f32(fn, "dw", out, outDim * inDim, "out × in");
-  return sgemm(outDim, inDim, m, { data: dy, rowStride: 1, colStride: outDim }, {
-    data: x,
-    rowStride: inDim,
-    colStride: 1,
-  }, out, inDim, opts);
+  return sgemm(
+    outDim,
+    inDim,
+    m,
+    { data: dy, rowStride: 1, colStride: outDim },
+    {
+      data: x,
+      rowStride: inDim,
+      colStride: 1,
+    },
+    out,
+    inDim,
+    opts,
+  );
 }

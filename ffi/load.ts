@@ -42,7 +42,10 @@ function isStale(lib: string): boolean {
   if (!existsSync(lib)) return true;
   const built = statSync(lib).mtimeMs;
   const sources = [join(CRATE_DIR, "Cargo.toml"), join(CRATE_DIR, "Cargo.lock")].filter(existsSync);
-  const newest = Math.max(newestSourceTime(join(CRATE_DIR, "src")), ...sources.map((p) => statSync(p).mtimeMs));
+  const newest = Math.max(
+    newestSourceTime(join(CRATE_DIR, "src")),
+    ...sources.map((p) => statSync(p).mtimeMs),
+  );
   return newest > built;
 }
 

@@ -63,7 +63,12 @@ export class Nf4Weight {
    * Quantizes `w` (`[rows, cols]`, row-major) as bitsandbytes does. Throws on NaN or ±inf (naming the
    * element): one non-finite value would spoil its whole block.
    */
-  static quantize(w: Float32Array, rows: number, cols: number, opts: { doubleQuant?: boolean } = {}): Nf4Weight {
+  static quantize(
+    w: Float32Array,
+    rows: number,
+    cols: number,
+    opts: { doubleQuant?: boolean } = {},
+  ): Nf4Weight {
     const fn = "Nf4Weight.quantize";
     dim(fn, "rows", rows);
     dim(fn, "cols", cols);
@@ -113,7 +118,20 @@ export class Nf4Weight {
     } else {
       const absmax = f32(fn, "absmax", parts.absmax, blocks, "one f32 per block of 64");
       check(
-        kernels().qlora_nf4_from_parts(rows, cols, packed, packed.length, none8, 0, none32, 0, 0, absmax, absmax.length, out),
+        kernels().qlora_nf4_from_parts(
+          rows,
+          cols,
+          packed,
+          packed.length,
+          none8,
+          0,
+          none32,
+          0,
+          0,
+          absmax,
+          absmax.length,
+          out,
+        ),
         fn,
       );
     }
@@ -132,7 +150,9 @@ export class Nf4Weight {
   /** Bytes held by the kernel library for this weight (codes + scales). */
   get bytes(): number {
     const n = this.rows * this.cols;
-    const scales = this.doubleQuant ? this.blocks + 4 * Math.ceil(this.blocks / NESTED_BLOCK) + 4 : 4 * this.blocks;
+    const scales = this.doubleQuant
+      ? this.blocks + 4 * Math.ceil(this.blocks / NESTED_BLOCK) + 4
+      : 4 * this.blocks;
     return Math.ceil(n / 2) + scales;
   }
 

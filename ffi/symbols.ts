@@ -28,7 +28,20 @@ export const symbols = {
   //   const uint8_t *absmax_codes, uint32_t codes_len, const float *nested, uint32_t nested_len, float offset,
   //   const float *absmax, uint32_t absmax_len, uint32_t *handle_out)
   qlora_nf4_from_parts: {
-    parameters: ["u32", "u32", "buffer", "u32", "buffer", "u32", "buffer", "u32", "f32", "buffer", "u32", "buffer"],
+    parameters: [
+      "u32",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "f32",
+      "buffer",
+      "u32",
+      "buffer",
+    ],
     result: "i32",
   },
   // int32_t qlora_nf4_info(uint32_t handle, uint32_t *info, uint32_t info_len)
@@ -76,9 +89,20 @@ export const symbols = {
   },
   // int32_t qlora_nf4_matmul(uint32_t handle, const float *x, uint32_t x_len, uint32_t m, float *y,
   //   uint32_t y_len, int32_t accumulate, int32_t compute)
-  qlora_nf4_matmul: { parameters: ["u32", "buffer", "u32", "u32", "buffer", "u32", "i32", "i32"], result: "i32" },
+  qlora_nf4_matmul: {
+    parameters: ["u32", "buffer", "u32", "u32", "buffer", "u32", "i32", "i32"],
+    result: "i32",
+  },
   // int32_t qlora_nf4_matmul_t(uint32_t handle, const float *dy, uint32_t dy_len, uint32_t m, float *dx,
   //   uint32_t dx_len, int32_t accumulate, int32_t compute)
-  qlora_nf4_matmul_t: { parameters: ["u32", "buffer", "u32", "u32", "buffer", "u32", "i32", "i32"], result: "i32" },
+  qlora_nf4_matmul_t: {
+    parameters: ["u32", "buffer", "u32", "u32", "buffer", "u32", "i32", "i32"],
+    result: "i32",
+  },
+
+  // --- ggml (rust-kernels/src/abi/ggml.rs) ---
+  // int32_t qlora_ggml_dequantize(uint32_t ggml_type, const uint8_t *src, uint32_t src_len, float *dst,
+  //   uint32_t dst_len)
+  qlora_ggml_dequantize: { parameters: ["u32", "buffer", "u32", "buffer", "u32"], result: "i32" },
 
 } as const satisfies Deno.ForeignLibraryInterface;

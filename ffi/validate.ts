@@ -21,7 +21,13 @@ export function count(fn: string, name: string, value: number): number {
 type Typed = Float32Array | Uint8Array | Uint32Array | Int32Array;
 type TypedCtor = { new (n: number): Typed; name: string };
 
-function typed<T extends Typed>(fn: string, name: string, value: unknown, ctor: TypedCtor, length?: number): T {
+function typed<T extends Typed>(
+  fn: string,
+  name: string,
+  value: unknown,
+  ctor: TypedCtor,
+  length?: number,
+): T {
   if (!(value instanceof ctor)) {
     const got = value === null ? "null" : (value as object)?.constructor?.name ?? typeof value;
     throw new TypeError(`${fn}: ${name} must be a ${ctor.name}, got ${got}`);
@@ -50,6 +56,8 @@ export function u8(fn: string, name: string, value: unknown, length?: number): U
 /** Checks `rows*cols` fits the u32 counts of the ABI. */
 export function elements(fn: string, name: string, rows: number, cols: number): number {
   const n = rows * cols;
-  if (n > U32_MAX) throw new RangeError(`${fn}: ${name} has ${n} elements, more than one call can take (2^32-1)`);
+  if (n > U32_MAX) {
+    throw new RangeError(`${fn}: ${name} has ${n} elements, more than one call can take (2^32-1)`);
+  }
   return n;
 }

@@ -111,7 +111,9 @@ pub fn set_kernel_by_name(name: &str) -> KResult<()> {
         best()
     } else {
         let kernel = Kernel::from_name(name).ok_or_else(|| {
-            KernelError::invalid(format!("kernel: unknown path {name:?} (expected auto, scalar, avx2 or avx512)"))
+            KernelError::invalid(format!(
+                "kernel: unknown path {name:?} (expected auto, scalar, avx2 or avx512)"
+            ))
         })?;
         if !supported(kernel) {
             return Err(KernelError::unsupported(format!(

@@ -34,7 +34,9 @@ pub fn get(handle: u32) -> KResult<Arc<Nf4Weight>> {
 
 /// Frees the weight (a call still using it keeps it alive until it returns).
 pub fn remove(handle: u32) -> KResult<()> {
-    with_registry(|r| r.weights.remove(&handle)).map(|_| ()).ok_or_else(|| KernelError::unknown_handle(handle))
+    with_registry(|r| r.weights.remove(&handle))
+        .map(|_| ())
+        .ok_or_else(|| KernelError::unknown_handle(handle))
 }
 
 pub fn live_count() -> usize {

@@ -7,6 +7,7 @@ pub mod abi;
 pub mod dispatch;
 pub mod error;
 pub mod gemm;
+pub mod ggml;
 pub mod handles;
 pub mod nf4;
 pub mod simd;

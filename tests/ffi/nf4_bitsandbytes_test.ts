@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Nf4Weight, nf4Tables } from "../../ffi/nf4.ts";
+import { nf4Tables, Nf4Weight } from "../../ffi/nf4.ts";
 import { availableKernels, kernelName, setKernel } from "../../ffi/runtime.ts";
 
 const DIR = new URL("../fixtures/nf4/", import.meta.url).pathname;
@@ -30,7 +30,9 @@ const floats = (file: string) => new Float32Array(bytes(file).buffer);
 const bits = (x: Float32Array) => new Uint32Array(x.buffer, x.byteOffset, x.length);
 
 function firstMismatch(got: ArrayLike<number>, want: ArrayLike<number>): string {
-  for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) return `index ${i}: got ${got[i]}, want ${want[i]}`;
+  for (let i = 0; i < want.length; i++) {
+    if (got[i] !== want[i]) return `index ${i}: got ${got[i]}, want ${want[i]}`;
+  }
   return got.length === want.length ? "none" : `length ${got.length} vs ${want.length}`;
 }
 
@@ -47,7 +49,11 @@ for (const c of manifest.cases) {
     const parts = q.toParts();
     assert.equal(firstMismatch(parts.packed, bytes(c.packed)), "none", "packed codes");
     assert.equal(firstMismatch(parts.absmaxCodes!, bytes(c.dq.absmax_codes)), "none", "absmax codes");
-    assert.equal(firstMismatch(bits(parts.nestedAbsmax!), bits(floats(c.dq.nested_absmax))), "none", "nested absmax");
+    assert.equal(
+      firstMismatch(bits(parts.nestedAbsmax!), bits(floats(c.dq.nested_absmax))),
+      "none",
+      "nested absmax",
+    );
     const offsetBits = new Uint32Array(new Float32Array([parts.offset!]).buffer)[0];
     assert.equal(`0x${offsetBits.toString(16).padStart(8, "0")}`, c.dq.offset_f32_bits, "offset");
     assert.equal(firstMismatch(bits(q.dequantize()), bits(floats(c.dq.dequantized))), "none", "dequantized");
@@ -58,7 +64,11 @@ for (const c of manifest.cases) {
     const parts = q.toParts();
     assert.equal(firstMismatch(parts.packed, bytes(c.plain.packed)), "none", "packed codes");
     assert.equal(firstMismatch(bits(parts.absmax!), bits(floats(c.plain.absmax))), "none", "absmax");
-    assert.equal(firstMismatch(bits(q.dequantize()), bits(floats(c.plain.dequantized))), "none", "dequantized");
+    assert.equal(
+      firstMismatch(bits(q.dequantize()), bits(floats(c.plain.dequantized))),
+      "none",
+      "dequantized",
+    );
   });
 
   Deno.test(`NF4 ${c.name}: bitsandbytes' parts imported as they are dequantize identically on every path`, () => {

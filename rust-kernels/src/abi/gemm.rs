@@ -43,7 +43,18 @@ pub unsafe extern "C" fn qlora_sgemm(
         let c = slice_mut(c, c_len, "c")?;
         let run = Run::current(compute(compute_code)?);
         let (m, n, k) = (m as usize, n as usize, k as usize);
-        sgemm(m, n, k, (a, rsa as usize, csa as usize), (b, rsb as usize, csb as usize), c, ldc as usize, alpha, beta, run)
+        sgemm(
+            m,
+            n,
+            k,
+            (a, rsa as usize, csa as usize),
+            (b, rsb as usize, csb as usize),
+            c,
+            ldc as usize,
+            alpha,
+            beta,
+            run,
+        )
     })
 }
 

@@ -10,6 +10,7 @@
 
 pub mod core;
 pub mod gemm;
+pub mod ggml;
 pub mod nf4;
 
 use crate::error::{KResult, KernelError, Status};

@@ -62,7 +62,9 @@ pub unsafe extern "C" fn qlora_nf4_from_parts(
         let absmax = slice(absmax, absmax_len, "absmax")?;
         let out = slice_mut(handle_out, 1, "handle_out")?;
         let scales = if !codes.is_empty() {
-            ensure(absmax.is_empty(), || "absmax: give either f32 absmax or absmax_codes + nested, not both".into())?;
+            ensure(absmax.is_empty(), || {
+                "absmax: give either f32 absmax or absmax_codes + nested, not both".into()
+            })?;
             ensure(offset.is_finite(), || format!("offset: must be finite, got {offset}"))?;
             ensure(nested.iter().all(|v| v.is_finite()), || "nested_absmax: non-finite value".into())?;
             Scales::Double { codes: codes.to_vec(), nested: nested.to_vec(), offset }
@@ -178,7 +180,12 @@ pub extern "C" fn qlora_nf4_live() -> u32 {
 /// `int32_t qlora_nf4_tables(float *code, uint32_t code_len, float *dynamic, uint32_t dynamic_len)` — the 16
 /// NF4 values and the 256-entry dynamic map of the nested scales.
 #[no_mangle]
-pub unsafe extern "C" fn qlora_nf4_tables(code: *mut f32, code_len: u32, dynamic: *mut f32, dynamic_len: u32) -> i32 {
+pub unsafe extern "C" fn qlora_nf4_tables(
+    code: *mut f32,
+    code_len: u32,
+    dynamic: *mut f32,
+    dynamic_len: u32,
+) -> i32 {
     run(|| {
         let code = slice_mut(code, code_len, "code")?;
         let dynamic = slice_mut(dynamic, dynamic_len, "dynamic")?;

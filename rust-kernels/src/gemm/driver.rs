@@ -155,7 +155,16 @@ unsafe fn nest<B: PackB>(
 }
 
 #[allow(clippy::too_many_arguments)]
-unsafe fn merge_edge(tile: &[f32], nr: usize, c: *mut f32, ldc: usize, mv: usize, nv: usize, alpha: f32, beta: f32) {
+unsafe fn merge_edge(
+    tile: &[f32],
+    nr: usize,
+    c: *mut f32,
+    ldc: usize,
+    mv: usize,
+    nv: usize,
+    alpha: f32,
+    beta: f32,
+) {
     for r in 0..mv {
         for j in 0..nv {
             let out = c.add(r * ldc + j);

@@ -6,7 +6,8 @@ use crate::dispatch::Kernel;
 use crate::simd::Simd;
 
 /// Signature shared by every path; `c` has row stride `rsc`.
-pub type KernelFn = unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, alpha: f32, beta: f32);
+pub type KernelFn =
+    unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, alpha: f32, beta: f32);
 
 pub fn kernel_fn(kernel: Kernel) -> KernelFn {
     match kernel {
@@ -44,7 +45,15 @@ pub fn scalar_tile_safe(a: &[f32], b: &[f32], c: &mut [f32], rsc: usize, alpha: 
     }
 }
 
-unsafe fn scalar_tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, alpha: f32, beta: f32) {
+unsafe fn scalar_tile(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rsc: usize,
+    alpha: f32,
+    beta: f32,
+) {
     let a = std::slice::from_raw_parts(a, kc * SCALAR_MR);
     let b = std::slice::from_raw_parts(b, kc * SCALAR_NR);
     let c = std::slice::from_raw_parts_mut(c, (SCALAR_MR - 1) * rsc + SCALAR_NR);
@@ -59,7 +68,15 @@ unsafe fn avx2_tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: u
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-unsafe fn avx512_tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, alpha: f32, beta: f32) {
+unsafe fn avx512_tile(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rsc: usize,
+    alpha: f32,
+    beta: f32,
+) {
     simd_tile::<crate::simd::avx512::Avx512, 8>(kc, a, b, c, rsc, alpha, beta)
 }
 

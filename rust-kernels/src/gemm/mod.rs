@@ -78,7 +78,14 @@ pub fn sgemm(
 }
 
 /// Forward: `Y[m, out] (+)= X[m, in] · Wᵀ` for W `[out, in]` in NF4.
-pub fn nf4_forward(w: &Nf4Weight, x: &[f32], m: usize, y: &mut [f32], accumulate: bool, run: Run) -> KResult<()> {
+pub fn nf4_forward(
+    w: &Nf4Weight,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+    accumulate: bool,
+    run: Run,
+) -> KResult<()> {
     check_len("x", x.len(), m, w.cols, "m × in")?;
     check_len("y", y.len(), m, w.rows, "m × out")?;
     let b = Nf4Transposed(w);
@@ -90,7 +97,14 @@ pub fn nf4_forward(w: &Nf4Weight, x: &[f32], m: usize, y: &mut [f32], accumulate
 }
 
 /// Backward to the input: `dX[m, in] (+)= dY[m, out] · W` for W `[out, in]` in NF4.
-pub fn nf4_backward(w: &Nf4Weight, dy: &[f32], m: usize, dx: &mut [f32], accumulate: bool, run: Run) -> KResult<()> {
+pub fn nf4_backward(
+    w: &Nf4Weight,
+    dy: &[f32],
+    m: usize,
+    dx: &mut [f32],
+    accumulate: bool,
+    run: Run,
+) -> KResult<()> {
     check_len("dy", dy.len(), m, w.rows, "m × out")?;
     check_len("dx", dx.len(), m, w.cols, "m × in")?;
     let b = Nf4Direct(w);

@@ -26,14 +26,17 @@ pub fn pack_a(a: &Strided, i0: usize, mc: usize, p0: usize, kc: usize, mr: usize
     for (panel, chunk) in dst.chunks_exact_mut(mr * kc).take(mc.div_ceil(mr)).enumerate() {
         let rows = mr.min(mc - panel * mr);
         for r in 0..mr {
-            if r < rows {
+            if r >= rows {
+                chunk.iter_mut().skip(r).step_by(mr).for_each(|v| *v = 0.0);
+            } else if a.cs == 1 {
+                // Row-major A: a contiguous run of the row, spread with stride MR.
+                let start = (i0 + panel * mr + r) * a.rs + p0;
+                let src = &a.data[start..start + kc];
+                chunk.iter_mut().skip(r).step_by(mr).zip(src).for_each(|(d, s)| *d = *s);
+            } else {
                 let i = i0 + panel * mr + r;
                 for p in 0..kc {
                     chunk[p * mr + r] = a.at(i, p0 + p);
-                }
-            } else {
-                for p in 0..kc {
-                    chunk[p * mr + r] = 0.0;
                 }
             }
         }
@@ -51,26 +54,87 @@ pub trait PackB: Sync {
     /// Packs depth `p0 .. p0+kc` and columns `j0 .. j0+nc` into NR-wide micro-panels, zero padded.
     /// `scratch` is a reusable buffer for the packer's own use.
     #[allow(clippy::too_many_arguments)]
-    fn pack(&self, ctx: &PackCtx, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32], scratch: &mut Vec<f32>);
+    fn pack(
+        &self,
+        ctx: &PackCtx,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        nc: usize,
+        nr: usize,
+        dst: &mut [f32],
+        scratch: &mut Vec<f32>,
+    );
 }
 
 impl PackB for Strided<'_> {
-    fn pack(&self, _: &PackCtx, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32], _: &mut Vec<f32>) {
+    fn pack(
+        &self,
+        ctx: &PackCtx,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        nc: usize,
+        nr: usize,
+        dst: &mut [f32],
+        _: &mut Vec<f32>,
+    ) {
         for (panel, chunk) in dst.chunks_exact_mut(nr * kc).take(nc.div_ceil(nr)).enumerate() {
             let cols = nr.min(nc - panel * nr);
-            for c in 0..nr {
-                if c < cols {
-                    let j = j0 + panel * nr + c;
-                    for p in 0..kc {
-                        chunk[p * nr + c] = self.at(p0 + p, j);
-                    }
-                } else {
-                    for p in 0..kc {
-                        chunk[p * nr + c] = 0.0;
+            let j = j0 + panel * nr;
+            if self.cs == 1 {
+                // Row-major B (e.g. W in dY·W): each depth step is a contiguous run.
+                for (p, row) in chunk.chunks_exact_mut(nr).enumerate() {
+                    let start = (p0 + p) * self.rs + j;
+                    row[..cols].copy_from_slice(&self.data[start..start + cols]);
+                    row[cols..].fill(0.0);
+                }
+            } else if self.rs == 1 {
+                // Transposed B (Wᵀ in X·Wᵀ): each column is a contiguous run; transpose it into the panel.
+                transpose_into(ctx.kernel, chunk, nr, kc, cols, |c| {
+                    let start = (j + c) * self.cs + p0;
+                    &self.data[start..start + kc]
+                });
+            } else {
+                for p in 0..kc {
+                    for c in 0..nr {
+                        chunk[p * nr + c] = if c < cols { self.at(p0 + p, j + c) } else { 0.0 };
                     }
                 }
             }
         }
+    }
+}
+
+/// Writes `cols` column runs of length `kc` into a `kc × nr` panel (row p holds element p of every column),
+/// zero padding columns `cols..nr`. With SIMD, whole 8×8 blocks are transposed in registers.
+fn transpose_into<'a>(
+    kernel: Kernel,
+    panel: &mut [f32],
+    nr: usize,
+    kc: usize,
+    cols: usize,
+    column: impl Fn(usize) -> &'a [f32],
+) {
+    let sources: Vec<&[f32]> = (0..cols).map(column).collect();
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if kernel != Kernel::Scalar && cols == nr && nr % 8 == 0 {
+        done = kc / 8 * 8;
+        for p in (0..done).step_by(8) {
+            for c0 in (0..nr).step_by(8) {
+                let src: [*const f32; 8] = std::array::from_fn(|c| sources[c0 + c][p..p + 8].as_ptr());
+                let dst = panel[p * nr + c0..(p + 7) * nr + c0 + 8].as_mut_ptr();
+                // Safety: AVX2 is present on every non-scalar path; the slices above bound every access.
+                unsafe { crate::simd::avx2::transpose8x8(src, dst, nr) };
+            }
+        }
+    }
+    for (p, row) in panel.chunks_exact_mut(nr).take(kc).enumerate().skip(done) {
+        for (d, src) in row.iter_mut().zip(&sources) {
+            *d = src[p];
+        }
+        row[cols..].fill(0.0);
     }
 }
 
@@ -79,24 +143,25 @@ impl PackB for Strided<'_> {
 pub struct Nf4Transposed<'a>(pub &'a Nf4Weight);
 
 impl PackB for Nf4Transposed<'_> {
-    fn pack(&self, ctx: &PackCtx, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32], scratch: &mut Vec<f32>) {
+    fn pack(
+        &self,
+        ctx: &PackCtx,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        nc: usize,
+        nr: usize,
+        dst: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) {
         let w = self.0;
-        scratch.resize(kc, 0.0);
+        scratch.resize(kc * nr, 0.0);
         for (panel, chunk) in dst.chunks_exact_mut(nr * kc).take(nc.div_ceil(nr)).enumerate() {
             let cols = nr.min(nc - panel * nr);
-            for c in 0..nr {
-                if c < cols {
-                    let j = j0 + panel * nr + c;
-                    dequant_run(ctx.kernel, w, j * w.cols + p0, &mut scratch[..kc], &ctx.map);
-                    for (p, &v) in scratch[..kc].iter().enumerate() {
-                        chunk[p * nr + c] = v;
-                    }
-                } else {
-                    for p in 0..kc {
-                        chunk[p * nr + c] = 0.0;
-                    }
-                }
+            for (c, run) in scratch.chunks_exact_mut(kc).take(cols).enumerate() {
+                dequant_run(ctx.kernel, w, (j0 + panel * nr + c) * w.cols + p0, run, &ctx.map);
             }
+            transpose_into(ctx.kernel, chunk, nr, kc, cols, |c| &scratch[c * kc..(c + 1) * kc]);
         }
     }
 }
@@ -106,15 +171,28 @@ impl PackB for Nf4Transposed<'_> {
 pub struct Nf4Direct<'a>(pub &'a Nf4Weight);
 
 impl PackB for Nf4Direct<'_> {
-    fn pack(&self, ctx: &PackCtx, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32], _: &mut Vec<f32>) {
+    fn pack(
+        &self,
+        ctx: &PackCtx,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        nc: usize,
+        nr: usize,
+        dst: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) {
         let w = self.0;
-        for (panel, chunk) in dst.chunks_exact_mut(nr * kc).take(nc.div_ceil(nr)).enumerate() {
-            let cols = nr.min(nc - panel * nr);
-            let j = j0 + panel * nr;
-            for p in 0..kc {
-                let row = &mut chunk[p * nr..(p + 1) * nr];
-                dequant_run(ctx.kernel, w, (p0 + p) * w.cols + j, &mut row[..cols], &ctx.map);
-                row[cols..].fill(0.0);
+        let panels = nc.div_ceil(nr);
+        scratch.resize(panels * nr, 0.0);
+        let row = &mut scratch[..panels * nr];
+        row[nc..].fill(0.0);
+        for p in 0..kc {
+            // One long run per row of W (the per-call cost of dequantization is paid once per row), then
+            // NR-wide pieces of it into each panel.
+            dequant_run(ctx.kernel, w, (p0 + p) * w.cols + j0, &mut row[..nc], &ctx.map);
+            for (panel, piece) in row.chunks_exact(nr).enumerate() {
+                dst[panel * nr * kc + p * nr..][..nr].copy_from_slice(piece);
             }
         }
     }

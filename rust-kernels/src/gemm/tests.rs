@@ -11,8 +11,17 @@ const F32_BUDGET: f64 = 1e-5;
 const BF16_BUDGET: f64 = 2.0 * (1.0 / 512.0) + 1e-5;
 
 /// (m, n, k): M = 1, dims that are not multiples of any tile, K not a multiple of 64, empty products.
-const SHAPES: [(usize, usize, usize); 9] =
-    [(1, 1, 1), (1, 63, 10), (63, 1, 10), (7, 17, 45), (13, 33, 130), (64, 48, 64), (6, 16, 256), (70, 100, 300), (5, 9, 0)];
+const SHAPES: [(usize, usize, usize); 9] = [
+    (1, 1, 1),
+    (1, 63, 10),
+    (63, 1, 10),
+    (7, 17, 45),
+    (13, 33, 130),
+    (64, 48, 64),
+    (6, 16, 256),
+    (70, 100, 300),
+    (5, 9, 0),
+];
 
 fn random(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -50,7 +59,17 @@ fn sgemm_all_paths_all_layouts_match_the_oracle() {
                     let c0 = random(m * n, 3);
                     for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (1.0, -2.0)] {
                         let mut want = c0.clone();
-                        gemm_naive(m, n, k, |i, p| a[i * k + p], |p, j| b[p * rsb + j * csb], &mut want, n, alpha, beta);
+                        gemm_naive(
+                            m,
+                            n,
+                            k,
+                            |i, p| a[i * k + p],
+                            |p, j| b[p * rsb + j * csb],
+                            &mut want,
+                            n,
+                            alpha,
+                            beta,
+                        );
                         let mut got = c0.clone();
                         let run = run_with(kernel, compute, 2);
                         sgemm(m, n, k, (&a, k, 1), (&b, rsb, csb), &mut got, n, alpha, beta, run).unwrap();
@@ -60,7 +79,13 @@ fn sgemm_all_paths_all_layouts_match_the_oracle() {
                                 + (beta as f64 * c0[idx] as f64).abs()
                                 + 1e-6
                         };
-                        assert_close(&got, &want, scale, budget, &format!("{kernel:?} {compute:?} {m}x{n}x{k} b=({rsb},{csb}) β={beta}"));
+                        assert_close(
+                            &got,
+                            &want,
+                            scale,
+                            budget,
+                            &format!("{kernel:?} {compute:?} {m}x{n}x{k} b=({rsb},{csb}) β={beta}"),
+                        );
                     }
                 }
             }
@@ -74,7 +99,8 @@ fn beta_zero_ignores_nan_in_c() {
         let (m, n, k) = (7, 19, 5);
         let (a, b) = (random(m * k, 4), random(k * n, 5));
         let mut c = vec![f32::NAN; m * n];
-        sgemm(m, n, k, (&a, k, 1), (&b, n, 1), &mut c, n, 1.0, 0.0, run_with(kernel, Compute::F32, 1)).unwrap();
+        sgemm(m, n, k, (&a, k, 1), (&b, n, 1), &mut c, n, 1.0, 0.0, run_with(kernel, Compute::F32, 1))
+            .unwrap();
         assert!(c.iter().all(|v| v.is_finite()), "{kernel:?}");
     }
 }
@@ -84,10 +110,17 @@ fn nf4_forward_and_backward_match_the_oracle_on_dequantized_weights() {
     for kernel in available() {
         for compute in [Compute::F32, Compute::Bf16] {
             let budget = if compute == Compute::F32 { F32_BUDGET } else { BF16_BUDGET };
-            for &(m, out, inp) in &[(1, 63, 10), (7, 17, 45), (33, 70, 130), (5, 64, 64), (20, 48, 200), (3, 130, 77)] {
+            for &(m, out, inp) in
+                &[(1, 63, 10), (7, 17, 45), (33, 70, 130), (5, 64, 64), (20, 48, 200), (3, 130, 77)]
+            {
                 let w = quantize(&random(out * inp, 6), out, inp, true).unwrap();
                 let mut dense = vec![0.0; out * inp];
-                crate::nf4::weight::dequant_run_scalar(&w, 0, &mut dense, crate::nf4::codebook::dynamic_map());
+                crate::nf4::weight::dequant_run_scalar(
+                    &w,
+                    0,
+                    &mut dense,
+                    crate::nf4::codebook::dynamic_map(),
+                );
                 let run = run_with(kernel, compute, 2);
                 // Forward: Y = X · Wᵀ, also with accumulation into a non-zero Y.
                 let x = random(m * inp, 7);
@@ -95,26 +128,60 @@ fn nf4_forward_and_backward_match_the_oracle_on_dequantized_weights() {
                     let y0 = random(m * out, 8);
                     let mut want = y0.clone();
                     let beta = if accumulate { 1.0 } else { 0.0 };
-                    gemm_naive(m, out, inp, |i, p| x[i * inp + p], |p, j| dense[j * inp + p], &mut want, out, 1.0, beta);
+                    gemm_naive(
+                        m,
+                        out,
+                        inp,
+                        |i, p| x[i * inp + p],
+                        |p, j| dense[j * inp + p],
+                        &mut want,
+                        out,
+                        1.0,
+                        beta,
+                    );
                     let mut got = y0.clone();
                     nf4_forward(&w, &x, m, &mut got, accumulate, run).unwrap();
                     let scale = |idx: usize| {
                         let (i, j) = (idx / out, idx % out);
-                        abs_dot(inp, |p| x[i * inp + p], |p| dense[j * inp + p]) + beta as f64 * (y0[idx] as f64).abs() + 1e-6
+                        abs_dot(inp, |p| x[i * inp + p], |p| dense[j * inp + p])
+                            + beta as f64 * (y0[idx] as f64).abs()
+                            + 1e-6
                     };
-                    assert_close(&got, &want, scale, budget, &format!("fwd {kernel:?} {compute:?} m{m} {out}x{inp} acc={accumulate}"));
+                    assert_close(
+                        &got,
+                        &want,
+                        scale,
+                        budget,
+                        &format!("fwd {kernel:?} {compute:?} m{m} {out}x{inp} acc={accumulate}"),
+                    );
                 }
                 // Backward: dX = dY · W.
                 let dy = random(m * out, 9);
                 let mut want = vec![0.0; m * inp];
-                gemm_naive(m, inp, out, |i, p| dy[i * out + p], |p, j| dense[p * inp + j], &mut want, inp, 1.0, 0.0);
+                gemm_naive(
+                    m,
+                    inp,
+                    out,
+                    |i, p| dy[i * out + p],
+                    |p, j| dense[p * inp + j],
+                    &mut want,
+                    inp,
+                    1.0,
+                    0.0,
+                );
                 let mut got = vec![f32::NAN; m * inp];
                 nf4_backward(&w, &dy, m, &mut got, false, run).unwrap();
                 let scale = |idx: usize| {
                     let (i, j) = (idx / inp, idx % inp);
                     abs_dot(out, |p| dy[i * out + p], |p| dense[p * inp + j]) + 1e-6
                 };
-                assert_close(&got, &want, scale, budget, &format!("bwd {kernel:?} {compute:?} m{m} {out}x{inp}"));
+                assert_close(
+                    &got,
+                    &want,
+                    scale,
+                    budget,
+                    &format!("bwd {kernel:?} {compute:?} m{m} {out}x{inp}"),
+                );
             }
         }
     }

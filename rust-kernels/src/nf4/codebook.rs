@@ -112,7 +112,13 @@ mod tests {
         let step = (end - start) / (steps - 1) as f32;
         let half = steps / 2;
         (0..steps)
-            .map(|i| if i < half { step.mul_add(i as f32, start) } else { (-step).mul_add((steps - 1 - i) as f32, end) })
+            .map(|i| {
+                if i < half {
+                    step.mul_add(i as f32, start)
+                } else {
+                    (-step).mul_add((steps - 1 - i) as f32, end)
+                }
+            })
             .collect()
     }
 

@@ -74,7 +74,9 @@ mod tests {
         let q = quantize(&w, rows, cols, true).unwrap();
         let map = dynamic_map();
         for kernel in available() {
-            for (start, len) in [(0, q.len()), (1, 17), (3, 200), (63, 2), (64, 64), (q.len() - 5, 5), (100, 0)] {
+            for (start, len) in
+                [(0, q.len()), (1, 17), (3, 200), (63, 2), (64, 64), (q.len() - 5, 5), (100, 0)]
+            {
                 let mut want = vec![0.0; len];
                 let mut got = vec![f32::NAN; len];
                 dequant_run_scalar(&q, start, &mut want, map);

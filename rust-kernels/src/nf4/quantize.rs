@@ -127,8 +127,14 @@ mod tests {
 
     #[test]
     fn nested_codes_equal_bitsandbytes_on_midpoints_and_neighbours() {
-        let input: Vec<f32> = fixture("nested_probe.input.f32").chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-        let absmax: Vec<f32> = fixture("nested_probe.absmax.f32").chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        let input: Vec<f32> = fixture("nested_probe.input.f32")
+            .chunks(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let absmax: Vec<f32> = fixture("nested_probe.absmax.f32")
+            .chunks(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
         let (codes, nested) = quantize_8bit_blockwise(&input);
         assert_eq!(codes, fixture("nested_probe.codes.u8"));
         assert_eq!(nested, absmax);

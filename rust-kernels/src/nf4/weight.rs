@@ -53,7 +53,11 @@ impl Nf4Weight {
                     format!("absmax: expected {blocks} uint8 block-scale codes, got {}", codes.len())
                 })?;
                 ensure(nested.len() == group_count(blocks), || {
-                    format!("nested_absmax: expected {} f32 values, got {}", group_count(blocks), nested.len())
+                    format!(
+                        "nested_absmax: expected {} f32 values, got {}",
+                        group_count(blocks),
+                        nested.len()
+                    )
                 })?;
             }
         }
@@ -83,7 +87,11 @@ impl Nf4Weight {
             Scales::Plain(absmax) => absmax.clone(),
             Scales::Double { codes, nested, offset } => {
                 let map = dynamic_map();
-                codes.iter().enumerate().map(|(b, &q)| map[q as usize] * nested[b / NESTED_BLOCK] + offset).collect()
+                codes
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &q)| map[q as usize] * nested[b / NESTED_BLOCK] + offset)
+                    .collect()
             }
         }
     }

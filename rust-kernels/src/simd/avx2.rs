@@ -57,3 +57,43 @@ unsafe impl Simd for Avx2 {
         }
     }
 }
+
+/// Transposes an 8×8 block: row `r` of the input is `src[r][0..8]`; row `q` of the output goes to
+/// `dst + q * dst_stride`. Used to turn column runs into the panel layout of the GEMM.
+///
+/// # Safety
+/// AVX2 only; every `src[r]` must have 8 readable floats and each output row 8 writable floats.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn transpose8x8(src: [*const f32; 8], dst: *mut f32, dst_stride: usize) {
+    let r: [__m256; 8] = src.map(|p| _mm256_loadu_ps(p));
+    // Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let u0 = _mm256_shuffle_ps::<0b01_00_01_00>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0b11_10_11_10>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0b01_00_01_00>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0b11_10_11_10>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0b01_00_01_00>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0b11_10_11_10>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0b01_00_01_00>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0b11_10_11_10>(t5, t7);
+    let out = [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ];
+    for (q, v) in out.iter().enumerate() {
+        _mm256_storeu_ps(dst.add(q * dst_stride), *v);
+    }
+}

@@ -1,0 +1,26 @@
+//! ggml tensor formats (GGUF files) → f32.
+
+use super::{run, slice, slice_mut};
+use crate::ggml;
+
+/// `int32_t qlora_ggml_dequantize(uint32_t ggml_type, const uint8_t *src, uint32_t src_len, float *dst,
+/// uint32_t dst_len)` — dequantizes `dst_len` values (whole blocks) of type `ggml_type` (the id stored in
+/// the GGUF tensor info) from `src_len` bytes. Unsupported: unknown types; InvalidArgument: `src_len` is
+/// not the byte size of `dst_len` values.
+///
+/// # Safety
+/// `src` and `dst` point to at least `src_len` bytes and `dst_len` floats, and do not overlap.
+#[no_mangle]
+pub unsafe extern "C" fn qlora_ggml_dequantize(
+    ggml_type: u32,
+    src: *const u8,
+    src_len: u32,
+    dst: *mut f32,
+    dst_len: u32,
+) -> i32 {
+    run(|| {
+        let src = slice(src, src_len, "src")?;
+        let dst = slice_mut(dst, dst_len, "dst")?;
+        ggml::dequantize_id(ggml_type, src, dst)
+    })
+}
