@@ -21,7 +21,7 @@ const program = new Command()
   .option("--m <rows>", "activation rows M (batch × sequence)", "256")
   .option("--seconds <s>", "minimum measuring time per shape", "0.5")
   .option("--quick", "SmolLM2 shapes only", false)
-  .parse();
+  .parse(Deno.args, { from: "user" });
 const opts = program.opts();
 
 setThreads(Number(opts.threads));

@@ -1,0 +1,24 @@
+// qlora-deno: QLoRA fine-tuning on the CPU from TypeScript. Named re-exports only.
+export {
+  type Compute,
+  liveNf4Weights,
+  type MatmulOptions,
+  type Nf4Parts,
+  nf4Tables,
+  Nf4Weight,
+} from "./ffi/nf4.ts";
+export { type GemmOptions, matmulDyTX, matmulDyW, matmulXWt, sgemm, type StridedMatrix } from "./ffi/gemm.ts";
+export { availableKernels, cpuFeatures, kernelName, setKernel, setThreads, threads } from "./ffi/runtime.ts";
+export { KernelError } from "./ffi/errors.ts";
+export { Checkpoint } from "./lib/io/checkpoint.ts";
+export { SafetensorsReader } from "./lib/io/safetensors/reader.ts";
+export { type TensorToWrite, writeSafetensors } from "./lib/io/safetensors/writer.ts";
+export { type Bnb4bitLinear, findBnb4bitLinears, readBnb4bitLinear } from "./lib/io/bnb4bit.ts";
+export { GgufFile } from "./lib/io/gguf.ts";
+export { GgufHfView } from "./lib/io/gguf_hf.ts";
+export { defaultModelPath } from "./lib/io/default_model.ts";
+export { FormatError } from "./lib/io/errors.ts";
+export { configFromGguf, loadModelConfig, type ModelConfig, parseModelConfig } from "./lib/nn/config.ts";
+export { Tokenizer } from "./lib/text/tokenizer.ts";
+export { loadGgufTokenizer } from "./lib/text/gguf_tokenizer.ts";
+export { type ChatMessage, ChatTemplate } from "./lib/text/chat_template.ts";
