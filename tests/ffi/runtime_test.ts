@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import {
+  availableKernels,
+  cpuFeatures,
+  kernelName,
+  setKernel,
+  setThreads,
+  threads,
+} from "../../ffi/runtime.ts";
+import { KernelError } from "../../ffi/errors.ts";
+
+Deno.test("the active path is one this CPU offers, and every offered path can be chosen", () => {
+  const before = kernelName();
+  assert.ok(availableKernels().includes(before));
+  assert.ok(availableKernels().includes("scalar"));
+  try {
+    for (const path of availableKernels()) {
+      setKernel(path);
+      assert.equal(kernelName(), path);
+    }
+  } finally {
+    setKernel(before);
+  }
+});
+
+Deno.test("asking for a path the CPU lacks or an unknown one is a clear error", () => {
+  assert.throws(
+    () => setKernel("sse9" as "avx2"),
+    (e: unknown) => e instanceof KernelError && /unknown path "sse9"/.test(e.message),
+  );
+  if (!cpuFeatures().includes("avx512")) {
+    assert.throws(() => setKernel("avx512"), /this CPU cannot run the avx512 path/);
+  }
+});
+
+Deno.test("thread count can be set and restored", () => {
+  const all = threads();
+  try {
+    setThreads(1);
+    assert.equal(threads(), 1);
+  } finally {
+    setThreads(0);
+  }
+  assert.equal(threads(), all);
+  assert.throws(() => setThreads(-1), /n must be a non-negative integer/);
+});
