@@ -100,6 +100,25 @@ export const symbols = {
     result: "i32",
   },
 
+  // int32_t qlora_bf16_matmul(const uint16_t *w, uint32_t w_len, uint32_t rows, uint32_t cols, const float *x,
+  //   uint32_t x_len, uint32_t m, float *y, uint32_t y_len, int32_t accumulate)
+  qlora_bf16_matmul: {
+    parameters: ["buffer", "u32", "u32", "u32", "buffer", "u32", "u32", "buffer", "u32", "i32"],
+    result: "i32",
+  },
+  // int32_t qlora_bf16_matmul_t(const uint16_t *w, uint32_t w_len, uint32_t rows, uint32_t cols,
+  //   const float *dy, uint32_t dy_len, uint32_t m, float *dx, uint32_t dx_len, int32_t accumulate)
+  qlora_bf16_matmul_t: {
+    parameters: ["buffer", "u32", "u32", "u32", "buffer", "u32", "u32", "buffer", "u32", "i32"],
+    result: "i32",
+  },
+  // int32_t qlora_bf16_gather_rows(const uint16_t *w, uint32_t w_len, uint32_t rows, uint32_t cols,
+  //   const uint32_t *ids, uint32_t ids_len, float *out, uint32_t out_len)
+  qlora_bf16_gather_rows: {
+    parameters: ["buffer", "u32", "u32", "u32", "buffer", "u32", "buffer", "u32"],
+    result: "i32",
+  },
+
   // --- ggml (rust-kernels/src/abi/ggml.rs) ---
   // int32_t qlora_ggml_dequantize(uint32_t ggml_type, const uint8_t *src, uint32_t src_len, float *dst,
   //   uint32_t dst_len)

@@ -61,12 +61,18 @@ export class CachedRepo {
     this.dir = join(cacheDir, repoFolderName(repoId));
   }
 
-  blobPath(blob: string): string {
-    return join(this.dir, "blobs", blob);
+  /** File contents, named by hash. */
+  get blobsDir(): string {
+    return join(this.dir, "blobs");
   }
 
-  lockPath(blob: string): string {
-    return join(this.cacheDir, ".locks", repoFolderName(this.repoId), `${blob}.lock`);
+  /** `<blob>.lock` files, flocked while a blob is written. */
+  get locksDir(): string {
+    return join(this.cacheDir, ".locks", repoFolderName(this.repoId));
+  }
+
+  blobPath(blob: string): string {
+    return join(this.blobsDir, blob);
   }
 
   snapshotDir(commit: string): string {
@@ -140,17 +146,26 @@ export class CachedRepo {
   }
 }
 
+/** A file a model directory lacks: the config, the weights, or one shard the index names. */
+export interface MissingFile {
+  file: string;
+  role: "config" | "weights" | "shard";
+}
+
 /**
  * The first file a model directory lacks to be loaded (config.json, then the weights: model.safetensors,
  * or the index and every shard it names), or undefined when nothing is missing.
  * Throws a FormatError for an index that is not an index.
  */
-export function missingModelFile(dir: string): string | undefined {
-  if (!existsSync(join(dir, CONFIG_FILE))) return CONFIG_FILE;
+export function missingModelFile(dir: string): MissingFile | undefined {
+  if (!existsSync(join(dir, CONFIG_FILE))) return { file: CONFIG_FILE, role: "config" };
   const indexPath = join(dir, WEIGHTS_INDEX_FILE);
-  if (existsSync(indexPath)) return shardFiles(indexPath).find((shard) => !existsSync(join(dir, shard)));
+  if (existsSync(indexPath)) {
+    const shard = shardFiles(indexPath).find((name) => !existsSync(join(dir, name)));
+    return shard === undefined ? undefined : { file: shard, role: "shard" };
+  }
   if (existsSync(join(dir, SINGLE_WEIGHTS_FILE))) return undefined;
-  return `${SINGLE_WEIGHTS_FILE} (or ${WEIGHTS_INDEX_FILE} with its shards)`;
+  return { file: `${SINGLE_WEIGHTS_FILE} (or ${WEIGHTS_INDEX_FILE} with its shards)`, role: "weights" };
 }
 
 /** The distinct shard files an index's weight_map names, in first-named order. */
@@ -168,8 +183,14 @@ export function shardFiles(indexPath: string): string[] {
   const files = new Set<string>();
   for (const [tensor, file] of Object.entries(weightMap)) {
     // A shard is a plain file name beside the index: anything else could write outside the snapshot.
-    if (typeof file !== "string" || file === "" || file.includes("/") || file.includes("\\") || file === "..") {
-      throw new FormatError(indexPath, `weight_map must give a file name, found ${JSON.stringify(file)}`, tensor);
+    if (
+      typeof file !== "string" || file === "" || file.includes("/") || file.includes("\\") || file === ".."
+    ) {
+      throw new FormatError(
+        indexPath,
+        `weight_map must give a file name, found ${JSON.stringify(file)}`,
+        tensor,
+      );
     }
     files.add(file);
   }

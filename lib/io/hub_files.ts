@@ -28,7 +28,9 @@ export interface DownloadPlan {
 export function planDownload(repo: string, names: readonly string[]): DownloadPlan {
   const present = new Set(names);
   if (!present.has(CONFIG_FILE)) {
-    throw new HubError(`${repo} has no ${CONFIG_FILE}, so it is not a transformers model repo.${hint(names)}`);
+    throw new HubError(
+      `${repo} has no ${CONFIG_FILE}, so it is not a transformers model repo.${hint(names)}`,
+    );
   }
   const files = [CONFIG_FILE, ...OPTIONAL_FILES.filter((name) => present.has(name))];
   const warnings = present.has("tokenizer.json")
@@ -58,7 +60,9 @@ export function checkShards(repo: string, shards: readonly string[], names: read
 /** Explains what the repo holds instead, and what to do about it. */
 function hint(names: readonly string[]): string {
   const top = names.filter((name) => !name.includes("/"));
-  const pickled = top.filter((name) => /\.(bin|pth|pt|ckpt)$/.test(name) && !name.startsWith("training_args"));
+  const pickled = top.filter((name) =>
+    /\.(bin|pth|pt|ckpt)$/.test(name) && !name.startsWith("training_args")
+  );
   const gguf = names.filter((name) => name.endsWith(".gguf"));
   const safetensors = top.filter((name) => name.endsWith(".safetensors"));
   if (top.includes("adapter_config.json")) {
@@ -78,5 +82,7 @@ function hint(names: readonly string[]): string {
 }
 
 function list(names: readonly string[]): string {
-  return names.length <= 5 ? names.join(", ") : `${names.slice(0, 5).join(", ")} and ${names.length - 5} more`;
+  return names.length <= 5
+    ? names.join(", ")
+    : `${names.slice(0, 5).join(", ")} and ${names.length - 5} more`;
 }

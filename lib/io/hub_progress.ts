@@ -6,7 +6,7 @@ import cliProgress from "cli-progress";
 import process from "node:process";
 import type { Writable } from "node:stream";
 
-/** Seconds between progress lines when stderr is not a terminal. */
+/** Milliseconds between progress lines when stderr is not a terminal. */
 const LOG_EVERY_MS = 5000;
 const BAR_WIDTH = 20;
 
@@ -72,7 +72,9 @@ export class DownloadProgress {
     const speed = this.fetched / seconds;
     const eta = speed > 0 ? formatDuration((this.total - this.done) / speed) : "?";
     return `${this.label} ${String(Math.floor(fraction * 100)).padStart(3)}% [${bar}] ` +
-      `${formatBytes(this.done)}/${formatBytes(this.total)}  ${formatBytes(speed)}/s  ETA ${eta}  ${this.file}`;
+      `${formatBytes(this.done)}/${formatBytes(this.total)}  ${
+        formatBytes(speed)
+      }/s  ETA ${eta}  ${this.file}`;
   }
 
   private advance(bytes: number): void {

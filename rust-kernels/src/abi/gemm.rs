@@ -2,7 +2,10 @@
 
 use super::{run, slice, slice_mut};
 use crate::error::{KResult, KernelError};
-use crate::gemm::{nf4_backward, nf4_forward, sgemm, Compute, Run};
+use crate::gemm::pack::Bf16Matrix;
+use crate::gemm::{
+    bf16_backward, bf16_forward, bf16_gather_rows, nf4_backward, nf4_forward, sgemm, Compute, Run,
+};
 use crate::handles;
 
 fn compute(code: i32) -> KResult<Compute> {
@@ -97,5 +100,72 @@ pub unsafe extern "C" fn qlora_nf4_matmul_t(
         let dy = slice(dy, dy_len, "dy")?;
         let dx = slice_mut(dx, dx_len, "dx")?;
         nf4_backward(&w, dy, m as usize, dx, accumulate != 0, Run::current(compute(compute_code)?))
+    })
+}
+
+/// `int32_t qlora_bf16_matmul(const uint16_t *w, uint32_t w_len, uint32_t rows, uint32_t cols, const float *x,
+///   uint32_t x_len, uint32_t m, float *y, uint32_t y_len, int32_t accumulate)` — `Y[m, rows] (+)= X · Wᵀ` for
+///   W `[rows, cols]` stored as bf16 bits.
+#[no_mangle]
+pub unsafe extern "C" fn qlora_bf16_matmul(
+    w: *const u16,
+    w_len: u32,
+    rows: u32,
+    cols: u32,
+    x: *const f32,
+    x_len: u32,
+    m: u32,
+    y: *mut f32,
+    y_len: u32,
+    accumulate: i32,
+) -> i32 {
+    run(|| {
+        let w = Bf16Matrix { bits: slice(w, w_len, "w")?, rows: rows as usize, cols: cols as usize };
+        let x = slice(x, x_len, "x")?;
+        let y = slice_mut(y, y_len, "y")?;
+        bf16_forward(w, x, m as usize, y, accumulate != 0, Run::current(Compute::F32))
+    })
+}
+
+/// `int32_t qlora_bf16_matmul_t(const uint16_t *w, uint32_t w_len, uint32_t rows, uint32_t cols,
+///   const float *dy, uint32_t dy_len, uint32_t m, float *dx, uint32_t dx_len, int32_t accumulate)` —
+///   `dX[m, cols] (+)= dY[m, rows] · W`.
+#[no_mangle]
+pub unsafe extern "C" fn qlora_bf16_matmul_t(
+    w: *const u16,
+    w_len: u32,
+    rows: u32,
+    cols: u32,
+    dy: *const f32,
+    dy_len: u32,
+    m: u32,
+    dx: *mut f32,
+    dx_len: u32,
+    accumulate: i32,
+) -> i32 {
+    run(|| {
+        let w = Bf16Matrix { bits: slice(w, w_len, "w")?, rows: rows as usize, cols: cols as usize };
+        let dy = slice(dy, dy_len, "dy")?;
+        let dx = slice_mut(dx, dx_len, "dx")?;
+        bf16_backward(w, dy, m as usize, dx, accumulate != 0, Run::current(Compute::F32))
+    })
+}
+
+/// `int32_t qlora_bf16_gather_rows(const uint16_t *w, uint32_t w_len, uint32_t rows, uint32_t cols,
+///   const uint32_t *ids, uint32_t ids_len, float *out, uint32_t out_len)` — embedding lookup, widened to f32.
+#[no_mangle]
+pub unsafe extern "C" fn qlora_bf16_gather_rows(
+    w: *const u16,
+    w_len: u32,
+    rows: u32,
+    cols: u32,
+    ids: *const u32,
+    ids_len: u32,
+    out: *mut f32,
+    out_len: u32,
+) -> i32 {
+    run(|| {
+        let w = Bf16Matrix { bits: slice(w, w_len, "w")?, rows: rows as usize, cols: cols as usize };
+        bf16_gather_rows(w, slice(ids, ids_len, "ids")?, slice_mut(out, out_len, "out")?)
     })
 }

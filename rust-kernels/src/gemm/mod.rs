@@ -12,7 +12,7 @@ use crate::dispatch::Kernel;
 use crate::error::{ensure, KResult};
 use crate::nf4::Nf4Weight;
 use driver::{gemm, Problem};
-use pack::{Nf4Direct, Nf4Transposed, Strided};
+use pack::{Bf16Direct, Bf16Matrix, Bf16Transposed, Nf4Direct, Nf4Transposed, Strided};
 
 /// Precision of the multiply: f32, or operands rounded to bf16 with f32 accumulation (QLoRA's usual
 /// compute dtype).
@@ -112,6 +112,60 @@ pub fn nf4_backward(
     let beta = if accumulate { 1.0 } else { 0.0 };
     let p = Problem { m, n: w.cols, k: w.rows, a, b: &b, alpha: 1.0, beta, ldc: w.cols };
     unsafe { gemm(&p, dx.as_mut_ptr(), run.kernel, run.compute, run.threads) };
+    Ok(())
+}
+
+/// Forward with a bf16 weight: `Y[m, rows] (+)= X[m, cols] · Wᵀ`.
+pub fn bf16_forward(
+    w: Bf16Matrix,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+    accumulate: bool,
+    run: Run,
+) -> KResult<()> {
+    check_len("w", w.bits.len(), w.rows, w.cols, "rows × cols")?;
+    check_len("x", x.len(), m, w.cols, "m × cols")?;
+    check_len("y", y.len(), m, w.rows, "m × rows")?;
+    let b = Bf16Transposed(w);
+    let a = Strided { data: x, rs: w.cols, cs: 1 };
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    let p = Problem { m, n: w.rows, k: w.cols, a, b: &b, alpha: 1.0, beta, ldc: w.rows };
+    unsafe { gemm(&p, y.as_mut_ptr(), run.kernel, run.compute, run.threads) };
+    Ok(())
+}
+
+/// Backward to the input with a bf16 weight: `dX[m, cols] (+)= dY[m, rows] · W`.
+pub fn bf16_backward(
+    w: Bf16Matrix,
+    dy: &[f32],
+    m: usize,
+    dx: &mut [f32],
+    accumulate: bool,
+    run: Run,
+) -> KResult<()> {
+    check_len("w", w.bits.len(), w.rows, w.cols, "rows × cols")?;
+    check_len("dy", dy.len(), m, w.rows, "m × rows")?;
+    check_len("dx", dx.len(), m, w.cols, "m × cols")?;
+    let b = Bf16Direct(w);
+    let a = Strided { data: dy, rs: w.rows, cs: 1 };
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    let p = Problem { m, n: w.cols, k: w.rows, a, b: &b, alpha: 1.0, beta, ldc: w.cols };
+    unsafe { gemm(&p, dx.as_mut_ptr(), run.kernel, run.compute, run.threads) };
+    Ok(())
+}
+
+/// Rows `ids` of a bf16 matrix, widened to f32 (an embedding lookup): `out[i, :] = W[ids[i], :]`.
+pub fn bf16_gather_rows(w: Bf16Matrix, ids: &[u32], out: &mut [f32]) -> KResult<()> {
+    check_len("w", w.bits.len(), w.rows, w.cols, "rows × cols")?;
+    check_len("out", out.len(), ids.len(), w.cols, "ids × cols")?;
+    for (i, (&id, row)) in ids.iter().zip(out.chunks_exact_mut(w.cols)).enumerate() {
+        let id = id as usize;
+        ensure(id < w.rows, || format!("ids[{i}]: {id} is out of range for {} rows", w.rows))?;
+        for (d, &b) in row.iter_mut().zip(&w.bits[id * w.cols..(id + 1) * w.cols]) {
+            *d = pack::bf16_to_f32(b);
+        }
+    }
     Ok(())
 }
 

@@ -215,3 +215,78 @@ pub fn bf16_round(x: f32) -> f32 {
     let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) & 0xffff_0000;
     f32::from_bits(rounded)
 }
+
+/// bf16 → f32 (exact: bf16 is the top half of an f32).
+#[inline(always)]
+pub fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
+/// A dense weight W `[rows, cols]` stored as bf16 bits (embeddings, LM head): the high-precision weights of
+/// the model, at half the memory of f32.
+#[derive(Clone, Copy)]
+pub struct Bf16Matrix<'a> {
+    pub bits: &'a [u16],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// B = Wᵀ for a bf16 W (forward `X · Wᵀ`): widen each row run of W, then transpose into the panel.
+pub struct Bf16Transposed<'a>(pub Bf16Matrix<'a>);
+
+impl PackB for Bf16Transposed<'_> {
+    fn pack(
+        &self,
+        ctx: &PackCtx,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        nc: usize,
+        nr: usize,
+        dst: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) {
+        let w = self.0;
+        scratch.resize(kc * nr, 0.0);
+        for (panel, chunk) in dst.chunks_exact_mut(nr * kc).take(nc.div_ceil(nr)).enumerate() {
+            let cols = nr.min(nc - panel * nr);
+            for (c, run) in scratch.chunks_exact_mut(kc).take(cols).enumerate() {
+                let start = (j0 + panel * nr + c) * w.cols + p0;
+                for (d, &b) in run.iter_mut().zip(&w.bits[start..start + kc]) {
+                    *d = bf16_to_f32(b);
+                }
+            }
+            transpose_into(ctx.kernel, chunk, nr, kc, cols, |c| &scratch[c * kc..(c + 1) * kc]);
+        }
+    }
+}
+
+/// B = W for a bf16 W (backward `dY · W`): each depth step is a run of a W row, widened into the panel.
+pub struct Bf16Direct<'a>(pub Bf16Matrix<'a>);
+
+impl PackB for Bf16Direct<'_> {
+    fn pack(
+        &self,
+        _: &PackCtx,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        nc: usize,
+        nr: usize,
+        dst: &mut [f32],
+        _: &mut Vec<f32>,
+    ) {
+        let w = self.0;
+        for (panel, chunk) in dst.chunks_exact_mut(nr * kc).take(nc.div_ceil(nr)).enumerate() {
+            let cols = nr.min(nc - panel * nr);
+            let j = j0 + panel * nr;
+            for (p, row) in chunk.chunks_exact_mut(nr).enumerate() {
+                let start = (p0 + p) * w.cols + j;
+                for (d, &b) in row.iter_mut().zip(&w.bits[start..start + cols]) {
+                    *d = bf16_to_f32(b);
+                }
+                row[cols..].fill(0.0);
+            }
+        }
+    }
+}

@@ -216,3 +216,60 @@ fn wrong_sizes_are_errors_not_crashes() {
     let err = sgemm(2, 3, 4, (&[0.0; 8], 4, 1), (&[0.0; 12], 3, 1), &mut c, 3, 1.0, 0.0, run).unwrap_err();
     assert!(err.message.starts_with("c:"), "{}", err.message);
 }
+
+#[test]
+fn bf16_weights_forward_backward_and_gather_match_the_oracle() {
+    for kernel in available() {
+        for &(m, out, inp) in &[(1, 63, 10), (7, 17, 45), (33, 70, 130)] {
+            let bits: Vec<u16> = random(out * inp, 20).iter().map(|v| (v.to_bits() >> 16) as u16).collect();
+            let dense: Vec<f32> = bits.iter().map(|&b| pack::bf16_to_f32(b)).collect();
+            let w = pack::Bf16Matrix { bits: &bits, rows: out, cols: inp };
+            let run = run_with(kernel, Compute::F32, 2);
+            let x = random(m * inp, 21);
+            let mut want = vec![0.0; m * out];
+            gemm_naive(
+                m,
+                out,
+                inp,
+                |i, p| x[i * inp + p],
+                |p, j| dense[j * inp + p],
+                &mut want,
+                out,
+                1.0,
+                0.0,
+            );
+            let mut got = vec![0.0; m * out];
+            bf16_forward(w, &x, m, &mut got, false, run).unwrap();
+            let scale =
+                |idx: usize| abs_dot(inp, |p| x[idx / out * inp + p], |p| dense[idx % out * inp + p]) + 1e-6;
+            assert_close(&got, &want, scale, F32_BUDGET, &format!("bf16 fwd {kernel:?} {m}x{out}x{inp}"));
+            let dy = random(m * out, 22);
+            let mut want = vec![0.0; m * inp];
+            gemm_naive(
+                m,
+                inp,
+                out,
+                |i, p| dy[i * out + p],
+                |p, j| dense[p * inp + j],
+                &mut want,
+                inp,
+                1.0,
+                0.0,
+            );
+            let mut got = vec![0.0; m * inp];
+            bf16_backward(w, &dy, m, &mut got, false, run).unwrap();
+            let scale =
+                |idx: usize| abs_dot(out, |p| dy[idx / inp * out + p], |p| dense[p * inp + idx % inp]) + 1e-6;
+            assert_close(&got, &want, scale, F32_BUDGET, &format!("bf16 bwd {kernel:?} {m}x{out}x{inp}"));
+        }
+    }
+    let bits: Vec<u16> = (0..12u16).map(|i| 0x3f80 + i).collect();
+    let w = pack::Bf16Matrix { bits: &bits, rows: 4, cols: 3 };
+    let mut out = vec![0.0; 6];
+    bf16_gather_rows(w, &[2, 0], &mut out).unwrap();
+    assert_eq!(out, [6u16, 7, 8, 0, 1, 2].map(|i| pack::bf16_to_f32(0x3f80 + i)));
+    assert!(bf16_gather_rows(w, &[4, 0], &mut out)
+        .unwrap_err()
+        .message
+        .contains("ids[0]: 4 is out of range"));
+}
