@@ -50,11 +50,8 @@ export async function downloadSnapshot(
   const sizeOf = (list: string[]) => list.reduce((sum, name) => sum + (files.get(name)?.size ?? 0), 0);
 
   const todo = missing(first);
-  if (todo.length > 0) {
-    log(`downloading ${repo}@${revision} (commit ${info.commit.slice(0, 8)}) from ${client.endpoint}`);
-  }
+  log(`downloading ${repo}@${revision} (commit ${info.commit.slice(0, 8)}) from ${client.endpoint}`);
   const progress = new DownloadProgress(repo, sizeOf(todo), options.progress);
-  progress.start();
   try {
     for (const name of todo) await fetchFile(cached, info.commit, files.get(name)!, options, progress);
     if (plan.weights.kind === "sharded") {

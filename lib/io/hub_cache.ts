@@ -12,7 +12,6 @@
 import {
   copyFileSync,
   existsSync,
-  lstatSync,
   mkdirSync,
   readFileSync,
   renameSync,
@@ -107,7 +106,7 @@ export class CachedRepo {
     if (revision === commit) return;
     const path = join(this.dir, "refs", revision);
     mkdirSync(dirname(path), { recursive: true });
-    const temporary = `${path}.tmp-${Deno.pid}`;
+    const temporary = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
     writeFileSync(temporary, commit);
     renameSync(temporary, path);
   }
@@ -119,7 +118,7 @@ export class CachedRepo {
   link(commit: string, file: string, blob: string): string {
     const path = join(this.snapshotDir(commit), file);
     mkdirSync(dirname(path), { recursive: true });
-    const temporary = `${path}.tmp-${Deno.pid}`;
+    const temporary = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
     rmSync(temporary, { force: true });
     try {
       symlinkSync(relative(dirname(path), this.blobPath(blob)), temporary);
@@ -133,16 +132,6 @@ export class CachedRepo {
   /** Whether `snapshots/<commit>/<file>` exists and leads to a file (a dangling link does not count). */
   hasFile(commit: string, file: string): boolean {
     return existsSync(join(this.snapshotDir(commit), file));
-  }
-
-  /** Whether the snapshot has an entry for `file` at all, even a dangling link. */
-  hasEntry(commit: string, file: string): boolean {
-    try {
-      lstatSync(join(this.snapshotDir(commit), file));
-      return true;
-    } catch {
-      return false;
-    }
   }
 }
 

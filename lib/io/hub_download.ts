@@ -32,7 +32,7 @@ export async function downloadBlob(
   job: BlobDownload,
   progress: DownloadProgress,
 ): Promise<string> {
-  if (job.blob !== undefined && existsSync(join(job.blobsDir, job.blob))) return job.blob;
+  if (job.blob !== undefined && existsSync(join(job.blobsDir, job.blob))) return present(job, progress);
   // Without a known name the file is staged under a name of its own and named by its hash at the end.
   const stage = job.blob ?? `unnamed-${createHash("sha256").update(job.url).digest("hex").slice(0, 16)}`;
   mkdirSync(job.blobsDir, { recursive: true });
@@ -41,7 +41,7 @@ export async function downloadBlob(
   try {
     await lock.lock(true);
     // Another process may have finished this blob while we waited for the lock.
-    if (job.blob !== undefined && existsSync(join(job.blobsDir, job.blob))) return job.blob;
+    if (job.blob !== undefined && existsSync(join(job.blobsDir, job.blob))) return present(job, progress);
     const partial = join(job.blobsDir, `${stage}.incomplete`);
     const sha256 = await fetchInto(client, job, partial, progress);
     const blob = job.blob ?? sha256;
@@ -50,6 +50,12 @@ export async function downloadBlob(
   } finally {
     lock.close(); // releases the flock; the lock file stays, as huggingface_hub leaves it
   }
+}
+
+/** A blob already in the cache (another file with the same content, or another process's download). */
+function present(job: BlobDownload, progress: DownloadProgress): string {
+  progress.skip(job.size ?? 0);
+  return job.blob!;
 }
 
 /** Streams the file into `partial` (resuming what is there) and checks it; returns its sha256. */

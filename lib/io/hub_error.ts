@@ -31,6 +31,16 @@ export async function errorForResponse(response: Response, subject: RequestSubje
   const { repo, revision, endpoint, file } = subject;
   const where = `${repo}@${revision} on ${endpoint}`;
   const status = response.status;
+  if (code === "RepoNotFound") {
+    // The hub answers 401 (not 404) for a repo it will not show without a token: it may be private.
+    const token = subject.withToken
+      ? "If it is private or gated, check that HF_TOKEN can read it."
+      : `If it is private or gated, set HF_TOKEN to an access token that can read it (${endpoint}/settings/tokens).`;
+    return new HubError(
+      `repository ${repo} not found on ${endpoint} (${status}): check the repo id (org/name). ${token}${hubSaid}`,
+      status,
+    );
+  }
   if (status === 401 || status === 403 || code === "GatedRepo") {
     const gated = code === "GatedRepo" || /gated/i.test(said);
     const advice = subject.withToken

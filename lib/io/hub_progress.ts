@@ -23,7 +23,9 @@ export class DownloadProgress {
     const tty = Boolean((out as { isTTY?: boolean } | undefined)?.isTTY);
     this.bar = out === undefined ? undefined : new cliProgress.SingleBar({
       stream: out,
-      format: () => this.line(),
+      // Cut to the terminal's width rather than turning off line wrap, which a Ctrl-C would leave off.
+      format: (_options: unknown, params: { maxWidth: number }) => this.line().slice(0, params.maxWidth - 1),
+      linewrap: true,
       noTTYOutput: true,
       notTTYSchedule: LOG_EVERY_MS,
       fps: 5,
@@ -32,14 +34,12 @@ export class DownloadProgress {
     });
   }
 
-  start(): void {
-    this.started = Date.now();
-    this.bar?.start(this.total, 0);
-  }
-
-  /** Names the file being downloaded. */
+  /** Names the file being downloaded; the first call shows the bar (so nothing shows when all is cached). */
   setFile(file: string): void {
     this.file = file;
+    if (this.started > 0) return;
+    this.started = Date.now();
+    this.bar?.start(this.total, this.done);
   }
 
   /** Grows the total when a size is only learnt from the response. */
@@ -60,7 +60,7 @@ export class DownloadProgress {
   }
 
   stop(): void {
-    this.bar?.stop();
+    if (this.started > 0) this.bar?.stop();
   }
 
   /** `org/name  42% [████░░░░] 57.1 MB/135.0 MB  8.4 MB/s  ETA 0:09  model.safetensors` */

@@ -129,11 +129,10 @@ async function resolveHubModel(
     };
   }
   if (isTrue(env("HF_HUB_OFFLINE"))) {
+    const state = whatIsCached(cached, revision);
     throw new HubError(
-      `${repo}@${revision} is not in the local Hugging Face cache (${cacheDir}: ${
-        whatIsCached(cached, revision)
-      }), ` +
-        `and HF_HUB_OFFLINE is set, so it is not downloaded. Unset HF_HUB_OFFLINE to download it, or point ` +
+      `${repo}@${revision} is not in the local Hugging Face cache (${cacheDir}: ${state}), and ` +
+        `HF_HUB_OFFLINE is set, so it is not downloaded. Unset HF_HUB_OFFLINE to download it, or point ` +
         `HF_HUB_CACHE (or HF_HOME) at a cache that holds it.`,
     );
   }

@@ -45,13 +45,12 @@ export class FakeHub {
   ) {}
 
   static start(repos: Record<string, FakeRepo>): FakeHub {
-    let hub: FakeHub | undefined;
+    const self: { hub?: FakeHub } = {}; // the handler needs the hub, the hub needs the server
     const server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-      (request) => hub!.handle(request),
+      (request) => self.hub!.handle(request),
     );
-    hub = new FakeHub(server, repos);
-    return hub;
+    return self.hub = new FakeHub(server, repos);
   }
 
   get url(): string {
@@ -95,7 +94,8 @@ export class FakeHub {
     }
     if (repo.gated) return error(403, "GatedRepo", `Access to model ${repoId} is restricted.`);
     const revision = (api?.[2] ?? resolve?.[2])!;
-    const commit = revision === repo.commit ? repo.commit : { main: repo.commit, ...repo.refs }[revision];
+    const refs: Record<string, string> = { main: repo.commit, ...repo.refs };
+    const commit = Object.values(refs).includes(revision) ? revision : refs[revision];
     if (commit === undefined) return error(404, "RevisionNotFound", `Invalid rev id: ${revision}`);
     if (api) return Response.json({ id: repoId, sha: commit, siblings: siblings(repo) });
     const file = resolve![3];
@@ -137,7 +137,7 @@ export class FakeHub {
       },
       async pull(controller) {
         await new Promise((resolve) => setTimeout(resolve, 20));
-        controller.error(new Error("connection dropped by the test"));
+        controller.close(); // short of Content-Length: the connection ends mid-body
       },
     });
     return new Response(stream, { status, headers });
@@ -220,7 +220,7 @@ export function tinyRepo(commit = "a".repeat(40)): FakeRepo {
       "generation_config.json": text({ bos_token_id: 1 }),
       "tokenizer.json": text({ version: "1.0", model: { type: "BPE", vocab: {}, merges: [] } }),
       "tokenizer_config.json": text({ bos_token: "<s>" }),
-      "special_tokens_map.json": text({ bos_token: "<s>" }),
+      "special_tokens_map.json": text({ bos_token: "<s>", eos_token: "</s>" }),
       "model.safetensors": weights,
       "pytorch_model.bin": text("pickled duplicate: never download"),
       "model.gguf": text("GGUF duplicate: never download"),

@@ -287,6 +287,18 @@ Deno.test("hub: a download that breaks off leaves nothing in snapshots, and the 
   });
 });
 
+Deno.test("hub: concurrent resolves of one repo download each file once and agree", async () => {
+  await withHub({ [REPO]: tinyRepo() }, async ({ hub, options }) => {
+    const models = await Promise.all([resolveModel(REPO, options()), resolveModel(REPO, options())]);
+    const [a, b] = models.map((model) => model.kind === "hf-dir" ? model.dir : "");
+    assert.equal(a, b);
+    const fetched = hub.paths.filter((path) => path.startsWith("/cdn/"));
+    assert.deepEqual(fetched, [`/cdn/${REPO}/model.safetensors`], "the second waits on the blob's lock");
+    using checkpoint = Checkpoint.open(models[1].kind === "hf-dir" ? models[1].dir : "");
+    assert.equal(checkpoint.names().length, 2);
+  });
+});
+
 Deno.test("hub: a file whose sha256 does not match is deleted, not linked", async () => {
   const repo = tinyRepo();
   await withHub({ [REPO]: repo }, async ({ hub, cache, options }) => {
@@ -334,7 +346,7 @@ Deno.test("hub: progress shows bytes, speed and ETA", async () => {
     await resolveModel(REPO, { ...options(), progress: stream, log: (line) => lines.push(line) });
     assert.match(
       output,
-      /tiny-org\/tiny-llama +100% \[█+\] [\d.]+ kB\/[\d.]+ kB {2}[\d.]+ [kMG]?B\/s {2}ETA \d+:\d\d/,
+      /tiny-org\/tiny-llama +100% \[█+\] [\d.]+ k?B\/[\d.]+ k?B {2}[\d.]+ [kMG]?B\/s {2}ETA \d+:\d\d/,
     );
     assert.ok(lines.some((line) => line.startsWith(`downloading ${REPO}@main`)), lines.join("\n"));
   });

@@ -4,6 +4,7 @@
 
 pub mod blocking;
 pub mod driver;
+pub mod gemv;
 pub mod kernel;
 pub mod naive;
 pub mod pack;
@@ -88,6 +89,10 @@ pub fn nf4_forward(
 ) -> KResult<()> {
     check_len("x", x.len(), m, w.cols, "m × in")?;
     check_len("y", y.len(), m, w.rows, "m × out")?;
+    if m <= gemv::MAX_ROWS {
+        gemv::gemv(w, x, m, y, accumulate, run.kernel, run.threads);
+        return Ok(());
+    }
     let b = Nf4Transposed(w);
     let a = Strided { data: x, rs: w.cols, cs: 1 };
     let beta = if accumulate { 1.0 } else { 0.0 };
@@ -127,6 +132,10 @@ pub fn bf16_forward(
     check_len("w", w.bits.len(), w.rows, w.cols, "rows × cols")?;
     check_len("x", x.len(), m, w.cols, "m × cols")?;
     check_len("y", y.len(), m, w.rows, "m × rows")?;
+    if m <= gemv::MAX_ROWS {
+        gemv::gemv(&w, x, m, y, accumulate, run.kernel, run.threads);
+        return Ok(());
+    }
     let b = Bf16Transposed(w);
     let a = Strided { data: x, rs: w.cols, cs: 1 };
     let beta = if accumulate { 1.0 } else { 0.0 };
@@ -167,6 +176,38 @@ pub fn bf16_gather_rows(w: Bf16Matrix, ids: &[u32], out: &mut [f32]) -> KResult<
         }
     }
     Ok(())
+}
+
+impl gemv::RowSource for Nf4Weight {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn decode_row(&self, kernel: Kernel, j: usize, dst: &mut [f32]) {
+        crate::nf4::dequant::dequant_run(
+            kernel,
+            self,
+            j * self.cols,
+            dst,
+            crate::nf4::codebook::dynamic_map(),
+        );
+    }
+}
+
+impl gemv::RowSource for Bf16Matrix<'_> {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn decode_row(&self, _: Kernel, j: usize, dst: &mut [f32]) {
+        for (d, &b) in dst.iter_mut().zip(&self.bits[j * self.cols..(j + 1) * self.cols]) {
+            *d = pack::bf16_to_f32(b);
+        }
+    }
 }
 
 fn check_len(name: &str, len: usize, rows: usize, cols: usize, shape: &str) -> KResult<()> {
