@@ -124,4 +124,154 @@ export const symbols = {
   //   uint32_t dst_len)
   qlora_ggml_dequantize: { parameters: ["u32", "buffer", "u32", "buffer", "u32"], result: "i32" },
 
+  // --- ops (rust-kernels/src/abi/ops.rs) ---
+  // int32_t qlora_rmsnorm_forward(const float *x, uint32_t x_len, const float *w, uint32_t w_len,
+  //   uint32_t rows, uint32_t dim, float eps, float *y, uint32_t y_len, float *rstd, uint32_t rstd_len)
+  qlora_rmsnorm_forward: {
+    parameters: ["buffer", "u32", "buffer", "u32", "u32", "u32", "f32", "buffer", "u32", "buffer", "u32"],
+    result: "i32",
+  },
+  // int32_t qlora_rmsnorm_backward(const float *dy, uint32_t dy_len, const float *x, uint32_t x_len,
+  //   const float *w, uint32_t w_len, const float *rstd, uint32_t rstd_len, uint32_t rows, uint32_t dim,
+  //   float *dx, uint32_t dx_len, uint32_t accumulate, float *dw, uint32_t dw_len)
+  qlora_rmsnorm_backward: {
+    parameters: [
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "u32",
+      "u32",
+      "buffer",
+      "u32",
+      "u32",
+      "buffer",
+      "u32",
+    ],
+    result: "i32",
+  },
+  // int32_t qlora_rope_cos_sin(const uint32_t *positions, uint32_t positions_len, const float *inv_freq,
+  //   uint32_t inv_freq_len, uint32_t tokens, uint32_t half, float attention_scaling, float *cos,
+  //   uint32_t cos_len, float *sin, uint32_t sin_len)
+  qlora_rope_cos_sin: {
+    parameters: ["buffer", "u32", "buffer", "u32", "u32", "u32", "f32", "buffer", "u32", "buffer", "u32"],
+    result: "i32",
+  },
+  // int32_t qlora_rope_apply(float *x, uint32_t x_len, uint32_t tokens, uint32_t heads, uint32_t head_dim,
+  //   const float *cos, uint32_t cos_len, const float *sin, uint32_t sin_len, uint32_t inverse)
+  qlora_rope_apply: {
+    parameters: ["buffer", "u32", "u32", "u32", "u32", "buffer", "u32", "buffer", "u32", "u32"],
+    result: "i32",
+  },
+  // int32_t qlora_swiglu_forward(const float *g, uint32_t g_len, const float *u, uint32_t u_len, float *h,
+  //   uint32_t h_len)
+  qlora_swiglu_forward: { parameters: ["buffer", "u32", "buffer", "u32", "buffer", "u32"], result: "i32" },
+  // int32_t qlora_swiglu_backward(const float *dh, uint32_t dh_len, const float *g, uint32_t g_len,
+  //   const float *u, uint32_t u_len, float *dg, uint32_t dg_len, float *du, uint32_t du_len)
+  qlora_swiglu_backward: {
+    parameters: ["buffer", "u32", "buffer", "u32", "buffer", "u32", "buffer", "u32", "buffer", "u32"],
+    result: "i32",
+  },
+  // int32_t qlora_attention_forward(const float *q, uint32_t q_len, const float *k, uint32_t k_len,
+  //   const float *v, uint32_t v_len, uint32_t tokens, uint32_t keys, uint32_t heads, uint32_t kv_heads,
+  //   uint32_t head_dim, uint32_t q_offset, float *o, uint32_t o_len, float *lse, uint32_t lse_len)
+  qlora_attention_forward: {
+    parameters: [
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+    ],
+    result: "i32",
+  },
+  // int32_t qlora_attention_backward(const float *q, uint32_t q_len, const float *k, uint32_t k_len,
+  //   const float *v, uint32_t v_len, const float *o, uint32_t o_len, const float *lse, uint32_t lse_len,
+  //   const float *dout, uint32_t dout_len, uint32_t tokens, uint32_t keys, uint32_t heads,
+  //   uint32_t kv_heads, uint32_t head_dim, uint32_t q_offset, float *dq, uint32_t dq_len, float *dk,
+  //   uint32_t dk_len, float *dv, uint32_t dv_len)
+  qlora_attention_backward: {
+    parameters: [
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+    ],
+    result: "i32",
+  },
+  // int32_t qlora_cross_entropy(float *logits, uint32_t logits_len, const int32_t *targets,
+  //   uint32_t targets_len, uint32_t rows, uint32_t vocab, float grad_scale, double *out, uint32_t out_len)
+  qlora_cross_entropy: {
+    parameters: ["buffer", "u32", "buffer", "u32", "u32", "u32", "f32", "buffer", "u32"],
+    result: "i32",
+  },
+  // int32_t qlora_log_softmax_gather(const float *logits, uint32_t logits_len, const int32_t *targets,
+  //   uint32_t targets_len, uint32_t rows, uint32_t vocab, float *out, uint32_t out_len)
+  qlora_log_softmax_gather: {
+    parameters: ["buffer", "u32", "buffer", "u32", "u32", "u32", "buffer", "u32"],
+    result: "i32",
+  },
+  // int32_t qlora_adamw(float *p, uint32_t p_len, const float *g, uint32_t g_len, float *m, uint32_t m_len,
+  //   float *v, uint32_t v_len, uint32_t step, double lr, double beta1, double beta2, double eps,
+  //   double weight_decay)
+  qlora_adamw: {
+    parameters: [
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "u32",
+      "f64",
+      "f64",
+      "f64",
+      "f64",
+      "f64",
+    ],
+    result: "i32",
+  },
+  // int32_t qlora_sum_squares(const float *x, uint32_t x_len, double *out, uint32_t out_len)
+  qlora_sum_squares: { parameters: ["buffer", "u32", "buffer", "u32"], result: "i32" },
+  // int32_t qlora_scale(float *x, uint32_t x_len, float c)
+  qlora_scale: { parameters: ["buffer", "u32", "f32"], result: "i32" },
+  // int32_t qlora_add_scaled(float *y, uint32_t y_len, float a, const float *x, uint32_t x_len)
+  qlora_add_scaled: { parameters: ["buffer", "u32", "f32", "buffer", "u32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;

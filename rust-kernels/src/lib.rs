@@ -10,5 +10,6 @@ pub mod gemm;
 pub mod ggml;
 pub mod handles;
 pub mod nf4;
+pub mod ops;
 pub mod simd;
 pub mod threads;

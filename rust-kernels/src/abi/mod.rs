@@ -12,6 +12,7 @@ pub mod core;
 pub mod gemm;
 pub mod ggml;
 pub mod nf4;
+pub mod ops;
 
 use crate::error::{KResult, KernelError, Status};
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -1,0 +1,67 @@
+//! Flat-vector helpers for the training step: y += a·x (gradient accumulation, residual adds), x *= c
+//! (gradient clipping) and Σ x² in f64 (the global gradient norm).
+
+use super::exec::Ctx;
+use super::math::sum_squares_f64;
+use rayon::prelude::*;
+
+/// Elements per parallel task (also the granularity of the f64 partial sums, so it fixes their order).
+const CHUNK: usize = 16384;
+
+/// y += a * x.
+pub fn add_scaled(ctx: &Ctx, y: &mut [f32], a: f32, x: &[f32]) {
+    ctx.pool.install(|| {
+        y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
+            for (yi, xi) in y.iter_mut().zip(x) {
+                *yi += a * xi;
+            }
+        });
+    });
+}
+
+/// x *= c.
+pub fn scale(ctx: &Ctx, x: &mut [f32], c: f32) {
+    ctx.pool.install(|| {
+        x.par_chunks_mut(CHUNK).for_each(|x| {
+            for xi in x.iter_mut() {
+                *xi *= c;
+            }
+        });
+    });
+}
+
+/// Σ x² in f64, summed chunk by chunk in a fixed order.
+pub fn sum_squares(ctx: &Ctx, x: &[f32]) -> f64 {
+    let partials: Vec<f64> = ctx.pool.install(|| x.par_chunks(CHUNK).map(sum_squares_f64).collect());
+    partials.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::exec::Path;
+    use crate::ops::testutil::data;
+
+    #[test]
+    fn helpers_match_plain_loops() {
+        let ctx = Ctx::with_threads(2, Path::Plain);
+        for n in [0usize, 1, 5, CHUNK + 1, 3 * CHUNK] {
+            let (x, y0) = (data(n, 1), data(n, 2));
+            let mut y = y0.clone();
+            add_scaled(&ctx, &mut y, -0.5, &x);
+            assert!(y.iter().zip(&y0).zip(&x).all(|((y, y0), x)| *y == y0 + -0.5 * x));
+            scale(&ctx, &mut y, 3.0);
+            assert!(y.iter().zip(&y0).zip(&x).all(|((y, y0), x)| *y == (y0 + -0.5 * x) * 3.0));
+            let want: f64 = x.iter().map(|v| *v as f64 * *v as f64).sum();
+            assert!((sum_squares(&ctx, &x) - want).abs() <= 1e-12 * (1.0 + want));
+        }
+    }
+
+    #[test]
+    fn sum_squares_is_independent_of_threads() {
+        let x = data(5 * CHUNK + 77, 3);
+        let one = sum_squares(&Ctx::with_threads(1, Path::Plain), &x);
+        let two = sum_squares(&Ctx::with_threads(2, Path::Plain), &x);
+        assert_eq!(one.to_bits(), two.to_bits());
+    }
+}
