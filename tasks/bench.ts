@@ -12,6 +12,7 @@ import {
   SMOLLM2_SHAPES,
 } from "./bench/gemm.ts";
 import { peakRss } from "./bench/measure.ts";
+import { bench7bLoad, benchDefaultModel } from "./bench/model.ts";
 
 const program = new Command()
   .name("deno task bench")
@@ -20,7 +21,12 @@ const program = new Command()
   .option("--kernel <path>", "force a CPU path: auto, scalar, avx2, avx512", "auto")
   .option("--m <rows>", "activation rows M (batch × sequence)", "256")
   .option("--seconds <s>", "minimum measuring time per shape", "0.5")
-  .option("--quick", "SmolLM2 shapes only", false)
+  .option(
+    "--quick",
+    "SmolLM2 GEMM shapes and the default model only (skips Mistral-7B shapes and load)",
+    false,
+  )
+  .option("--sections <list>", "comma-separated: gemm, model, load7b", "gemm,model,load7b")
   .parse(Deno.args, { from: "user" });
 const opts = program.opts();
 
@@ -30,12 +36,17 @@ const m = Number(opts.m);
 console.log(
   `qlora-deno bench — kernel ${kernelName()} (CPU offers ${cpuFeatures().join(", ")}), ${threads()} threads`,
 );
-console.log(
-  `\nGEMM GFLOP/s, M = ${m}; ratios: NF4 vs our dense f32 on the same shape and direction, bf16 vs f32`,
-);
-const shapes = opts.quick ? SMOLLM2_SHAPES : [...SMOLLM2_SHAPES, ...MISTRAL_SHAPES];
-const results: GemmResult[] = [];
-for (const shape of shapes) results.push(benchGemmShape(shape, m, Number(opts.seconds)));
-printGemmResults(results);
+const sections = new Set(opts.sections.split(",").map((s) => s.trim()));
+if (sections.has("gemm")) {
+  console.log(
+    `\nGEMM GFLOP/s, M = ${m}; ratios: NF4 vs our dense f32 on the same shape and direction, bf16 vs f32`,
+  );
+  const shapes = opts.quick ? SMOLLM2_SHAPES : [...SMOLLM2_SHAPES, ...MISTRAL_SHAPES];
+  const results: GemmResult[] = [];
+  for (const shape of shapes) results.push(benchGemmShape(shape, m, Number(opts.seconds)));
+  printGemmResults(results);
+}
+if (sections.has("model")) await benchDefaultModel();
+if (sections.has("load7b") && !opts.quick) await bench7bLoad();
 const rss = peakRss();
-if (rss !== undefined) console.log(`\npeak RSS: ${(rss / 2 ** 20).toFixed(0)} MiB`);
+if (rss !== undefined) console.log(`\npeak RSS of this process: ${(rss / 2 ** 20).toFixed(0)} MiB`);
