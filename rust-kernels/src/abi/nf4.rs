@@ -30,7 +30,8 @@ pub unsafe extern "C" fn qlora_nf4_quantize(
         let w = slice(w, w_len, "w")?;
         let out = slice_mut(handle_out, 1, "handle_out")?;
         expect_len("w", w.len(), rows * cols, "rows × cols")?;
-        out[0] = handles::insert(quantize(w, rows, cols, double_quant != 0)?);
+        let weight = crate::threads::pool().install(|| quantize(w, rows, cols, double_quant != 0))?;
+        out[0] = handles::insert(weight);
         Ok(())
     })
 }

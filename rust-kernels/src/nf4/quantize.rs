@@ -14,7 +14,12 @@ pub fn quantize(w: &[f32], rows: usize, cols: usize, double_quant: bool) -> KRes
     ensure(w.len() == rows * cols, || {
         format!("weight: expected {} elements for [{rows}, {cols}], got {}", rows * cols, w.len())
     })?;
-    if let Some(i) = w.par_iter().position_first(|x| !x.is_finite()) {
+    // Chunked: rayon's per-element position search costs more than the quantization itself.
+    const CHUNK: usize = 1 << 16;
+    let bad_chunk = w.par_chunks(CHUNK).position_first(|c| c.iter().any(|x| !x.is_finite()));
+    if let Some(i) =
+        bad_chunk.and_then(|c| w[c * CHUNK..].iter().position(|x| !x.is_finite()).map(|j| c * CHUNK + j))
+    {
         return Err(KernelError::invalid(format!(
             "weight: non-finite value {} at index {i} (row {}, column {}); NF4 needs finite weights",
             w[i],
@@ -92,7 +97,14 @@ pub fn quantize_8bit_blockwise(values: &[f32]) -> (Vec<u8>, Vec<f32>) {
 /// Nearest NF4 code: the number of midpoints strictly below `x`, so a value exactly on a midpoint takes the
 /// lower code.
 pub fn nf4_code(x: f32, mids: &[f32; 15]) -> u8 {
-    mids.iter().filter(|&&m| x > m).count() as u8
+    // Branchless binary search over the sorted midpoints: the same count in 4 comparisons instead of 15.
+    let mut code = 0usize;
+    for step in [8, 4, 2, 1] {
+        if x > mids[code + step - 1] {
+            code += step;
+        }
+    }
+    code as u8
 }
 
 /// Second-level quantization of the block scales (bitsandbytes' `compress_statistics=True`): subtract
@@ -138,6 +150,18 @@ mod tests {
         let (codes, nested) = quantize_8bit_blockwise(&input);
         assert_eq!(codes, fixture("nested_probe.codes.u8"));
         assert_eq!(nested, absmax);
+    }
+
+    #[test]
+    fn binary_search_counts_midpoints_like_a_linear_scan() {
+        let mids = nf4_midpoints();
+        let mut probes: Vec<f32> = (-1100..=1100).map(|i| i as f32 / 1000.0).collect();
+        for &m in &mids {
+            probes.extend([m, f32::from_bits(m.to_bits() + 1), f32::from_bits(m.to_bits() - 1), -m]);
+        }
+        for x in probes {
+            assert_eq!(nf4_code(x, &mids) as usize, mids.iter().filter(|&&m| x > m).count(), "x = {x}");
+        }
     }
 
     #[test]

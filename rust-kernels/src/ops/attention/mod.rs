@@ -28,8 +28,9 @@ use tiles::Inputs;
 
 /// Query rows per task (forward and dq).
 pub(super) const ROWS: usize = 16;
-/// Keys per task (dk, dv).
+/// Keys per task (dk, dv); a whole number of key panels.
 const KEYS: usize = 64;
+const _: () = assert!(KEYS.is_multiple_of(tiles::W));
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {

@@ -75,6 +75,8 @@ fn cases() -> Vec<Shape> {
         shape(1, 12, 4, 1, 8, 5), // S larger than q_offset + T: a preallocated cache
         shape(37, 37, 3, 1, 5, 0),
         shape(20, 90, 2, 2, 16, 70),
+        shape(3, 5, 2, 1, 72, 2), // head_dim past one panel and several feature slices
+        shape(130, 130, 2, 1, 80, 0), // several row chunks and key blocks
     ]
 }
 
@@ -176,14 +178,15 @@ fn cached_decoding_equals_the_full_pass() {
 
 #[test]
 fn threads_and_paths_agree_bit_for_bit() {
-    let sh = shape(70, 75, 4, 2, 16, 5);
-    let (q, k, v) = inputs(&sh, 6);
-    let dout = data(sh.q_len(), 9);
-    let run = |ctx: &Ctx| (run_forward(ctx, &sh, &q, &k, &v), run_backward(ctx, &sh, &q, &k, &v, &dout));
-    let reference = run(&Ctx::with_threads(1, Path::Plain));
-    for path in Path::available() {
-        for threads in [1, 2] {
-            assert!(run(&Ctx::with_threads(threads, path)) == reference, "{path:?} × {threads}");
+    for sh in [shape(70, 75, 4, 2, 16, 5), shape(150, 150, 2, 1, 128, 0)] {
+        let (q, k, v) = inputs(&sh, 6);
+        let dout = data(sh.q_len(), 9);
+        let run = |ctx: &Ctx| (run_forward(ctx, &sh, &q, &k, &v), run_backward(ctx, &sh, &q, &k, &v, &dout));
+        let reference = run(&Ctx::with_threads(1, Path::Plain));
+        for path in Path::available() {
+            for threads in [1, 2] {
+                assert!(run(&Ctx::with_threads(threads, path)) == reference, "{path:?} × {threads} {sh:?}");
+            }
         }
     }
 }
