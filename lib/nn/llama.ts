@@ -1,21 +1,21 @@
 /**
  * The Llama-family decoder (Llama 2/3, Mistral, Qwen2, SmolLM2) for inference: token embedding, per block
  * RMSNorm → grouped-query attention with RoPE → residual, RMSNorm → SwiGLU MLP → residual, final RMSNorm,
- * LM head. Every block linear is NF4 (double quant); embeddings and LM head are bf16; norms and biases f32.
+ * LM head. Every block linear is NF4 (double quant) unless loaded unquantized; embeddings and LM head are bf16; norms and biases f32.
  * All math runs in the Rust kernels; this file only wires buffers.
  */
 import type { Bf16Matrix } from "../../ffi/bf16.ts";
 import { sgemm } from "../../ffi/gemm.ts";
-import type { Nf4Weight } from "../../ffi/nf4.ts";
 import { attentionForward, rmsnormForward, ropeForward, ropeTable, swigluForward } from "../../ffi/ops.ts";
 import { type ModelConfig, ropeInvFreq } from "./config.ts";
 import { KvCache } from "./kv_cache.ts";
+import type { Linear } from "./linear.ts";
 
 export interface AttentionWeights {
-  q: Nf4Weight;
-  k: Nf4Weight;
-  v: Nf4Weight;
-  o: Nf4Weight;
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  o: Linear;
   /** Qwen2 only: `[heads·headDim]`, `[kvHeads·headDim]`, `[kvHeads·headDim]`. */
   qBias?: Float32Array;
   kBias?: Float32Array;
@@ -23,9 +23,9 @@ export interface AttentionWeights {
 }
 
 export interface MlpWeights {
-  gate: Nf4Weight;
-  up: Nf4Weight;
-  down: Nf4Weight;
+  gate: Linear;
+  up: Linear;
+  down: Linear;
 }
 
 export interface DecoderLayerWeights {

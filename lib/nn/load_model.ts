@@ -16,6 +16,7 @@ import { Tokenizer } from "../text/tokenizer.ts";
 import { tokenizerFromGguf } from "../text/gguf_tokenizer.ts";
 import { configFromGguf, loadModelConfig, type ModelConfig } from "./config.ts";
 import { type DecoderLayerWeights, LlamaModel } from "./llama.ts";
+import { DenseLinear, type Linear } from "./linear.ts";
 import { CheckpointSource, GgufSource, type WeightSource } from "./weight_source.ts";
 
 export interface LoadedModel {
@@ -31,7 +32,11 @@ export interface LoadedModel {
 export interface LoadOptions {
   /** Progress bar on stderr (default: true). */
   progress?: boolean;
+  /** "nf4" (default): block linears in NF4 with double quant; "none": keep them f32 (reference checks). */
+  quantize?: Quantization;
 }
+
+export type Quantization = "nf4" | "none";
 
 /** Loads a model from a local HF directory or `.gguf` file. */
 export async function loadModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
@@ -52,7 +57,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     tokenizer = tokenizerFromGguf(gguf.file.metadata, path);
   }
   try {
-    const model = buildModel(source, config, opts.progress ?? true);
+    const model = buildModel(source, config, { progress: opts.progress ?? true, quantize: opts.quantize });
     return { model, tokenizer, config, source: path, loadSeconds: (performance.now() - t0) / 1000 };
   } finally {
     source.close();
@@ -60,17 +65,21 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
 }
 
 /** Reads every weight of `config`'s architecture from `source`. */
-export function buildModel(source: WeightSource, config: ModelConfig, progress = false): LlamaModel {
-  const bar = progress
+export function buildModel(
+  source: WeightSource,
+  config: ModelConfig,
+  opts: { progress?: boolean; quantize?: Quantization } = {},
+): LlamaModel {
+  const bar = opts.progress
     ? new cliProgress.SingleBar({
       format: "loading [{bar}] {value}/{total} layers | {duration}s",
       stream: process.stderr,
     })
     : undefined;
   bar?.start(config.numHiddenLayers, 0);
-  const created: Nf4Weight[] = [];
+  const created: Linear[] = [];
   try {
-    const reader = new LayerReader(source, config, created);
+    const reader = new LayerReader(source, config, created, opts.quantize ?? "nf4");
     const embedTokens = reader.bf16("model.embed_tokens.weight", [config.vocabSize, config.hiddenSize]);
     const layers: DecoderLayerWeights[] = [];
     for (let l = 0; l < config.numHiddenLayers; l++) {
@@ -95,7 +104,8 @@ class LayerReader {
   constructor(
     private readonly source: WeightSource,
     private readonly config: ModelConfig,
-    private readonly created: Nf4Weight[],
+    private readonly created: Linear[],
+    private readonly quantize: Quantization,
   ) {}
 
   layer(l: number): DecoderLayerWeights {
@@ -148,11 +158,20 @@ class LayerReader {
   }
 
   /** A block linear as NF4: imported from bnb-4bit parts, else quantized from the stored weights. */
-  linear(module: string, out: number, inDim: number): Nf4Weight {
+  linear(module: string, out: number, inDim: number): Linear {
     const name = `${module}.weight`;
     this.checkShape(name, [out, inDim]);
     const bnb = this.source.bnb4bit(module);
-    const weight = bnb ? this.fromBnb(bnb) : Nf4Weight.quantize(this.source.readF32(name), out, inDim);
+    let weight: Linear;
+    if (bnb) {
+      if (this.quantize === "none") {
+        throw new FormatError(this.source.path, "is stored in 4 bits; it cannot be loaded unquantized", name);
+      }
+      weight = this.fromBnb(bnb);
+    } else {
+      const w = this.source.readF32(name);
+      weight = this.quantize === "none" ? new DenseLinear(w, out, inDim) : Nf4Weight.quantize(w, out, inDim);
+    }
     this.created.push(weight);
     return weight;
   }

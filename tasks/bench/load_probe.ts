@@ -14,7 +14,7 @@ const dir = Deno.args[0];
 const t0 = performance.now();
 const config = await loadModelConfig(join(dir, "config.json"));
 using source = CheckpointSource.open(dir);
-const model = buildModel(source, config, true);
+const model = buildModel(source, config, { progress: true });
 const loadSeconds = (performance.now() - t0) / 1000;
 console.log(JSON.stringify({ loadSeconds, weightBytes: model.weightBytes, peakRss: peakRss() }));
 model.close();

@@ -1,0 +1,45 @@
+/**
+ * What the model needs from a frozen linear weight W `[out, in]`: `Y = X·Wᵀ` and `dX = dY·W`. NF4 weights
+ * (`Nf4Weight`) are the normal case; `DenseLinear` keeps f32 weights, for checking the model against a
+ * reference on unquantized weights and for layers one chooses not to quantize.
+ */
+import { matmulDyW, matmulXWt } from "../../ffi/gemm.ts";
+import type { MatmulOptions } from "../../ffi/nf4.ts";
+
+export interface Linear {
+  readonly rows: number;
+  readonly cols: number;
+  /** Bytes the weight occupies. */
+  readonly bytes: number;
+  matmul(x: Float32Array, m: number, y?: Float32Array, opts?: MatmulOptions): Float32Array;
+  matmulT(dy: Float32Array, m: number, dx?: Float32Array, opts?: MatmulOptions): Float32Array;
+  close(): void;
+}
+
+export class DenseLinear implements Linear {
+  constructor(readonly weight: Float32Array, readonly rows: number, readonly cols: number) {
+    if (weight.length !== rows * cols) {
+      throw new RangeError(`DenseLinear: weight has ${weight.length} elements, expected ${rows} × ${cols}`);
+    }
+  }
+
+  get bytes(): number {
+    return this.weight.byteLength;
+  }
+
+  matmul(x: Float32Array, m: number, y?: Float32Array, opts: MatmulOptions = {}): Float32Array {
+    return matmulXWt(x, this.weight, m, this.cols, this.rows, y, {
+      beta: opts.accumulate ? 1 : 0,
+      compute: opts.compute,
+    });
+  }
+
+  matmulT(dy: Float32Array, m: number, dx?: Float32Array, opts: MatmulOptions = {}): Float32Array {
+    return matmulDyW(dy, this.weight, m, this.cols, this.rows, dx, {
+      beta: opts.accumulate ? 1 : 0,
+      compute: opts.compute,
+    });
+  }
+
+  close(): void {}
+}
