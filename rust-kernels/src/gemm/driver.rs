@@ -81,6 +81,13 @@ pub unsafe fn gemm<B: PackB>(p: &Problem<B>, c: *mut f32, kernel: Kernel, comput
 thread_local! {
     /// Packed A, packed B and the packer's scratch, reused across calls on each pool thread.
     static BUFFERS: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    /// Pair-interleaved bf16 panels of A and B for the native bf16 kernel.
+    static PAIRS: RefCell<(Vec<u32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Whether this call multiplies in native bf16 (AVX512-BF16 dot products) rather than f32 on rounded values.
+fn native_bf16(kernel: Kernel, compute: Compute) -> bool {
+    compute == Compute::Bf16 && kernel == Kernel::Avx512 && crate::dispatch::cpu().avx512_bf16
 }
 
 /// Returns a 64-byte aligned slice of `len` elements inside `buf` (grown as needed).
@@ -119,7 +126,18 @@ unsafe fn nest<B: PackB>(
                 let beta = if pc == 0 { p.beta } else { 1.0 };
                 let bpack = aligned(bbuf, nc.div_ceil(nr) * nr * kc);
                 p.b.pack(ctx, pc, kc, jc, nc, nr, bpack, scratch);
-                if compute == Compute::Bf16 {
+                let native = native_bf16(ctx.kernel, compute);
+                if native {
+                    PAIRS.with(|pairs| {
+                        super::bf16_native::pair_panels(
+                            bpack,
+                            kc,
+                            nr,
+                            nc.div_ceil(nr),
+                            &mut pairs.borrow_mut().1,
+                        )
+                    });
+                } else if compute == Compute::Bf16 {
                     round_to_bf16(bpack);
                 }
                 // Loop 3: rows of C in blocks of MC (A block stays in L2).
@@ -127,9 +145,24 @@ unsafe fn nest<B: PackB>(
                     let mc = bl.mc.min(share.m1 - ic);
                     let apack = aligned(abuf, mc.div_ceil(mr) * mr * kc);
                     pack_a(&p.a, ic, mc, pc, kc, mr, apack);
-                    if compute == Compute::Bf16 {
+                    if native {
+                        PAIRS.with(|pairs| {
+                            super::bf16_native::pair_panels(
+                                apack,
+                                kc,
+                                mr,
+                                mc.div_ceil(mr),
+                                &mut pairs.borrow_mut().0,
+                            )
+                        });
+                    } else if compute == Compute::Bf16 {
                         round_to_bf16(apack);
                     }
+                    let pairs = PAIRS.with(|pairs| {
+                        let pairs = pairs.borrow();
+                        (pairs.0.as_ptr(), pairs.1.as_ptr())
+                    });
+                    let kq = kc.div_ceil(2);
                     // Loop 2: NR-wide micro-panels of B (each stays in L1 for the whole loop 1).
                     for jr in (0..nc).step_by(nr) {
                         let nv = nr.min(nc - jr);
@@ -139,11 +172,27 @@ unsafe fn nest<B: PackB>(
                             let mv = mr.min(mc - ir);
                             let ap = apack.as_ptr().add(ir * kc);
                             let cp = c.add((ic + ir) * p.ldc + jc + jr);
-                            if mv == mr && nv == nr {
-                                micro(kc, ap, bp, cp, p.ldc, p.alpha, beta);
+                            let full = mv == mr && nv == nr;
+                            let (out, rsc, alpha, beta_tile) = if full {
+                                (cp, p.ldc, p.alpha, beta)
                             } else {
-                                // Edge tile: compute whole, then merge only the valid part.
-                                micro(kc, ap, bp, tile.as_mut_ptr(), nr, 1.0, 0.0);
+                                (tile.as_mut_ptr(), nr, 1.0, 0.0)
+                            };
+                            if native {
+                                native_tile(
+                                    kq,
+                                    pairs.0.add(ir * kq),
+                                    pairs.1.add(jr * kq),
+                                    out,
+                                    rsc,
+                                    alpha,
+                                    beta_tile,
+                                );
+                            } else {
+                                micro(kc, ap, bp, out, rsc, alpha, beta_tile);
+                            }
+                            if !full {
+                                // Edge tile: computed whole above, merge only the valid part.
                                 merge_edge(&tile, nr, cp, p.ldc, mv, nv, p.alpha, beta);
                             }
                         }
@@ -152,6 +201,22 @@ unsafe fn nest<B: PackB>(
             }
         }
     });
+}
+
+/// The native bf16 micro-kernel (only reached when `native_bf16` holds).
+unsafe fn native_tile(
+    kq: usize,
+    a: *const u32,
+    b: *const u32,
+    c: *mut f32,
+    rsc: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    super::bf16_native::tile_8x32(kq, a, b, c, rsc, alpha, beta);
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("native bf16 needs x86_64 {kq} {a:?} {b:?} {c:?} {rsc} {alpha} {beta}");
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -2,6 +2,7 @@
 //! (`Y = X · Wᵀ` forward, `dX = dY · W` backward to the input; W is frozen, so no gradient for W).
 //! Each checks its arguments, then runs the BLIS nest of `driver.rs` on the active CPU path.
 
+pub mod bf16_native;
 pub mod blocking;
 pub mod driver;
 pub mod gemv;

@@ -18,7 +18,7 @@ pub(super) const W: usize = 64;
 const PANEL_DEPTH: usize = 32;
 
 /// Query rows per chunk in `dkdv_block`: probabilities are kept for this many rows at a time.
-const ROW_CHUNK: usize = 64;
+const ROW_CHUNK: usize = 32;
 
 /// out[w] += Σ_i a[i] · rows[i][w] for w < W, rows being the contiguous W-wide rows of `rows`.
 #[inline(always)]
@@ -284,13 +284,15 @@ fn dkdv_block_body(
                     dst[jj * ROW_CHUNK + r] = dp[jj];
                 }
             }
-            for jj in 0..nb {
-                for f in 0..sh.feature_panels() {
-                    let at = jj * fw + f * W;
-                    let dout_rows = inp.feature_panel(&packed.dout_features, t_all, h, f, ta);
-                    panel(&pt[jj * ROW_CHUNK..][..rows], dout_rows, &mut dv_acc[at..]);
-                    let q_rows = inp.feature_panel(&packed.q_features, t_all, h, f, ta);
-                    panel(&dst[jj * ROW_CHUNK..][..rows], q_rows, &mut dk_acc[at..]);
+            // One panel of dout (then q) rows at a time, reused by every key of the block from L1.
+            for f in 0..sh.feature_panels() {
+                let dout_rows = inp.feature_panel(&packed.dout_features, t_all, h, f, ta);
+                for jj in 0..nb {
+                    panel(&pt[jj * ROW_CHUNK..][..rows], dout_rows, &mut dv_acc[jj * fw + f * W..]);
+                }
+                let q_rows = inp.feature_panel(&packed.q_features, t_all, h, f, ta);
+                for jj in 0..nb {
+                    panel(&dst[jj * ROW_CHUNK..][..rows], q_rows, &mut dk_acc[jj * fw + f * W..]);
                 }
             }
         }
