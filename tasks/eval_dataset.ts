@@ -1,0 +1,69 @@
+/**
+ * `deno run -A tasks/eval_dataset.ts [--model default] [--data data/dates/valid.jsonl] [--limit N]`:
+ * greedy generation for each record of a chat or prompt/completion JSONL file, and the exact-match rate
+ * against its answers (the metric of the shipped date-normalisation task).
+ */
+import { Command } from "@commander-js/extra-typings";
+import { setThreads } from "../ffi/runtime.ts";
+import { readRecords } from "../lib/data/formats.ts";
+import { exactMatch } from "../lib/data/metrics.ts";
+import { defaultStopTokens } from "../lib/generate/generate.ts";
+import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
+import { loadModel } from "../lib/nn/load_model.ts";
+
+const opts = new Command("deno run -A tasks/eval_dataset.ts")
+  .description("Exact match of greedy answers on a validation set (messages or prompt/completion JSONL).")
+  .option("--model <spec>", describeModelSpec(), "default")
+  .option("--data <file>", "JSONL file to evaluate", "data/dates/valid.jsonl")
+  .option("--limit <n>", "evaluate the first n records only (0 = all)", "0")
+  .option("--samples <n>", "outputs to print", "8")
+  .option("--verbose", "print every record's output", false)
+  .option("--threads <n>", "kernel threads (0 = all cores)", "0")
+  .parse(Deno.args, { from: "user" })
+  .opts();
+
+function int(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) {
+    console.error(`eval_dataset: ${name} must be a whole number ≥ 0, got "${value}"`);
+    Deno.exit(2);
+  }
+  return n;
+}
+
+try {
+  setThreads(int("--threads", opts.threads));
+  const limit = int("--limit", opts.limit);
+  const { records: all, format } = await readRecords(opts.data);
+  const records = limit > 0 ? all.slice(0, limit) : all;
+  const resolved = await resolveModel(opts.model === "default" ? undefined : opts.model);
+  const { model, tokenizer, config, source, loadSeconds } = await loadModel(
+    resolved.kind === "gguf" ? resolved.path : resolved.dir,
+  );
+  console.error(`model ${source} loaded in ${loadSeconds.toFixed(1)} s; ${records.length} ${format} records`);
+  const report = exactMatch(model, tokenizer, records, {
+    stopTokens: defaultStopTokens(tokenizer, config.eosTokenIds),
+    samples: int("--samples", opts.samples),
+    onResult: (r, i) => {
+      if (opts.verbose) console.error(`${r.match ? "✓" : "✗"} ${r.source} ${JSON.stringify(r.output)}`);
+      else if ((i + 1) % 10 === 0) console.error(`  ${i + 1}/${records.length}`);
+    },
+  });
+  for (const s of report.samples) {
+    console.log(
+      `${s.match ? "✓" : "✗"} ${s.source}: expected ${JSON.stringify(s.reference)}, got ${
+        JSON.stringify(s.output)
+      }`,
+    );
+  }
+  const percent = (100 * report.rate).toFixed(1);
+  console.log(`exact match: ${report.correct}/${report.total} = ${percent} %`);
+  console.log(
+    `${report.seconds.toFixed(1)} s (${(report.seconds / report.total).toFixed(2)} s per record, ` +
+      `${report.generatedTokens} tokens generated)`,
+  );
+  model.close();
+} catch (error) {
+  console.error(`eval_dataset: ${(error as Error).message}`);
+  Deno.exit(1);
+}
