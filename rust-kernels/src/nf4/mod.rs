@@ -2,6 +2,7 @@
 
 pub mod codebook;
 pub mod dequant;
+pub mod encode;
 pub mod quantize;
 pub mod torch_mean;
 pub mod weight;

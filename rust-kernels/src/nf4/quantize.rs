@@ -2,6 +2,7 @@
 //! bitsandbytes byte for byte. Plain loops (this runs once per weight at load time), parallel over blocks.
 
 use super::codebook::{nested_code, nf4_midpoints};
+use super::encode::encode_block;
 use super::torch_mean::torch_mean;
 use super::weight::{block_count, Nf4Weight, Scales, BLOCK, NESTED_BLOCK};
 use crate::error::{ensure, KResult, KernelError};
@@ -53,11 +54,18 @@ const TINY: f32 = 1e-38;
 /// padded with the code of 0.0 (7), as bitsandbytes pads the scaled tensor with zeros.
 fn pack_codes(w: &[f32], absmax: &[f32]) -> Vec<u8> {
     let mids = nf4_midpoints();
+    let kernel = crate::dispatch::active();
     let mut packed = vec![0u8; w.len().div_ceil(2)];
     // 64-element blocks are 32 whole bytes, so blocks and byte chunks line up.
     packed.par_chunks_mut(BLOCK / 2).zip(w.par_chunks(BLOCK)).zip(absmax.par_iter()).for_each(
         |((bytes, block), &amax)| {
-            let code = |x: f32| nf4_code(normalize(x, amax, block.len() < BLOCK), &mids);
+            if block.len() == BLOCK {
+                encode_block(kernel, block, 1.0 / amax.max(TINY), &mids, bytes);
+                return;
+            }
+            // The partial last block: bitsandbytes divides here instead of multiplying by the reciprocal
+            // (a different rounding), so keep the division.
+            let code = |x: f32| nf4_code((x / amax).clamp(-1.0, 1.0), &mids);
             for (pair, byte) in block.chunks(2).zip(bytes.iter_mut()) {
                 let hi = code(pair[0]);
                 let lo = pair.get(1).map_or(7, |&x| code(x));
@@ -66,13 +74,6 @@ fn pack_codes(w: &[f32], absmax: &[f32]) -> Vec<u8> {
         },
     );
     packed
-}
-
-/// x scaled into [-1, 1] as bitsandbytes' CPU path does: times the f32 reciprocal of the absmax for a full
-/// block, a true division for the partial last block (a different rounding, so both are kept).
-fn normalize(x: f32, absmax: f32, partial: bool) -> f32 {
-    let v = if partial { x / absmax } else { x * (1.0 / absmax.max(TINY)) };
-    v.clamp(-1.0, 1.0)
 }
 
 /// bitsandbytes' 8-bit blockwise quantization with the dynamic map (blocks of 256): returns the codes and
