@@ -22,3 +22,19 @@ export { configFromGguf, loadModelConfig, type ModelConfig, parseModelConfig } f
 export { Tokenizer } from "./lib/text/tokenizer.ts";
 export { loadGgufTokenizer } from "./lib/text/gguf_tokenizer.ts";
 export { type ChatMessage, ChatTemplate } from "./lib/text/chat_template.ts";
+export { buildModel, type LoadedModel, loadModel, type LoadOptions } from "./lib/nn/load_model.ts";
+export { LlamaModel } from "./lib/nn/llama.ts";
+export { KvCache } from "./lib/nn/kv_cache.ts";
+export { DenseLinear, type Linear } from "./lib/nn/linear.ts";
+export { Bf16Matrix } from "./ffi/bf16.ts";
+export {
+  defaultStopTokens,
+  generate,
+  type GenerateOptions,
+  type Generation,
+} from "./lib/generate/generate.ts";
+export { resolveModel } from "./lib/io/resolve_model.ts";
+export { loadDataset } from "./lib/data/dataset.ts";
+export { BatchStream } from "./lib/data/batch.ts";
+export { exactMatch } from "./lib/data/metrics.ts";
+export { Rng } from "./lib/random.ts";

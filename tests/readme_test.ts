@@ -5,18 +5,26 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
-Deno.test("the README's TypeScript example runs and prints the model facts", async () => {
-  const readme = readFileSync(`${ROOT}README.md`, "utf8");
-  const example = readme.match(/```ts\n([\s\S]*?)```/);
-  assert.ok(example, "README.md has a ```ts block");
+const README = readFileSync(`${ROOT}README.md`, "utf8");
+const EXAMPLES = [...README.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+
+async function run(example: string): Promise<string> {
   const script = `${ROOT}.readme_example_${Deno.pid}.ts`;
-  writeFileSync(script, example[1]);
+  writeFileSync(script, example);
   try {
     const out = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", script], cwd: ROOT }).output();
-    const stdout = new TextDecoder().decode(out.stdout);
     assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    assert.match(stdout, /^576 \[ [\d, ]+ \] 6144 2304$/m);
+    return new TextDecoder().decode(out.stdout);
   } finally {
     rmSync(script, { force: true });
   }
+}
+
+Deno.test("the README's kernel example runs and prints the model facts", async () => {
+  assert.equal(EXAMPLES.length, 2, "README.md has two ```ts examples");
+  assert.match(await run(EXAMPLES[0]), /^576 \[ [\d, ]+ \] 6144 2304$/m);
+});
+
+Deno.test("the README's generation example answers the question", async () => {
+  assert.match(await run(EXAMPLES[1]), /^The capital of France is Paris/m);
 });
