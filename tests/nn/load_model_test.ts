@@ -7,7 +7,10 @@ import { fileURLToPath } from "node:url";
 import { FormatError } from "../../lib/io/errors.ts";
 import { SafetensorsReader } from "../../lib/io/safetensors/reader.ts";
 import { writeSafetensors } from "../../lib/io/safetensors/writer.ts";
-import { loadModel } from "../../lib/nn/load_model.ts";
+import { buildModel, loadModel } from "../../lib/nn/load_model.ts";
+import { loadModelConfig } from "../../lib/nn/config.ts";
+import { CheckpointSource } from "../../lib/nn/weight_source.ts";
+import { Nf4Weight } from "../../ffi/nf4.ts";
 
 const TINY = fileURLToPath(new URL("../fixtures/model/tiny_llama/", import.meta.url));
 const TOKENIZER = fileURLToPath(new URL("../fixtures/text/llama2_tokenizer.json", import.meta.url));
@@ -106,5 +109,22 @@ Deno.test("a path that does not exist is named", async () => {
   await assert.rejects(
     loadModel("/nonexistent/model", { progress: false }),
     /\/nonexistent\/model: no such file/,
+  );
+});
+
+Deno.test("a pre-quantized bnb-4bit checkpoint loads without re-quantizing: weights equal bitsandbytes' dequantization", async () => {
+  const dir = fileURLToPath(new URL("../fixtures/safetensors/bnb4bit-llama/", import.meta.url));
+  const config = await loadModelConfig(join(dir, "config.json"));
+  using source = CheckpointSource.open(dir);
+  using model = buildModel(source, config);
+  const q = model.weights.layers[0].attention.q as Nf4Weight;
+  assert.ok(q instanceof Nf4Weight && q.doubleQuant);
+  using expected = SafetensorsReader.open(join(dir, "expected.safetensors"));
+  assert.deepEqual(q.dequantize(), expected.readTensorF32("q_proj.weight").data);
+  const logits = model.forward(Uint32Array.of(1, 5, 9));
+  assert.ok(logits.every(Number.isFinite));
+  assert.throws(
+    () => buildModel(source, config, { quantize: "none" }),
+    /stored in 4 bits; it cannot be loaded unquantized/,
   );
 });
