@@ -90,6 +90,12 @@ fn native_bf16(kernel: Kernel, compute: Compute) -> bool {
     compute == Compute::Bf16 && kernel == Kernel::Avx512 && crate::dispatch::cpu().avx512_bf16
 }
 
+/// Splits `n` into the fewest blocks of at most about `cap`, of equal size rounded up to a multiple of `align`.
+fn balanced(n: usize, cap: usize, align: usize) -> usize {
+    let blocks = n.div_ceil(cap).max(1);
+    n.div_ceil(blocks).div_ceil(align).max(1) * align
+}
+
 /// Returns a 64-byte aligned slice of `len` elements inside `buf` (grown as needed).
 fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if buf.len() < len + 16 {
@@ -118,11 +124,15 @@ unsafe fn nest<B: PackB>(
         let (abuf, bbuf, scratch) = &mut *cell.borrow_mut();
         let mut tile = vec![0.0f32; mr * nr];
         // Loop 5: columns of C in blocks of NC (B block shared by everything below).
+        // Even blocks: K = 576 runs as 2 × 288 rather than 256 + 256 + 64 (a thin last block pays the
+        // tile's load/store of C for little work). Depends only on k, so every worker sums in the same order.
+        let kc_step = balanced(p.k, bl.kc, 8);
+        let mc_step = balanced(share.m1 - share.m0, bl.mc, mr);
         for jc in (share.n0..share.n1).step_by(bl.nc) {
             let nc = bl.nc.min(share.n1 - jc);
             // Loop 4: depth in blocks of KC; the first block applies beta, the rest accumulate.
-            for pc in (0..p.k).step_by(bl.kc) {
-                let kc = bl.kc.min(p.k - pc);
+            for pc in (0..p.k).step_by(kc_step) {
+                let kc = kc_step.min(p.k - pc);
                 let beta = if pc == 0 { p.beta } else { 1.0 };
                 let bpack = aligned(bbuf, nc.div_ceil(nr) * nr * kc);
                 p.b.pack(ctx, pc, kc, jc, nc, nr, bpack, scratch);
@@ -141,8 +151,8 @@ unsafe fn nest<B: PackB>(
                     round_to_bf16(bpack);
                 }
                 // Loop 3: rows of C in blocks of MC (A block stays in L2).
-                for ic in (share.m0..share.m1).step_by(bl.mc) {
-                    let mc = bl.mc.min(share.m1 - ic);
+                for ic in (share.m0..share.m1).step_by(mc_step) {
+                    let mc = mc_step.min(share.m1 - ic);
                     let apack = aligned(abuf, mc.div_ceil(mr) * mr * kc);
                     pack_a(&p.a, ic, mc, pc, kc, mr, apack);
                     if native {
