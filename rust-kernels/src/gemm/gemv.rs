@@ -2,6 +2,7 @@
 //! blocked GEMM would pack (dequantize) all of W for one row of X, then multiply padded tiles; here each
 //! row of W is decoded once into a scratch run and dotted with the m rows of X.
 
+use super::pack::{PackCtx, Weight};
 use crate::dispatch::Kernel;
 use crate::simd::Simd;
 use rayon::prelude::*;
@@ -12,20 +13,13 @@ pub const MAX_ROWS: usize = 4;
 /// Rows of W handed to one rayon task (enough work to amortize the task, few enough to balance).
 const ROWS_PER_TASK: usize = 16;
 
-/// Decodes row `j` of W into `dst` (length = cols).
-pub trait RowSource: Sync {
-    fn rows(&self) -> usize;
-    fn cols(&self) -> usize;
-    fn decode_row(&self, kernel: Kernel, j: usize, dst: &mut [f32]);
-}
-
 #[derive(Clone, Copy)]
 struct YPtr(*mut f32);
 unsafe impl Send for YPtr {}
 unsafe impl Sync for YPtr {}
 
 /// `Y (+)= X · Wᵀ` with X `[m, cols]`, Y `[m, rows]`; `m ≤ MAX_ROWS`.
-pub fn gemv<W: RowSource>(
+pub fn gemv<W: Weight>(
     w: &W,
     x: &[f32],
     m: usize,
@@ -36,6 +30,7 @@ pub fn gemv<W: RowSource>(
 ) {
     let (rows, cols) = (w.rows(), w.cols());
     debug_assert!(m <= MAX_ROWS && x.len() == m * cols && y.len() == m * rows);
+    let ctx = PackCtx { kernel, map: *crate::nf4::codebook::dynamic_map() };
     let out = YPtr(y.as_mut_ptr());
     let tasks = rows.div_ceil(ROWS_PER_TASK);
     let run = || {
@@ -44,7 +39,7 @@ pub fn gemv<W: RowSource>(
             |scratch, task| {
                 let out = out;
                 for j in task * ROWS_PER_TASK..((task + 1) * ROWS_PER_TASK).min(rows) {
-                    w.decode_row(kernel, j, scratch);
+                    w.decode(&ctx, j * cols, scratch);
                     for i in 0..m {
                         let d = dot(kernel, scratch, &x[i * cols..(i + 1) * cols]);
                         // Safety: each (i, j) is written by exactly one task.

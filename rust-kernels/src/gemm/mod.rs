@@ -14,7 +14,7 @@ use crate::dispatch::Kernel;
 use crate::error::{ensure, KResult};
 use crate::nf4::Nf4Weight;
 use driver::{gemm, Problem};
-use pack::{Bf16Direct, Bf16Matrix, Bf16Transposed, Nf4Direct, Nf4Transposed, Strided};
+use pack::{Bf16Matrix, Direct, Strided, Transposed, Weight};
 
 /// Precision of the multiply: f32, or operands rounded to bf16 with f32 accumulation (QLoRA's usual
 /// compute dtype).
@@ -79,6 +79,46 @@ pub fn sgemm(
     Ok(())
 }
 
+/// Forward through a frozen weight: `Y[m, rows] (+)= X[m, cols] · Wᵀ` (W in NF4 or bf16).
+pub fn weight_forward<W: Weight>(
+    w: &W,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+    accumulate: bool,
+    run: Run,
+) -> KResult<()> {
+    check_len("x", x.len(), m, w.cols(), "m × in")?;
+    check_len("y", y.len(), m, w.rows(), "m × out")?;
+    if m <= gemv::MAX_ROWS {
+        gemv::gemv(w, x, m, y, accumulate, run.kernel, run.threads);
+        return Ok(());
+    }
+    let a = Strided { data: x, rs: w.cols(), cs: 1 };
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    let p = Problem { m, n: w.rows(), k: w.cols(), a, b: &Transposed(w), alpha: 1.0, beta, ldc: w.rows() };
+    unsafe { gemm(&p, y.as_mut_ptr(), run.kernel, run.compute, run.threads) };
+    Ok(())
+}
+
+/// Backward to the input through a frozen weight: `dX[m, cols] (+)= dY[m, rows] · W`.
+pub fn weight_backward<W: Weight>(
+    w: &W,
+    dy: &[f32],
+    m: usize,
+    dx: &mut [f32],
+    accumulate: bool,
+    run: Run,
+) -> KResult<()> {
+    check_len("dy", dy.len(), m, w.rows(), "m × out")?;
+    check_len("dx", dx.len(), m, w.cols(), "m × in")?;
+    let a = Strided { data: dy, rs: w.rows(), cs: 1 };
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    let p = Problem { m, n: w.cols(), k: w.rows(), a, b: &Direct(w), alpha: 1.0, beta, ldc: w.cols() };
+    unsafe { gemm(&p, dx.as_mut_ptr(), run.kernel, run.compute, run.threads) };
+    Ok(())
+}
+
 /// Forward: `Y[m, out] (+)= X[m, in] · Wᵀ` for W `[out, in]` in NF4.
 pub fn nf4_forward(
     w: &Nf4Weight,
@@ -88,18 +128,7 @@ pub fn nf4_forward(
     accumulate: bool,
     run: Run,
 ) -> KResult<()> {
-    check_len("x", x.len(), m, w.cols, "m × in")?;
-    check_len("y", y.len(), m, w.rows, "m × out")?;
-    if m <= gemv::MAX_ROWS {
-        gemv::gemv(w, x, m, y, accumulate, run.kernel, run.threads);
-        return Ok(());
-    }
-    let b = Nf4Transposed(w);
-    let a = Strided { data: x, rs: w.cols, cs: 1 };
-    let beta = if accumulate { 1.0 } else { 0.0 };
-    let p = Problem { m, n: w.rows, k: w.cols, a, b: &b, alpha: 1.0, beta, ldc: w.rows };
-    unsafe { gemm(&p, y.as_mut_ptr(), run.kernel, run.compute, run.threads) };
-    Ok(())
+    weight_forward(w, x, m, y, accumulate, run)
 }
 
 /// Backward to the input: `dX[m, in] (+)= dY[m, out] · W` for W `[out, in]` in NF4.
@@ -111,14 +140,7 @@ pub fn nf4_backward(
     accumulate: bool,
     run: Run,
 ) -> KResult<()> {
-    check_len("dy", dy.len(), m, w.rows, "m × out")?;
-    check_len("dx", dx.len(), m, w.cols, "m × in")?;
-    let b = Nf4Direct(w);
-    let a = Strided { data: dy, rs: w.rows, cs: 1 };
-    let beta = if accumulate { 1.0 } else { 0.0 };
-    let p = Problem { m, n: w.cols, k: w.rows, a, b: &b, alpha: 1.0, beta, ldc: w.cols };
-    unsafe { gemm(&p, dx.as_mut_ptr(), run.kernel, run.compute, run.threads) };
-    Ok(())
+    weight_backward(w, dy, m, dx, accumulate, run)
 }
 
 /// Forward with a bf16 weight: `Y[m, rows] (+)= X[m, cols] · Wᵀ`.
@@ -131,18 +153,7 @@ pub fn bf16_forward(
     run: Run,
 ) -> KResult<()> {
     check_len("w", w.bits.len(), w.rows, w.cols, "rows × cols")?;
-    check_len("x", x.len(), m, w.cols, "m × cols")?;
-    check_len("y", y.len(), m, w.rows, "m × rows")?;
-    if m <= gemv::MAX_ROWS {
-        gemv::gemv(&w, x, m, y, accumulate, run.kernel, run.threads);
-        return Ok(());
-    }
-    let b = Bf16Transposed(w);
-    let a = Strided { data: x, rs: w.cols, cs: 1 };
-    let beta = if accumulate { 1.0 } else { 0.0 };
-    let p = Problem { m, n: w.rows, k: w.cols, a, b: &b, alpha: 1.0, beta, ldc: w.rows };
-    unsafe { gemm(&p, y.as_mut_ptr(), run.kernel, run.compute, run.threads) };
-    Ok(())
+    weight_forward(&w, x, m, y, accumulate, run)
 }
 
 /// Backward to the input with a bf16 weight: `dX[m, cols] (+)= dY[m, rows] · W`.
@@ -155,14 +166,7 @@ pub fn bf16_backward(
     run: Run,
 ) -> KResult<()> {
     check_len("w", w.bits.len(), w.rows, w.cols, "rows × cols")?;
-    check_len("dy", dy.len(), m, w.rows, "m × rows")?;
-    check_len("dx", dx.len(), m, w.cols, "m × cols")?;
-    let b = Bf16Direct(w);
-    let a = Strided { data: dy, rs: w.rows, cs: 1 };
-    let beta = if accumulate { 1.0 } else { 0.0 };
-    let p = Problem { m, n: w.cols, k: w.rows, a, b: &b, alpha: 1.0, beta, ldc: w.cols };
-    unsafe { gemm(&p, dx.as_mut_ptr(), run.kernel, run.compute, run.threads) };
-    Ok(())
+    weight_backward(&w, dy, m, dx, accumulate, run)
 }
 
 /// Rows `ids` of a bf16 matrix, widened to f32 (an embedding lookup): `out[i, :] = W[ids[i], :]`.
@@ -177,38 +181,6 @@ pub fn bf16_gather_rows(w: Bf16Matrix, ids: &[u32], out: &mut [f32]) -> KResult<
         }
     }
     Ok(())
-}
-
-impl gemv::RowSource for Nf4Weight {
-    fn rows(&self) -> usize {
-        self.rows
-    }
-    fn cols(&self) -> usize {
-        self.cols
-    }
-    fn decode_row(&self, kernel: Kernel, j: usize, dst: &mut [f32]) {
-        crate::nf4::dequant::dequant_run(
-            kernel,
-            self,
-            j * self.cols,
-            dst,
-            crate::nf4::codebook::dynamic_map(),
-        );
-    }
-}
-
-impl gemv::RowSource for Bf16Matrix<'_> {
-    fn rows(&self) -> usize {
-        self.rows
-    }
-    fn cols(&self) -> usize {
-        self.cols
-    }
-    fn decode_row(&self, _: Kernel, j: usize, dst: &mut [f32]) {
-        for (d, &b) in dst.iter_mut().zip(&self.bits[j * self.cols..(j + 1) * self.cols]) {
-            *d = pack::bf16_to_f32(b);
-        }
-    }
 }
 
 fn check_len(name: &str, len: usize, rows: usize, cols: usize, shape: &str) -> KResult<()> {

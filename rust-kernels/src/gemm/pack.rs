@@ -138,11 +138,33 @@ fn transpose_into<'a>(
     }
 }
 
-/// B = Wᵀ for an NF4 weight W `[n, k]` (the forward `Y = X · Wᵀ`): column j of B is row j of W, so each
-/// column's run of `kc` values is contiguous in W; dequantize it, then spread it across the panel.
-pub struct Nf4Transposed<'a>(pub &'a Nf4Weight);
+/// A frozen weight W `[rows, cols]` (row-major) that can decode any run of its flattened elements to f32:
+/// NF4 (dequantization) or bf16 (widening). Packing, the few-row path and the entry points are written once
+/// over this.
+pub trait Weight: Sync {
+    fn rows(&self) -> usize;
+    fn cols(&self) -> usize;
+    /// Decodes elements `start .. start + dst.len()` of the flattened weight.
+    fn decode(&self, ctx: &PackCtx, start: usize, dst: &mut [f32]);
+}
 
-impl PackB for Nf4Transposed<'_> {
+impl Weight for Nf4Weight {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn decode(&self, ctx: &PackCtx, start: usize, dst: &mut [f32]) {
+        dequant_run(ctx.kernel, self, start, dst, &ctx.map);
+    }
+}
+
+/// B = Wᵀ (the forward `X · Wᵀ`): column j of B is row j of W, a contiguous run; decode the runs of a panel,
+/// then transpose them into it.
+pub struct Transposed<'a, W: Weight>(pub &'a W);
+
+impl<W: Weight> PackB for Transposed<'_, W> {
     fn pack(
         &self,
         ctx: &PackCtx,
@@ -159,18 +181,18 @@ impl PackB for Nf4Transposed<'_> {
         for (panel, chunk) in dst.chunks_exact_mut(nr * kc).take(nc.div_ceil(nr)).enumerate() {
             let cols = nr.min(nc - panel * nr);
             for (c, run) in scratch.chunks_exact_mut(kc).take(cols).enumerate() {
-                dequant_run(ctx.kernel, w, (j0 + panel * nr + c) * w.cols + p0, run, &ctx.map);
+                w.decode(ctx, (j0 + panel * nr + c) * w.cols() + p0, run);
             }
             transpose_into(ctx.kernel, chunk, nr, kc, cols, |c| &scratch[c * kc..(c + 1) * kc]);
         }
     }
 }
 
-/// B = W for an NF4 weight W `[k, n]` (the backward `dX = dY · W`): each depth step is a run of W's row,
-/// dequantized straight into the panel.
-pub struct Nf4Direct<'a>(pub &'a Nf4Weight);
+/// B = W (the backward `dY · W`): each depth step is a run of a W row; decode it once per row (the per-call
+/// cost of decoding is paid once), then copy NR-wide pieces into the panels.
+pub struct Direct<'a, W: Weight>(pub &'a W);
 
-impl PackB for Nf4Direct<'_> {
+impl<W: Weight> PackB for Direct<'_, W> {
     fn pack(
         &self,
         ctx: &PackCtx,
@@ -188,9 +210,7 @@ impl PackB for Nf4Direct<'_> {
         let row = &mut scratch[..panels * nr];
         row[nc..].fill(0.0);
         for p in 0..kc {
-            // One long run per row of W (the per-call cost of dequantization is paid once per row), then
-            // NR-wide pieces of it into each panel.
-            dequant_run(ctx.kernel, w, (p0 + p) * w.cols + j0, &mut row[..nc], &ctx.map);
+            w.decode(ctx, (p0 + p) * w.cols() + j0, &mut row[..nc]);
             for (panel, piece) in row.chunks_exact(nr).enumerate() {
                 dst[panel * nr * kc + p * nr..][..nr].copy_from_slice(piece);
             }
@@ -231,62 +251,17 @@ pub struct Bf16Matrix<'a> {
     pub cols: usize,
 }
 
-/// B = Wᵀ for a bf16 W (forward `X · Wᵀ`): widen each row run of W, then transpose into the panel.
-pub struct Bf16Transposed<'a>(pub Bf16Matrix<'a>);
-
-impl PackB for Bf16Transposed<'_> {
-    fn pack(
-        &self,
-        ctx: &PackCtx,
-        p0: usize,
-        kc: usize,
-        j0: usize,
-        nc: usize,
-        nr: usize,
-        dst: &mut [f32],
-        scratch: &mut Vec<f32>,
-    ) {
-        let w = self.0;
-        scratch.resize(kc * nr, 0.0);
-        for (panel, chunk) in dst.chunks_exact_mut(nr * kc).take(nc.div_ceil(nr)).enumerate() {
-            let cols = nr.min(nc - panel * nr);
-            for (c, run) in scratch.chunks_exact_mut(kc).take(cols).enumerate() {
-                let start = (j0 + panel * nr + c) * w.cols + p0;
-                for (d, &b) in run.iter_mut().zip(&w.bits[start..start + kc]) {
-                    *d = bf16_to_f32(b);
-                }
-            }
-            transpose_into(ctx.kernel, chunk, nr, kc, cols, |c| &scratch[c * kc..(c + 1) * kc]);
-        }
+impl Weight for Bf16Matrix<'_> {
+    fn rows(&self) -> usize {
+        self.rows
     }
-}
-
-/// B = W for a bf16 W (backward `dY · W`): each depth step is a run of a W row, widened into the panel.
-pub struct Bf16Direct<'a>(pub Bf16Matrix<'a>);
-
-impl PackB for Bf16Direct<'_> {
-    fn pack(
-        &self,
-        _: &PackCtx,
-        p0: usize,
-        kc: usize,
-        j0: usize,
-        nc: usize,
-        nr: usize,
-        dst: &mut [f32],
-        _: &mut Vec<f32>,
-    ) {
-        let w = self.0;
-        for (panel, chunk) in dst.chunks_exact_mut(nr * kc).take(nc.div_ceil(nr)).enumerate() {
-            let cols = nr.min(nc - panel * nr);
-            let j = j0 + panel * nr;
-            for (p, row) in chunk.chunks_exact_mut(nr).enumerate() {
-                let start = (p0 + p) * w.cols + j;
-                for (d, &b) in row.iter_mut().zip(&w.bits[start..start + cols]) {
-                    *d = bf16_to_f32(b);
-                }
-                row[cols..].fill(0.0);
-            }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn decode(&self, _: &PackCtx, start: usize, dst: &mut [f32]) {
+        let len = dst.len();
+        for (d, &b) in dst.iter_mut().zip(&self.bits[start..start + len]) {
+            *d = bf16_to_f32(b);
         }
     }
 }
