@@ -1,0 +1,23 @@
+/** The residual add `y = a + b` (a new buffer: the residual stream is never written in place). */
+import { addScaled } from "../../../ffi/ops.ts";
+import { addGrad, type Tape } from "../tape.ts";
+import { Tensor } from "../tensor.ts";
+
+export function add(tape: Tape | undefined, a: Tensor, b: Tensor): Tensor {
+  if (a.size !== b.size) throw new RangeError(`add: shapes [${a.shape}] and [${b.shape}] differ`);
+  const y = a.data.slice();
+  addScaled(y, 1, b.data);
+  const out = new Tensor(y, a.shape);
+  tape?.record("add", [a, b], [out], () => {
+    const g = out.grad!;
+    // The incoming buffer can be handed to one input only; the other gets a copy (or an addition).
+    const first = a.requiresGrad ? a : b;
+    const second = a.requiresGrad && b.requiresGrad ? b : undefined;
+    if (second) {
+      if (second.grad) addScaled(second.grad, 1, g);
+      else second.grad = g.slice();
+    }
+    addGrad(first, g);
+  });
+  return out;
+}

@@ -1,0 +1,87 @@
+/**
+ * A LoRA linear on a frozen base: `y = x · Wᵀ + s · (drop(x) · Aᵀ) · Bᵀ`, A `[r, in]` and B `[out, r]`
+ * trainable f32, W frozen (NF4 or dense), s the scale (alpha / r, or alpha / √r with rsLoRA).
+ *
+ * Backward, with xd = drop(x) and xa = xd · Aᵀ `[rows, r]` kept from the forward:
+ *   dB  += s · dYᵀ · xa                     (matmulDyTX)
+ *   dxa  = s · dY · B                       `[rows, r]`
+ *   dA  += dxaᵀ · xd                        (matmulDyTX)
+ *   dx  += dY · W  +  drop'(dxa · A)        (base.matmulT, then the low-rank path; drop' = same mask)
+ */
+import { matmulDyTX, matmulDyW, matmulXWt } from "../../../ffi/gemm.ts";
+import type { Compute } from "../../../ffi/nf4.ts";
+import { addScaled } from "../../../ffi/ops.ts";
+import type { Linear } from "../../nn/linear.ts";
+import type { Rng } from "../../random.ts";
+import { gradSink, type Tape } from "../tape.ts";
+import { Tensor } from "../tensor.ts";
+import { applyMask, dropoutMask } from "./dropout.ts";
+
+export interface LoraWeights {
+  base: Linear;
+  /** `[r, in]` */
+  a: Tensor;
+  /** `[out, r]` */
+  b: Tensor;
+  scale: number;
+}
+
+export interface LoraOptions {
+  /** Dropout probability on the adapter's input (default 0). Applied only when `training`. */
+  dropout?: number;
+  training?: boolean;
+  /** Draws the dropout mask; required when dropout applies. */
+  rng?: Rng;
+  /** GEMM precision of the base weight's products (the adapter's are f32). */
+  compute?: Compute;
+}
+
+export function loraLinear(
+  tape: Tape | undefined,
+  x: Tensor,
+  w: LoraWeights,
+  opts: LoraOptions = {},
+): Tensor {
+  const { base, a, b, scale } = w;
+  const [rows, inDim, outDim, r] = [x.rows, base.cols, base.rows, a.rows];
+  if (x.cols !== inDim || a.cols !== inDim || b.rows !== outDim || b.cols !== r) {
+    throw new RangeError(
+      `loraLinear: x [${x.shape}], A [${a.shape}], B [${b.shape}] do not fit the base [${outDim}, ${inDim}]`,
+    );
+  }
+  const p = opts.dropout ?? 0;
+  let mask: Uint8Array | undefined;
+  let xd = x.data;
+  if (opts.training && p > 0) {
+    if (!opts.rng) throw new TypeError("loraLinear: dropout in training mode needs an rng");
+    mask = dropoutMask(opts.rng, x.size, p);
+    xd = applyMask(x.data, mask, 1 / (1 - p));
+  }
+  const xa = matmulXWt(xd, a.data, rows, inDim, r);
+  const y = base.matmul(x.data, rows, undefined, { compute: opts.compute });
+  matmulXWt(xa, b.data, rows, r, outDim, y, { alpha: scale, beta: 1 });
+  const out = new Tensor(y, [rows, outDim]);
+
+  tape?.record("lora", [x, a, b], [out], () => {
+    const dy = out.grad!;
+    if (b.requiresGrad) {
+      const db = gradSink(b);
+      matmulDyTX(dy, xa, rows, r, outDim, db.buffer, { alpha: scale, beta: db.accumulate ? 1 : 0 });
+    }
+    const dxa = matmulDyW(dy, b.data, rows, r, outDim, undefined, { alpha: scale });
+    if (a.requiresGrad) {
+      const da = gradSink(a);
+      matmulDyTX(dxa, xd, rows, inDim, r, da.buffer, { beta: da.accumulate ? 1 : 0 });
+    }
+    if (!x.requiresGrad) return;
+    const dx = gradSink(x);
+    base.matmulT(dy, rows, dx.buffer, { accumulate: dx.accumulate, compute: opts.compute });
+    if (mask) {
+      const low = matmulDyW(dxa, a.data, rows, inDim, r);
+      addScaled(dx.buffer, 1, applyMask(low, mask, 1 / (1 - p), low));
+    } else {
+      matmulDyW(dxa, a.data, rows, inDim, r, dx.buffer, { beta: 1 });
+    }
+  });
+  return out;
+}
