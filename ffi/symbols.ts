@@ -274,4 +274,7 @@ export const symbols = {
   qlora_scale: { parameters: ["buffer", "u32", "f32"], result: "i32" },
   // int32_t qlora_add_scaled(float *y, uint32_t y_len, float a, const float *x, uint32_t x_len)
   qlora_add_scaled: { parameters: ["buffer", "u32", "f32", "buffer", "u32"], result: "i32" },
+  // int32_t qlora_dropout(const float *x, uint32_t x_len, float *out, uint32_t out_len, float p,
+  //   uint32_t seed_lo, uint32_t seed_hi)
+  qlora_dropout: { parameters: ["buffer", "u32", "buffer", "u32", "f32", "u32", "u32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;

@@ -1,33 +1,36 @@
 /**
  * Inverted dropout for the LoRA input: keep each element with probability 1 − p and scale it by 1 / (1 − p).
- * The mask comes from the run's seeded `Rng`, one draw per element in row-major order, so a seed fixes it.
- *
- * These two loops are the only per-element work in TS on the training path (the generator lives in TS, so
- * the mask is drawn here); they run only when dropout > 0 in training mode. A Rust kernel with a
- * counter-based generator would remove them.
+ * The mask is a pure function of a seed drawn from the run's `Rng` (one draw per call), computed in Rust;
+ * the backward pass applies the same mask again from the same seed instead of storing it.
  */
+import { check, kernels } from "../../../ffi/load.ts";
+import { f32 } from "../../../ffi/validate.ts";
 import type { Rng } from "../../random.ts";
 
-/** 1 = kept. */
-export function dropoutMask(rng: Rng, n: number, p: number): Uint8Array {
-  if (!(p >= 0 && p < 1)) throw new RangeError(`dropout: p must be in [0, 1), got ${p}`);
-  const mask = new Uint8Array(n);
-  const threshold = p * 4294967296; // u32 ≥ p·2³² ⟺ u32 / 2³² ≥ p (Rng.next), without the division
-  for (let i = 0; i < n; i++) mask[i] = rng.nextU32() >= threshold ? 1 : 0;
-  return mask;
+/** A 64-bit seed for one dropout mask, as two u32 halves. */
+export interface DropoutSeed {
+  lo: number;
+  hi: number;
 }
 
-/** `x · mask · scale` elementwise into a new buffer (or in place when `out` is `x`). */
-export function applyMask(
+export function drawDropoutSeed(rng: Rng): DropoutSeed {
+  return { lo: rng.nextU32(), hi: rng.nextU32() };
+}
+
+/** `x · mask(seed) / (1 − p)` into a new buffer (or `out`, which must not be `x`). */
+export function applyDropout(
   x: Float32Array,
-  mask: Uint8Array,
-  scale: number,
+  p: number,
+  seed: DropoutSeed,
   out?: Float32Array,
 ): Float32Array {
-  if (mask.length !== x.length) {
-    throw new RangeError(`dropout: mask has ${mask.length} elements, x ${x.length}`);
+  const fn = "applyDropout";
+  if (!(p >= 0 && p < 1)) throw new RangeError(`${fn}: p must be in [0, 1), got ${p}`);
+  f32(fn, "x", x);
+  const y = f32(fn, "out", out ?? new Float32Array(x.length), x.length, "like x");
+  if (y.buffer === x.buffer && y.byteOffset === x.byteOffset) {
+    throw new RangeError(`${fn}: out must not be x`);
   }
-  const y = out ?? new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) y[i] = mask[i] ? x[i] * scale : 0;
+  check(kernels().qlora_dropout(x, x.length, y, y.length, p, seed.lo >>> 0, seed.hi >>> 0), fn);
   return y;
 }

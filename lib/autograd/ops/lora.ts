@@ -15,7 +15,7 @@ import type { Linear } from "../../nn/linear.ts";
 import type { Rng } from "../../random.ts";
 import { gradSink, type Tape } from "../tape.ts";
 import { Tensor } from "../tensor.ts";
-import { applyMask, dropoutMask } from "./dropout.ts";
+import { applyDropout, drawDropoutSeed, type DropoutSeed } from "./dropout.ts";
 
 export interface LoraWeights {
   base: Linear;
@@ -50,12 +50,12 @@ export function loraLinear(
     );
   }
   const p = opts.dropout ?? 0;
-  let mask: Uint8Array | undefined;
+  let seed: DropoutSeed | undefined;
   let xd = x.data;
   if (opts.training && p > 0) {
     if (!opts.rng) throw new TypeError("loraLinear: dropout in training mode needs an rng");
-    mask = dropoutMask(opts.rng, x.size, p);
-    xd = applyMask(x.data, mask, 1 / (1 - p));
+    seed = drawDropoutSeed(opts.rng);
+    xd = applyDropout(x.data, p, seed);
   }
   const xa = matmulXWt(xd, a.data, rows, inDim, r);
   const y = base.matmul(x.data, rows, undefined, { compute: opts.compute });
@@ -76,9 +76,9 @@ export function loraLinear(
     if (!x.requiresGrad) return;
     const dx = gradSink(x);
     base.matmulT(dy, rows, dx.buffer, { accumulate: dx.accumulate, compute: opts.compute });
-    if (mask) {
+    if (seed) {
       const low = matmulDyW(dxa, a.data, rows, inDim, r);
-      addScaled(dx.buffer, 1, applyMask(low, mask, 1 / (1 - p), low));
+      addScaled(dx.buffer, 1, applyDropout(low, p, seed));
     } else {
       matmulDyW(dxa, a.data, rows, inDim, r, dx.buffer, { beta: 1 });
     }

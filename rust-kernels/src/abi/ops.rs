@@ -556,3 +556,22 @@ mod tests {
         assert!(last_error().starts_with("heads:"), "{}", last_error());
     }
 }
+
+/// `int32_t qlora_dropout(const float *x, uint32_t x_len, float *out, uint32_t out_len, float p,
+///   uint32_t seed_lo, uint32_t seed_hi)` — out = x · mask / (1 − p), the mask a pure function of the seed.
+#[no_mangle]
+pub unsafe extern "C" fn qlora_dropout(
+    x: *const f32,
+    x_len: u32,
+    out: *mut f32,
+    out_len: u32,
+    p: f32,
+    seed_lo: u32,
+    seed_hi: u32,
+) -> i32 {
+    run(|| {
+        let x = slice(x, x_len, "x")?;
+        let out = slice_mut(out, out_len, "out")?;
+        crate::ops::dropout::dropout(&Ctx::current(), x, out, p, (seed_hi as u64) << 32 | seed_lo as u64)
+    })
+}
