@@ -119,16 +119,9 @@ fn transpose_into<'a>(
     let sources: Vec<&[f32]> = (0..cols).map(column).collect();
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if kernel != Kernel::Scalar && cols == nr && nr % 8 == 0 {
-        done = kc / 8 * 8;
-        for p in (0..done).step_by(8) {
-            for c0 in (0..nr).step_by(8) {
-                let src: [*const f32; 8] = std::array::from_fn(|c| sources[c0 + c][p..p + 8].as_ptr());
-                let dst = panel[p * nr + c0..(p + 7) * nr + c0 + 8].as_mut_ptr();
-                // Safety: AVX2 is present on every non-scalar path; the slices above bound every access.
-                unsafe { crate::simd::avx2::transpose8x8(src, dst, nr) };
-            }
-        }
+    if kernel != Kernel::Scalar && cols == nr && nr % 8 == 0 && panel.len() >= kc * nr {
+        // Safety: AVX2 is present on every non-scalar path; sizes were checked above and by the callers.
+        done = unsafe { crate::simd::avx2::transpose_panel(&sources, panel, nr, kc) };
     }
     for (p, row) in panel.chunks_exact_mut(nr).take(kc).enumerate().skip(done) {
         for (d, src) in row.iter_mut().zip(&sources) {

@@ -62,8 +62,9 @@ unsafe impl Simd for Avx2 {
 /// `dst + q * dst_stride`. Used to turn column runs into the panel layout of the GEMM.
 ///
 /// # Safety
-/// AVX2 only; every `src[r]` must have 8 readable floats and each output row 8 writable floats.
-#[target_feature(enable = "avx2,fma")]
+/// AVX2 only (call it from an AVX2 function, where it inlines); every `src[r]` must have 8 readable floats
+/// and each output row 8 writable floats.
+#[inline(always)]
 pub unsafe fn transpose8x8(src: [*const f32; 8], dst: *mut f32, dst_stride: usize) {
     let r: [__m256; 8] = src.map(|p| _mm256_loadu_ps(p));
     // Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
@@ -96,4 +97,24 @@ pub unsafe fn transpose8x8(src: [*const f32; 8], dst: *mut f32, dst_stride: usiz
     for (q, v) in out.iter().enumerate() {
         _mm256_storeu_ps(dst.add(q * dst_stride), *v);
     }
+}
+
+/// Transposes `sources.len()` (= `nr`, a multiple of 8) column runs into a `kc × nr` panel for the first
+/// `kc / 8 * 8` depth steps, in 8×8 register blocks; returns how many steps it did.
+///
+/// # Safety
+/// AVX2 only; every source run has at least `kc` values and `panel` holds `kc * nr`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn transpose_panel(sources: &[&[f32]], panel: &mut [f32], nr: usize, kc: usize) -> usize {
+    let done = kc / 8 * 8;
+    debug_assert!(sources.len() == nr && nr % 8 == 0 && panel.len() >= kc * nr);
+    debug_assert!(sources.iter().all(|s| s.len() >= kc));
+    let dst = panel.as_mut_ptr();
+    for c0 in (0..nr).step_by(8) {
+        let cols: [*const f32; 8] = std::array::from_fn(|c| sources[c0 + c].as_ptr());
+        for p in (0..done).step_by(8) {
+            transpose8x8(cols.map(|col| col.add(p)), dst.add(p * nr + c0), nr);
+        }
+    }
+    done
 }
