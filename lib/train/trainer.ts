@@ -1,0 +1,531 @@
+/**
+ * The training loop (mlx-lm's `train`, nanoGPT's loop): `train({model, optimizer, data, args, callbacks})`
+ * runs `Trainer.step()` — the one hot path — until the last step, evaluating and checkpointing on the way.
+ *
+ * One step: `gradAccumulation` micro-batches, each `model.lossAndGrad` adding the gradient of its *summed*
+ * token losses; the sum is turned into the gradient of the mean over all trained tokens of the step (so
+ * accumulation equals one bigger batch), clipped to `maxGradNorm`, and AdamW moves the parameters at the
+ * schedule's learning rate. All math on the parameters is in the Rust kernels.
+ *
+ * Determinism: the run is a function of (options, data, seed). A checkpoint holds the parameters, AdamW's
+ * moments and step, the data stream's position and the dropout generator's state; the schedule is a pure
+ * function of the step. So `--resume` continues bit for bit as if never interrupted.
+ *
+ * A non-finite loss or gradient norm stops the run before the update, with the last good checkpoint
+ * untouched (the bad state is never saved).
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { type Batch, BatchStream } from "../data/batch.ts";
+import type { AdapterConfig } from "../io/peft/config.ts";
+import { parseTrainingArgs, type TrainingArgs, type TrainingArgsInput } from "./args.ts";
+import {
+  checkpointDirs,
+  type CheckpointRef,
+  findLatestCheckpoint,
+  loadCheckpoint,
+  removeCheckpointsAfter,
+  removePartialCheckpoints,
+  saveCheckpoint,
+  type TrainerState,
+} from "./checkpoint.ts";
+import { clipFactor, gradNorm, scaleGrads } from "./clip.ts";
+import { METRICS_FILE, MetricsLog } from "./metrics_log.ts";
+import { AdamW, type Parameter } from "./optimizer.ts";
+import { TrainProgress } from "./progress.ts";
+import { learningRate, type ScheduleOptions } from "./schedule.ts";
+
+export type { Parameter } from "./optimizer.ts";
+
+/** Summed token losses and how many tokens had a target. */
+export interface LossSum {
+  lossSum: number;
+  lossTokens: number;
+}
+
+/** What the trainer needs from a model (LoraModel implements it; tests use small fakes). */
+export interface TrainableModel {
+  /** The trainable tensors, in a stable order, named (PEFT names for LoRA). */
+  parameters(): Parameter[];
+  /**
+   * Forward and backward on one batch, in training mode (dropout on): adds to each `grad` the gradient of
+   * `lossSum`, the **sum** of the batch's token losses (not their mean); returns that sum and its token count.
+   */
+  lossAndGrad(batch: Batch): LossSum;
+  /** Forward only, evaluation mode (no dropout, no gradients). */
+  loss(batch: Batch): LossSum;
+  /** Sets every gradient to zero. */
+  zeroGrad(): void;
+  /** The generator behind dropout; saved in checkpoints so a resumed run draws the same masks. */
+  readonly rng?: { state: [number, number, number, number] };
+}
+
+export interface TrainData {
+  /** The training batches (its position is part of every checkpoint). */
+  train: BatchStream;
+  /** Validation batches, in a fixed order (`args.evalBatches` takes the first N). */
+  valid?: readonly Batch[];
+}
+
+export interface StepReport {
+  step: number;
+  totalSteps: number;
+  /** The epoch of the step's last micro-batch. */
+  epoch: number;
+  /** Mean loss over the step's trained tokens. */
+  loss: number;
+  /** Learning rate used by this update. */
+  lr: number;
+  /** Global gradient norm of the mean loss, before clipping. */
+  gradNorm: number;
+  /** Trained tokens and real tokens (not padding) in the step. */
+  lossTokens: number;
+  tokens: number;
+  seconds: number;
+  tokensPerSecond: number;
+}
+
+export interface EvalReport {
+  step: number;
+  /** Mean loss over the validation tokens, and exp of it. */
+  loss: number;
+  perplexity: number;
+  lossTokens: number;
+  batches: number;
+  seconds: number;
+  /** Lowest so far. */
+  best: boolean;
+}
+
+export interface SaveReport {
+  step: number;
+  dir: string;
+}
+
+export interface TrainCallbacks {
+  onStep?: (report: StepReport, trainer: Trainer) => void;
+  onEval?: (report: EvalReport, trainer: Trainer) => void;
+  onSave?: (report: SaveReport, trainer: Trainer) => void;
+  /** Messages (resume notes, warnings); default: printed through the progress display. */
+  onMessage?: (message: string) => void;
+}
+
+export interface TrainOptions {
+  model: TrainableModel;
+  /** Default: AdamW over `model.parameters()` with the args' betas, eps and weight decay. */
+  optimizer?: AdamW;
+  data: TrainData;
+  /** Options (any subset; defaults from args.ts). */
+  args?: TrainingArgs | TrainingArgsInput;
+  callbacks?: TrainCallbacks;
+  /** With a PEFT config, every checkpoint's parameters form a PEFT adapter. */
+  adapter?: AdapterConfig;
+  /** Progress line on stderr (default true). */
+  progress?: boolean;
+}
+
+export interface TrainResult {
+  step: number;
+  totalSteps: number;
+  /** The last step's loss (NaN when no step ran in this call). */
+  loss: number;
+  /** The last evaluation (undefined without validation data). */
+  eval?: EvalReport;
+  bestEvalLoss: number | null;
+  bestEvalStep: number | null;
+  /** The last checkpoint written or resumed from. */
+  checkpoint?: CheckpointRef;
+  elapsedSeconds: number;
+  /** True when `requestStop()` ended the run early (after saving a checkpoint). */
+  stopped: boolean;
+}
+
+/** The loss or the gradients stopped being finite; nothing of that step was applied or saved. */
+export class TrainingDivergedError extends Error {
+  override name = "TrainingDivergedError";
+
+  constructor(message: string, readonly step: number, readonly lastCheckpoint?: CheckpointRef) {
+    super(message);
+  }
+}
+
+/** Runs a whole training (resuming first when `args.resume`); see Trainer for the pieces. */
+export async function train(opts: TrainOptions): Promise<TrainResult> {
+  const trainer = new Trainer(opts);
+  trainer.prepareOutput();
+  return await trainer.run();
+}
+
+export class Trainer {
+  readonly model: TrainableModel;
+  readonly params: Parameter[];
+  readonly optimizer: AdamW;
+  readonly args: TrainingArgs;
+  readonly totalSteps: number;
+  readonly valid: readonly Batch[];
+  readonly callbacks: TrainCallbacks;
+  readonly adapter?: AdapterConfig;
+  /** The data stream; replaced by one at the saved position when a checkpoint is restored. */
+  stream: BatchStream;
+  state: TrainerState;
+  /** The last checkpoint written or restored. */
+  lastCheckpoint?: CheckpointRef;
+  lastEval?: EvalReport;
+  #schedule: ScheduleOptions;
+  #log?: MetricsLog;
+  #progress?: TrainProgress;
+  #stopRequested = false;
+  readonly #showProgress: boolean;
+
+  constructor(opts: TrainOptions) {
+    this.args = parseTrainingArgs(opts.args ?? {});
+    const a = this.args;
+    this.model = opts.model;
+    this.params = opts.model.parameters();
+    if (this.params.length === 0) throw new RangeError("train: the model has no trainable parameters");
+    this.optimizer = opts.optimizer ??
+      new AdamW(this.params, { beta1: a.beta1, beta2: a.beta2, eps: a.eps, weightDecay: a.weightDecay });
+    if (this.optimizer.params.length !== this.params.length) {
+      throw new RangeError("train: the optimizer was built for other parameters than the model's");
+    }
+    this.stream = opts.data.train;
+    this.valid = opts.data.valid ?? [];
+    this.callbacks = opts.callbacks ?? {};
+    this.adapter = opts.adapter;
+    this.#showProgress = opts.progress ?? true;
+    this.totalSteps = a.steps > 0 ? a.steps : stepsForEpochs(this.stream, a.epochs, a.gradAccumulation);
+    this.#schedule = {
+      lr: a.lr,
+      kind: a.schedule,
+      warmupSteps: a.warmupSteps,
+      totalSteps: this.totalSteps,
+      minLrRatio: a.minLrRatio,
+    };
+    this.state = {
+      step: 0,
+      stream: this.stream.state,
+      rng: this.model.rng ? [...this.model.rng.state] : null,
+      bestEvalLoss: null,
+      bestEvalStep: null,
+      elapsedSeconds: 0,
+      tokensSeen: 0,
+      args: this.args,
+    };
+  }
+
+  /** The learning rate of update `step` (1-based). */
+  lrAt(step: number): number {
+    return learningRate(step, this.#schedule);
+  }
+
+  /**
+   * Readies `outputDir`: removes what a crash leaves (`*.tmp`); with `resume`, restores the latest valid
+   * checkpoint (if any) and drops newer, invalid ones and the metrics after it; without, refuses to start
+   * over a directory that holds checkpoints. Returns the checkpoint resumed from.
+   */
+  prepareOutput(): CheckpointRef | undefined {
+    const dir = this.args.outputDir;
+    mkdirSync(dir, { recursive: true });
+    removePartialCheckpoints(dir);
+    const latest = findLatestCheckpoint(dir);
+    const metricsPath = join(dir, METRICS_FILE);
+    if (!this.args.resume) {
+      if (latest) {
+        throw new Error(
+          `${dir} already holds checkpoints (the latest is ${latest.dir}); pass --resume to continue that run, ` +
+            `or choose another --output-dir`,
+        );
+      }
+      removeCheckpointsAfter(dir, -1);
+      this.#log = MetricsLog.truncate(metricsPath);
+      return undefined;
+    }
+    if (!latest) {
+      const leftovers = checkpointDirs(dir).length;
+      this.#message(
+        `no valid checkpoint in ${dir}${
+          leftovers > 0 ? ` (${leftovers} incomplete removed)` : ""
+        }; starting afresh`,
+      );
+      removeCheckpointsAfter(dir, -1);
+      this.#log = MetricsLog.truncate(metricsPath);
+      return undefined;
+    }
+    this.restore(latest.dir);
+    removeCheckpointsAfter(dir, latest.step);
+    this.#log = MetricsLog.resumeAt(metricsPath, latest.step);
+    this.#message(`resumed from ${latest.dir} (step ${latest.step}/${this.totalSteps})`);
+    return latest;
+  }
+
+  /** Restores parameters, optimizer, data position, RNG and counters from a checkpoint directory. */
+  restore(dir: string): void {
+    const ckpt = loadCheckpoint(dir);
+    const names = new Set(this.params.map((p) => p.name));
+    const extra = [...ckpt.parameters.keys()].filter((n) => !names.has(n));
+    const missing = this.params.filter((p) => !ckpt.parameters.has(p.name)).map((p) => p.name);
+    if (extra.length > 0 || missing.length > 0) {
+      throw new Error(
+        `${dir} was saved for other adapters (missing ${missing.length}, unknown ${extra.length}: ` +
+          `${[...missing, ...extra].slice(0, 3).join(", ")}); check --lora-targets and --lora-rank`,
+      );
+    }
+    for (const p of this.params) {
+      const values = ckpt.parameters.get(p.name)!;
+      if (values.length !== p.data.length) {
+        throw new Error(
+          `${dir}: "${p.name}" has ${values.length} values, the model's ${p.data.length}; check --lora-rank`,
+        );
+      }
+    }
+    for (const p of this.params) p.data.set(ckpt.parameters.get(p.name)!);
+    this.optimizer.loadState(ckpt.optimizer);
+    const t = ckpt.trainer;
+    this.stream = new BatchStream(this.stream.examples, this.stream.options, t.stream);
+    if (this.model.rng && t.rng) this.model.rng.state = [...t.rng];
+    this.state = { ...t, args: this.args };
+    this.lastCheckpoint = { dir, step: t.step };
+    const changed = changedArgs(t.args, this.args);
+    if (changed.length > 0) {
+      this.#message(
+        `resuming with changed options (the run will differ from an uninterrupted one): ${
+          changed.join("; ")
+        }`,
+      );
+    }
+  }
+
+  /** One optimizer step: the hot path. Throws TrainingDivergedError (before updating) on NaN/inf. */
+  step(): StepReport {
+    const t0 = performance.now();
+    const { model, params, args } = this;
+    model.zeroGrad();
+    let lossSum = 0;
+    let lossTokens = 0;
+    let tokens = 0;
+    let epoch = 0;
+    for (let micro = 0; micro < args.gradAccumulation; micro++) {
+      const batch = this.stream.next();
+      const r = model.lossAndGrad(batch);
+      lossSum += r.lossSum;
+      lossTokens += r.lossTokens;
+      tokens += batch.tokens;
+      epoch = batch.epoch;
+    }
+    const step = this.state.step + 1;
+    if (lossTokens === 0) throw new Error(`step ${step}: no trained tokens in the step's batches`);
+    const loss = lossSum / lossTokens;
+    // The gradients are of the summed losses; the mean's are 1/lossTokens of them.
+    const norm = gradNorm(params) / lossTokens;
+    if (!Number.isFinite(loss) || !Number.isFinite(norm)) throw this.#diverged(step, loss, norm);
+    scaleGrads(params, clipFactor(norm, args.maxGradNorm) / lossTokens);
+    const lr = this.lrAt(step);
+    this.optimizer.step(lr);
+
+    const seconds = (performance.now() - t0) / 1000;
+    this.state.step = step;
+    this.state.tokensSeen += tokens;
+    this.state.elapsedSeconds += seconds;
+    return {
+      step,
+      totalSteps: this.totalSteps,
+      epoch,
+      loss,
+      lr,
+      gradNorm: norm,
+      lossTokens,
+      tokens,
+      seconds,
+      tokensPerSecond: tokens / seconds,
+    };
+  }
+
+  /**
+   * Validation loss and perplexity over the first `evalBatches` validation batches (all when 0). Changes
+   * no state (`run` records the best); call it before `run` for the loss of the untrained adapters.
+   */
+  evaluate(): EvalReport {
+    const t0 = performance.now();
+    const n = this.args.evalBatches > 0
+      ? Math.min(this.args.evalBatches, this.valid.length)
+      : this.valid.length;
+    if (n === 0) throw new Error("evaluate: there are no validation batches");
+    let lossSum = 0;
+    let lossTokens = 0;
+    for (let i = 0; i < n; i++) {
+      const r = this.model.loss(this.valid[i]);
+      lossSum += r.lossSum;
+      lossTokens += r.lossTokens;
+    }
+    const loss = lossSum / lossTokens;
+    const s = this.state;
+    const best = Number.isFinite(loss) && (s.bestEvalLoss === null || loss < s.bestEvalLoss);
+    const seconds = (performance.now() - t0) / 1000;
+    return { step: s.step, loss, perplexity: Math.exp(loss), lossTokens, batches: n, seconds, best };
+  }
+
+  /** Writes the checkpoint of the current step into `outputDir` (keeping `keepCheckpoints`). */
+  save(): SaveReport {
+    this.state.stream = this.stream.state;
+    this.state.rng = this.model.rng ? [...this.model.rng.state] : null;
+    const dir = saveCheckpoint(this.args.outputDir, {
+      trainer: { ...this.state, args: this.args },
+      parameters: this.params,
+      optimizer: this.optimizer.state(),
+      adapter: this.adapter,
+    }, this.args.keepCheckpoints);
+    this.lastCheckpoint = { dir, step: this.state.step };
+    return { step: this.state.step, dir };
+  }
+
+  /** Ends `run` after the current step, saving a checkpoint first (e.g. on Ctrl-C). */
+  requestStop(): void {
+    this.#stopRequested = true;
+  }
+
+  /** Steps until `totalSteps`, evaluating every `evalEvery` and saving every `saveEvery` (and at the end). */
+  async run(): Promise<TrainResult> {
+    const a = this.args;
+    this.#log ??= new MetricsLog(join(a.outputDir, METRICS_FILE));
+    if (this.#showProgress) this.#progress = new TrainProgress(this.totalSteps, this.state.step);
+    let last: StepReport | undefined;
+    try {
+      while (this.state.step < this.totalSteps) {
+        let report: StepReport;
+        try {
+          report = this.step();
+        } catch (error) {
+          if (error instanceof TrainingDivergedError) {
+            this.#log.append({ event: "stop", step: error.step, reason: error.message });
+          }
+          throw error;
+        }
+        last = report;
+        const { step } = report;
+        this.#log.append({
+          event: "train",
+          step,
+          epoch: report.epoch,
+          loss: report.loss,
+          lr: report.lr,
+          gradNorm: report.gradNorm,
+          tokens: report.tokens,
+          tokensPerSecond: report.tokensPerSecond,
+          elapsedSeconds: this.state.elapsedSeconds,
+        });
+        this.#progress?.update(report);
+        this.callbacks.onStep?.(report, this);
+
+        const final = step === this.totalSteps;
+        if (this.valid.length > 0 && (final || (a.evalEvery > 0 && step % a.evalEvery === 0))) {
+          const ev = this.evaluate();
+          this.lastEval = ev;
+          if (ev.best) [this.state.bestEvalLoss, this.state.bestEvalStep] = [ev.loss, step];
+          this.#log.append({
+            event: "eval",
+            step,
+            evalLoss: ev.loss,
+            perplexity: ev.perplexity,
+            best: ev.best,
+          });
+          this.#message(
+            `step ${step}: eval loss ${ev.loss.toFixed(4)}, perplexity ${ev.perplexity.toFixed(2)}` +
+              (ev.best ? " (best)" : ""),
+          );
+          this.callbacks.onEval?.(ev, this);
+        }
+        const stopping = this.#stopRequested && !final;
+        if (final || stopping || (a.saveEvery > 0 && step % a.saveEvery === 0)) {
+          const saved = this.save();
+          this.#log.append({ event: "save", step, dir: saved.dir });
+          this.callbacks.onSave?.(saved, this);
+        }
+        if (stopping) {
+          this.#message(`stopped at step ${step}; ${this.lastCheckpoint!.dir} holds it (--resume continues)`);
+          break;
+        }
+        // Let timers, progress redraws and signals run between steps (notebooks stay responsive).
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+    } finally {
+      this.#progress?.stop();
+      this.#log.close();
+      this.#log = undefined;
+    }
+    return {
+      step: this.state.step,
+      totalSteps: this.totalSteps,
+      loss: last?.loss ?? NaN,
+      eval: this.lastEval,
+      bestEvalLoss: this.state.bestEvalLoss,
+      bestEvalStep: this.state.bestEvalStep,
+      checkpoint: this.lastCheckpoint,
+      elapsedSeconds: this.state.elapsedSeconds,
+      stopped: this.state.step < this.totalSteps,
+    };
+  }
+
+  #diverged(step: number, loss: number, norm: number): TrainingDivergedError {
+    const what = !Number.isFinite(loss) ? `the loss is ${loss}` : `the gradient norm is ${norm}`;
+    const ckpt = this.lastCheckpoint;
+    const keep = ckpt
+      ? `the last good checkpoint is ${ckpt.dir} (step ${ckpt.step}); lower --lr or raise --warmup-steps ` +
+        `and --resume from it`
+      : "no checkpoint was saved yet; lower --lr or raise --warmup-steps and start again";
+    return new TrainingDivergedError(
+      `step ${step}: ${what}; training stopped before applying this step (nothing of it was saved). ${keep}`,
+      step,
+      ckpt,
+    );
+  }
+
+  #message(text: string): void {
+    if (this.callbacks.onMessage) this.callbacks.onMessage(text);
+    else if (this.#progress) this.#progress.log(text);
+    else if (this.#showProgress) console.error(text);
+  }
+}
+
+/** Optimizer steps that `epochs` passes over the stream take (a fractional last epoch rounds up). */
+export function stepsForEpochs(stream: BatchStream, epochs: number, gradAccumulation: number): number {
+  let batches = 0;
+  const whole = Math.floor(epochs);
+  for (let e = 0; e < whole; e++) batches += stream.batchesInEpoch(e);
+  const part = epochs - whole;
+  if (part > 0) batches += Math.ceil(part * stream.batchesInEpoch(whole));
+  return Math.max(1, Math.ceil(batches / gradAccumulation));
+}
+
+/** Options that change the trajectory, compared between a checkpoint and the resuming run. */
+const TRAJECTORY_KEYS = [
+  "model",
+  "data",
+  "maxLength",
+  "batchSize",
+  "gradAccumulation",
+  "steps",
+  "epochs",
+  "lr",
+  "schedule",
+  "warmupSteps",
+  "minLrRatio",
+  "weightDecay",
+  "beta1",
+  "beta2",
+  "eps",
+  "maxGradNorm",
+  "seed",
+  "lora",
+  "compute",
+] as const;
+
+function changedArgs(saved: unknown, now: TrainingArgs): string[] {
+  if (typeof saved !== "object" || saved === null) return [];
+  const before = saved as Record<string, unknown>;
+  const out: string[] = [];
+  for (const key of TRAJECTORY_KEYS) {
+    const [a, b] = [JSON.stringify(before[key]), JSON.stringify(now[key])];
+    if (a !== b) out.push(`${key} ${a} → ${b}`);
+  }
+  return out;
+}
