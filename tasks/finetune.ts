@@ -9,7 +9,7 @@
  */
 import { Command } from "commander";
 import { join } from "node:path";
-import { matmulXWt } from "../ffi/gemm.ts";
+import { applyAdapters } from "../lib/train/apply_adapter.ts";
 import { setThreads } from "../ffi/runtime.ts";
 import { type Batch, BatchStream, orderedBatches, padTokenId } from "../lib/data/batch.ts";
 import { describeSplit, type Example, loadDataset } from "../lib/data/dataset.ts";
@@ -19,14 +19,12 @@ import { ALL_LINEAR, createAdapterConfig } from "../lib/io/peft/config.ts";
 import { writeGgufLora } from "../lib/io/peft/gguf_lora.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
 import { LlamaModel } from "../lib/nn/llama.ts";
-import type { Linear } from "../lib/nn/linear.ts";
 import { loadModel } from "../lib/nn/load_model.ts";
 import type { Tokenizer } from "../lib/text/tokenizer.ts";
 import { ArgsError, cliOptions, resolveTrainingArgs, type TrainingArgs } from "../lib/train/args.ts";
 import { saveParameters } from "../lib/train/checkpoint.ts";
 import { METRICS_FILE, MetricsLog } from "../lib/train/metrics_log.ts";
 import { type LinearModule, LoraModel } from "../lib/train/lora_model.ts";
-import type { LoraLinear } from "../lib/train/lora.ts";
 import { type TrainableModel, Trainer, TrainingDivergedError } from "../lib/train/trainer.ts";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -162,7 +160,12 @@ async function main(args: TrainingArgs): Promise<void> {
   }
 
   // --- After -------------------------------------------------------------------------------------------
-  const tuned = withAdapters(model, lora);
+  const tuned = applyAdapters(
+    model,
+    new Map(
+      [...lora.adapters].map(([m, ad]) => [m, { A: ad.a.data, B: ad.b.data, r: ad.rank, scale: ad.scale }]),
+    ),
+  );
   const metricAfter = scoring ? score("after", tuned, tokenizer, evalRecords, stopTokens) : undefined;
   if (metricAfter) {
     log.append({ event: "metric", step: result.step, name: args.metric, value: metricAfter.rate });
@@ -249,56 +252,6 @@ function asTrainable(lora: LoraModel, args: TrainingArgs): TrainableModel {
     loss(batch) {
       const r = lora.loss(batch, { compute: args.compute });
       return { lossSum: r.lossSum, lossTokens: r.count };
-    },
-  };
-}
-
-/** The model with each adapted linear computing `W·x + s·B·A·x` (shares the frozen weights; for generation). */
-function withAdapters(model: LlamaModel, lora: LoraModel): LlamaModel {
-  const wrap = (module: string, base: Linear): Linear => {
-    const adapter = lora.adapters.get(module);
-    return adapter ? adaptedLinear(base, adapter) : base;
-  };
-  const layers = model.weights.layers.map((w, l) => {
-    const at = (parent: string, name: string, base: Linear) =>
-      wrap(`model.layers.${l}.${parent}.${name}`, base);
-    const a = w.attention;
-    return {
-      ...w,
-      attention: {
-        ...a,
-        q: at("self_attn", "q_proj", a.q),
-        k: at("self_attn", "k_proj", a.k),
-        v: at("self_attn", "v_proj", a.v),
-        o: at("self_attn", "o_proj", a.o),
-      },
-      mlp: {
-        gate: at("mlp", "gate_proj", w.mlp.gate),
-        up: at("mlp", "up_proj", w.mlp.up),
-        down: at("mlp", "down_proj", w.mlp.down),
-      },
-    };
-  });
-  return new LlamaModel(model.config, { ...model.weights, layers });
-}
-
-/** `y = W·x + s·B·A·x`; backward is not needed for generation. */
-function adaptedLinear(base: Linear, adapter: LoraLinear): Linear {
-  const { a, b, rank, scale } = adapter;
-  return {
-    rows: base.rows,
-    cols: base.cols,
-    bytes: base.bytes,
-    matmul(x, m, y, opts) {
-      const out = base.matmul(x, m, y, opts);
-      const h = matmulXWt(x, a.data, m, base.cols, rank);
-      return matmulXWt(h, b.data, m, rank, base.rows, out, { alpha: scale, beta: 1 });
-    },
-    matmulT() {
-      throw new Error("adaptedLinear is for generation only");
-    },
-    close() {
-      // The base weight belongs to the model.
     },
   };
 }
