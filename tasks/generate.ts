@@ -7,6 +7,8 @@ import process from "node:process";
 import { setThreads } from "../ffi/runtime.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
 import { loadModel } from "../lib/nn/load_model.ts";
+import { readPeftAdapter } from "../lib/io/peft/read.ts";
+import { applyAdapters } from "../lib/train/apply_adapter.ts";
 import { ChatTemplate } from "../lib/text/chat_template.ts";
 import { defaultStopTokens, generate } from "../lib/generate/generate.ts";
 
@@ -14,6 +16,7 @@ const opts = new Command("deno task generate")
   .description("Generate text with a Llama-family model (NF4 weights, CPU).")
   .option("--model <spec>", describeModelSpec(), "default")
   .requiredOption("--prompt <text>", "the user message (or raw text with --raw)")
+  .option("--adapter <dir>", "a PEFT LoRA adapter directory to apply (e.g. out/finetune/adapter)")
   .option("--system <text>", "a system message for the chat template")
   .option("--raw", "no chat template: continue the prompt text as it is", false)
   .option("--max-new-tokens <n>", "tokens to generate at most", "128")
@@ -38,7 +41,11 @@ try {
   setThreads(int("--threads", opts.threads));
   const resolved = await resolveModel(opts.model === "default" ? undefined : opts.model);
   const path = resolved.kind === "gguf" ? resolved.path : resolved.dir;
-  const { model, tokenizer, config, loadSeconds } = await loadModel(path);
+  const loaded = await loadModel(path);
+  const { tokenizer, config, loadSeconds } = loaded;
+  const model = opts.adapter
+    ? applyAdapters(loaded.model, readPeftAdapter(opts.adapter, config).layers)
+    : loaded.model;
   let prompt = opts.prompt;
   if (!opts.raw) {
     const messages = [
@@ -66,7 +73,7 @@ try {
       } tok/s | generated ${result.ids.length} at ` +
       `${genRate.toFixed(1)} tok/s | ${result.finishReason}]`,
   );
-  model.close();
+  loaded.model.close();
 } catch (error) {
   console.error(`generate: ${(error as Error).message}`);
   Deno.exit(1);
