@@ -12,7 +12,7 @@ import {
   SMOLLM2_SHAPES,
 } from "./bench/gemm.ts";
 import { peakRss } from "./bench/measure.ts";
-import { bench7bLoad, benchDefaultModel } from "./bench/model.ts";
+import { bench7bLoad, benchDefaultModel, benchTraining } from "./bench/model.ts";
 
 const program = new Command()
   .name("deno task bench")
@@ -26,7 +26,7 @@ const program = new Command()
     "SmolLM2 GEMM shapes and the default model only (skips Mistral-7B shapes and load)",
     false,
   )
-  .option("--sections <list>", "comma-separated: gemm, model, load7b", "gemm,model,load7b")
+  .option("--sections <list>", "comma-separated: gemm, model, train, load7b", "gemm,model,train,load7b")
   .parse(Deno.args, { from: "user" });
 const opts = program.opts();
 
@@ -47,6 +47,7 @@ if (sections.has("gemm")) {
   printGemmResults(results);
 }
 if (sections.has("model")) await benchDefaultModel();
+if (sections.has("train")) await benchTraining();
 if (sections.has("load7b") && !opts.quick) await bench7bLoad();
 const rss = peakRss();
 if (rss !== undefined) console.log(`\npeak RSS of this process: ${(rss / 2 ** 20).toFixed(0)} MiB`);

@@ -59,3 +59,38 @@ export async function bench7bLoad(): Promise<void> {
     ["peak RSS − model GiB", gib(r.peakRss - r.weightBytes)],
   ]);
 }
+
+/** QLoRA training speed and memory on the default model (child process, so the peak RSS is training's). */
+export async function benchTraining(): Promise<void> {
+  const probe = fileURLToPath(new URL("./train_probe.ts", import.meta.url));
+  const rows: (string | number)[][] = [];
+  for (const flags of [[], ["--checkpointing"]]) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", probe, ...flags],
+      stderr: "inherit",
+    })
+      .output();
+    if (!out.success) throw new Error(`training probe failed with code ${out.code}`);
+    const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+    const share = (ms: number) => `${(100 * ms / r.msPerStep).toFixed(0)} %`;
+    rows.push([
+      flags.length ? "with gradient checkpointing" : "plain",
+      r.tokensPerSecond.toFixed(1),
+      (r.peakRss / 2 ** 20).toFixed(0),
+      share(r.nf4Ms),
+      share(r.headMs),
+      share(r.msPerStep - r.nf4Ms - r.headMs),
+    ]);
+  }
+  console.log(
+    "\nQLoRA training, SmolLM2-135M-Instruct NF4, seq 256, batch 1, LoRA r=16 on all block linears, AdamW",
+  );
+  printTable([
+    "run",
+    "tok/s",
+    "peak RSS MiB",
+    "NF4 GEMMs",
+    "LM head + CE",
+    "rest (attention, LoRA, norms, optimizer)",
+  ], rows);
+}
