@@ -15,6 +15,9 @@ import { type Batch, BatchStream, orderedBatches, padTokenId } from "../lib/data
 import { describeSplit, type Example, loadDataset } from "../lib/data/dataset.ts";
 import { exactMatch, type ExactMatchReport } from "../lib/data/metrics.ts";
 import { defaultStopTokens } from "../lib/generate/generate.ts";
+import { exportMergedModel } from "../lib/io/export_merged.ts";
+import { readPeftAdapter } from "../lib/io/peft/read.ts";
+import { loadAdapterInto } from "../lib/train/load_adapter.ts";
 import { ALL_LINEAR, createAdapterConfig } from "../lib/io/peft/config.ts";
 import { writeGgufLora } from "../lib/io/peft/gguf_lora.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
@@ -49,11 +52,6 @@ try {
 } catch (error) {
   if (!(error instanceof ArgsError)) throw error;
   console.error(`finetune: ${error.message}`);
-  Deno.exit(2);
-}
-if (args.merge) {
-  // TODO(merge): needs a merged-model exporter (HF dir or GGUF writer for the fused weights).
-  console.error("finetune: --merge is not implemented yet; the adapter is saved in PEFT and GGUF form");
   Deno.exit(2);
 }
 
@@ -110,6 +108,10 @@ async function main(args: TrainingArgs): Promise<void> {
     targetModules: targets,
     seed: args.seed,
   });
+  if (args.adapter !== "") {
+    loadAdapterInto(lora, readPeftAdapter(args.adapter, config).layers, args.adapter);
+    console.error(`starting from the adapter in ${args.adapter}`);
+  }
   const adapterConfig = createAdapterConfig({
     r: args.lora.rank,
     loraAlpha: args.lora.alpha,
@@ -207,6 +209,21 @@ async function main(args: TrainingArgs): Promise<void> {
   );
   writeGgufLora(join(args.outputDir, "adapter.gguf"), { model: config, config: adapterConfig, layers });
   console.log(`adapter saved: ${adapterDir} (PEFT), ${join(args.outputDir, "adapter.gguf")} (llama.cpp)`);
+  if (args.merge) {
+    // Merged into the NF4 weights the adapters were trained against: W' = dequant(NF4(W)) + s·B·A, in bf16.
+    // The run's output directory is ours to replace, as the adapter above is.
+    const mergedDir = join(args.outputDir, "merged");
+    const merged = await exportMergedModel(mergedDir, {
+      model,
+      adapters: layers,
+      source: resolved,
+      overwrite: true,
+    });
+    console.log(
+      `merged model saved: ${merged.dir} (transformers, bf16, ${(merged.tensorBytes / 1e9).toFixed(2)} GB: ` +
+        `${merged.files.join(", ")})`,
+    );
+  }
   model.close();
 }
 

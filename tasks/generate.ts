@@ -17,6 +17,10 @@ const opts = new Command("deno task generate")
   .option("--model <spec>", describeModelSpec(), "default")
   .requiredOption("--prompt <text>", "the user message (or raw text with --raw)")
   .option("--adapter <dir>", "a PEFT LoRA adapter directory to apply (e.g. out/finetune/adapter)")
+  .option(
+    "--no-quantize",
+    "keep the block linears in f32 (e.g. a merged bf16 model: re-quantizing to NF4 snaps small fine-tuned changes back)",
+  )
   .option("--system <text>", "a system message for the chat template")
   .option("--raw", "no chat template: continue the prompt text as it is", false)
   .option("--max-new-tokens <n>", "tokens to generate at most", "128")
@@ -41,7 +45,7 @@ try {
   setThreads(int("--threads", opts.threads));
   const resolved = await resolveModel(opts.model === "default" ? undefined : opts.model);
   const path = resolved.kind === "gguf" ? resolved.path : resolved.dir;
-  const loaded = await loadModel(path);
+  const loaded = await loadModel(path, { quantize: opts.quantize ? "nf4" : "none" });
   const { tokenizer, config, loadSeconds } = loaded;
   const model = opts.adapter
     ? applyAdapters(loaded.model, readPeftAdapter(opts.adapter, config).layers)

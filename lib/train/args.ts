@@ -134,6 +134,8 @@ export const TrainingArgsSchema = z.strictObject({
     .describe("GEMM compute precision of the frozen weights"),
   /** Kernel threads; 0 = all cores. */
   threads: int(0).default(0).describe("kernel threads (0 = all cores)"),
+  /** A saved PEFT adapter to start from (continue training it); "" = fresh adapters. */
+  adapter: str.default("").describe('PEFT adapter directory to start from ("" = fresh adapters)'),
   /** Also save the model with the adapters merged into its weights. */
   merge: bool.default(false).describe("also save the merged model"),
   /** Task metric reported before and after training. */
@@ -243,6 +245,7 @@ const PLACEHOLDERS: Record<string, string> = {
   train: "file",
   valid: "file",
   outputDir: "dir",
+  adapter: "dir",
   targets: "list",
 };
 
