@@ -51,3 +51,5 @@ export { writeGgufLora } from "./lib/io/peft/gguf_lora.ts";
 export { trainable } from "./lib/train/trainable.ts";
 export { orderedBatches, padTokenId } from "./lib/data/batch.ts";
 export { createAdapterConfig } from "./lib/io/peft/config.ts";
+export { exportMergedModel } from "./lib/io/export_merged.ts";
+export { loadAdapterInto } from "./lib/train/load_adapter.ts";
