@@ -47,19 +47,59 @@ export class Tape {
   /**
    * Backpropagates from `root` (a 1-element loss unless `seed` gives its gradient) and empties the tape.
    * Leaves (parameters, inputs) keep their accumulated gradients; intermediate ones are freed on the way.
+   *
+   * `release`: the caller promises it holds no intermediate tensor of this graph (only the root and leaves),
+   * so each activation buffer is detached (`ArrayBuffer.transfer(0)`) as soon as the last node that reads it
+   * ran, which frees it at once instead of whenever the garbage collector gets to it. V8 collects large
+   * external buffers late, so without this the gradients of the backward and the next step's forward are
+   * allocated while the activations still sit in memory (~100 MB of peak RSS on the training bench).
+   * Intermediate gradients are detached once their node ran, unless an input adopted them.
+   * Buffers the root or a leaf uses are kept. Closures must read only their inputs, outputs and what they
+   * allocated themselves (as every op in `ops/` does).
    */
-  backward(root: Tensor, seed?: Float32Array): void {
+  backward(root: Tensor, seed?: Float32Array, { release = false }: { release?: boolean } = {}): void {
     if (seed === undefined && root.size !== 1) {
       throw new RangeError(`Tape.backward: root has ${root.size} elements; pass its gradient as seed`);
     }
     if (seed !== undefined && seed.length !== root.size) {
       throw new RangeError(`Tape.backward: seed has ${seed.length} elements, root has ${root.size}`);
     }
+    // With `release`: for each buffer of a node's output, the earliest node that references it (as input
+    // or output, in-place ops share buffers); once that node ran, no node left on the tape can read it.
+    const lastUse = new Map<number, ArrayBufferLike[]>();
+    if (release) {
+      const earliest = new Map<ArrayBufferLike, number>();
+      const keep = new Set<ArrayBufferLike>([root.data.buffer]);
+      const outputs = new Set<Tensor>(this.#nodes.flatMap((n) => n.outputs));
+      this.#nodes.forEach((node, i) => {
+        for (const t of [...node.inputs, ...node.outputs]) {
+          if (!outputs.has(t)) keep.add(t.data.buffer);
+          if (!earliest.has(t.data.buffer)) earliest.set(t.data.buffer, i);
+        }
+      });
+      for (const [buffer, i] of earliest) {
+        if (keep.has(buffer) || !(buffer instanceof ArrayBuffer)) continue;
+        lastUse.set(i, [...lastUse.get(i) ?? [], buffer]);
+      }
+    }
     addGrad(root, seed ?? Float32Array.of(1));
+    // The caller's seed (and any gradient a leaf already holds) is never freed.
+    const keepGrads = new Set<ArrayBufferLike>(seed ? [seed.buffer] : []);
     for (let node = this.#nodes.pop(); node; node = this.#nodes.pop()) {
-      if (!node.outputs.some((t) => t.grad)) continue;
-      node.backward();
-      for (const t of node.outputs) t.grad = undefined;
+      if (node.outputs.some((t) => t.grad)) {
+        node.backward();
+        for (const t of node.outputs) {
+          // A gradient handed over to an input (`addGrad` adopts buffers) lives on; any other is dead.
+          const g = t.grad?.buffer;
+          t.grad = undefined;
+          if (release && g instanceof ArrayBuffer && !node.inputs.some((x) => x.grad?.buffer === g)) {
+            if (!g.detached && !keepGrads.has(g)) g.transfer(0);
+          }
+        }
+      }
+      for (const buffer of lastUse.get(this.#nodes.length) ?? []) {
+        if (buffer instanceof ArrayBuffer && !buffer.detached) buffer.transfer(0);
+      }
     }
   }
 

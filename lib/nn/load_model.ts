@@ -154,7 +154,10 @@ class LayerReader {
 
   bf16(name: string, shape: number[]): Bf16Matrix {
     this.checkShape(name, shape);
-    return new Bf16Matrix(f32ToBf16(this.source.readF32(name)), shape[0], shape[1]);
+    const w = this.source.readF32(name);
+    const bf16 = new Bf16Matrix(f32ToBf16(w), shape[0], shape[1]);
+    release(w);
+    return bf16;
   }
 
   /** A block linear as NF4: imported from bnb-4bit parts, else quantized from the stored weights. */
@@ -170,7 +173,12 @@ class LayerReader {
       weight = this.fromBnb(bnb);
     } else {
       const w = this.source.readF32(name);
-      weight = this.quantize === "none" ? new DenseLinear(w, out, inDim) : Nf4Weight.quantize(w, out, inDim);
+      if (this.quantize === "none") {
+        weight = new DenseLinear(w, out, inDim);
+      } else {
+        weight = Nf4Weight.quantize(w, out, inDim);
+        release(w);
+      }
     }
     this.created.push(weight);
     return weight;
@@ -199,4 +207,14 @@ class LayerReader {
       offset: linear.offset,
     });
   }
+}
+
+/**
+ * Frees a temporary f32 copy at once (detaches its buffer) instead of leaving it to the garbage collector,
+ * which collects large external buffers late: otherwise ~70 MB of read-and-quantized copies of SmolLM2
+ * still count in RSS when training starts. Only whole buffers (a fresh read); views are left alone.
+ */
+function release(a: Float32Array): void {
+  const b = a.buffer;
+  if (b instanceof ArrayBuffer && a.byteOffset === 0 && a.byteLength === b.byteLength) b.transfer(0);
 }

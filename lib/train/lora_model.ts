@@ -72,7 +72,7 @@ export interface TrainingForwardOptions {
   training?: boolean;
   /** Precision of the frozen weights' GEMMs (default f32). */
   compute?: Compute;
-  /** Rows per LM-head chunk (default 64). */
+  /** Rows per LM-head chunk (default 128, see `lmHeadCrossEntropy`). */
   chunkRows?: number;
   /** Divide the summed token losses by this instead of the batch's loss-token count (grad accumulation). */
   denominator?: number;
@@ -171,7 +171,8 @@ export class LoraModel {
     const [tape, loss] = [this.#tape, this.#loss];
     if (!tape || !loss) throw new Error("LoraModel.backward: call trainingForward first");
     [this.#tape, this.#loss] = [undefined, undefined];
-    tape.backward(loss);
+    // The activations are private to this model (trainingForward returns a number): free them now.
+    tape.backward(loss, undefined, { release: true });
   }
 
   /** Loss without recording or dropout (evaluation). */

@@ -123,3 +123,30 @@ Deno.test("checkpointing gives bit-identical gradients and leaves the generator 
   assert.deepEqual(ckpt.da, plain.da);
   assert.deepEqual(ckpt.db, plain.db);
 });
+
+Deno.test("release: same gradients, intermediate buffers freed, leaves, root and seed untouched", () => {
+  using w = Nf4Weight.quantize(values(16 * 16, 4), 16, 16);
+  const { a, b } = params();
+  const x = new Tensor(values(3 * 16, 5), [3, 16], true);
+  const run = (release: boolean) => {
+    for (const t of [a, b]) t.grad!.fill(0);
+    x.grad = undefined;
+    const tape = new Tape();
+    const h = rmsnorm(tape, x, norm, 1e-5);
+    const gate = loraLinear(tape, h, { base: w, a, b, scale: 2 });
+    const up = linear(tape, h, w);
+    const y = add(tape, swiglu(tape, gate, up), x);
+    const seed = values(48, 6);
+    tape.backward(y, seed, { release });
+    return { grads: [a.grad!.slice(), b.grad!.slice(), x.grad!.slice()], h, gate, up, y, seed };
+  };
+  const plain = run(false);
+  const freed = run(true);
+  assert.deepEqual(freed.grads, plain.grads);
+  for (const t of [freed.h, freed.gate, freed.up]) assert.equal(t.data.length, 0);
+  for (const t of [plain.h, plain.gate, plain.up]) assert.equal(t.data.length, t.size);
+  assert.equal(freed.y.data.length, 48);
+  assert.equal(freed.seed.length, 48);
+  assert.equal(x.data.length, 48);
+  assert.equal(a.data.length, 64);
+});

@@ -18,7 +18,11 @@ import { addGrad, type Tape } from "../tape.ts";
 import { Tensor } from "../tensor.ts";
 
 export interface LmHeadLossOptions {
-  /** Rows per logits chunk (default 64). */
+  /**
+   * Rows per logits chunk (default 128). Each chunk converts and packs the whole bf16 head twice (forward and
+   * dX), so fewer, taller chunks save that cost: on SmolLM2 (vocab 49152) 128 rows take ~20 % less time than
+   * 64, for 25 MB of logits instead of 12.5 MB; 256 gains little more for twice the memory.
+   */
   chunkRows?: number;
   /** The loss is `Σ token losses / denominator`; default the number of rows with a target (the mean). */
   denominator?: number;
@@ -46,7 +50,7 @@ export function lmHeadCrossEntropy(
   if (targets.length !== rows) {
     throw new RangeError(`lmHeadCrossEntropy: ${targets.length} targets for ${rows} rows`);
   }
-  const chunkRows = opts.chunkRows ?? 64;
+  const chunkRows = opts.chunkRows ?? 128;
   if (!Number.isInteger(chunkRows) || chunkRows < 1) {
     throw new RangeError(`lmHeadCrossEntropy: chunkRows must be a positive integer, got ${chunkRows}`);
   }

@@ -276,3 +276,31 @@ fn bf16_weights_forward_backward_and_gather_match_the_oracle() {
         .message
         .contains("ids[0]: 4 is out of range"));
 }
+
+/// `pack_a`'s fast layouts (row-major, column-major, the unrolled 6-row panel) against element-by-element
+/// indexing, on ragged blocks that start inside the matrix and leave partial panels.
+#[test]
+fn pack_a_matches_plain_indexing_in_every_layout() {
+    let (m, k) = (29, 37);
+    let data = random(m * k * 2, 11);
+    for (rs, cs) in [(k, 1), (1, m), (2 * k, 2)] {
+        let a = pack::Strided { data: &data, rs, cs };
+        for mr in [4usize, 6, 8] {
+            for (i0, mc, p0, kc) in [(0usize, 29usize, 0, 37), (3, 13, 5, 17), (5, 6, 1, 1), (0, 1, 36, 1)] {
+                let panels = mc.div_ceil(mr);
+                let mut got = vec![f32::NAN; panels * mr * kc];
+                pack::pack_a(&a, i0, mc, p0, kc, mr, &mut got);
+                for (idx, &g) in got.iter().enumerate() {
+                    let (panel, p, r) = (idx / (mr * kc), idx % (mr * kc) / mr, idx % mr);
+                    let i = panel * mr + r;
+                    let want = if i < mc { data[(i0 + i) * rs + (p0 + p) * cs] } else { 0.0 };
+                    assert_eq!(
+                        g.to_bits(),
+                        want.to_bits(),
+                        "rs {rs} cs {cs} mr {mr} block {i0},{mc},{p0},{kc}"
+                    );
+                }
+            }
+        }
+    }
+}
