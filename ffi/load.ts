@@ -4,7 +4,7 @@
  * Order: `QLORA_KERNELS_LIB` (a path to the library; never rebuilt), then the crate's release build in this
  * checkout, rebuilt with cargo whenever a source file is newer than the library.
  */
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync, utimesSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { symbols } from "./symbols.ts";
@@ -76,7 +76,12 @@ function locate(): string {
   } else {
     const lib = join(CRATE_DIR, "target", "release", libraryFileName());
     if (existsSync(join(CRATE_DIR, "Cargo.toml"))) {
-      if (isStale(lib)) build();
+      if (isStale(lib)) {
+        build();
+        // cargo may find nothing to rebuild (e.g. a file touched without a change): mark the library as
+        // current so the next start does not call cargo again.
+        if (existsSync(lib) && isStale(lib)) utimesSync(lib, new Date(), new Date());
+      }
       if (existsSync(lib)) return lib;
       tried.push(`${lib}: not found after building`);
     } else {
