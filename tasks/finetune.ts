@@ -18,6 +18,7 @@ import { defaultStopTokens } from "../lib/generate/generate.ts";
 import { exportMergedModel } from "../lib/io/export_merged.ts";
 import { readPeftAdapter } from "../lib/io/peft/read.ts";
 import { loadAdapterInto } from "../lib/train/load_adapter.ts";
+import { trainable as asTrainable } from "../lib/train/trainable.ts";
 import { ALL_LINEAR, createAdapterConfig } from "../lib/io/peft/config.ts";
 import { writeGgufLora } from "../lib/io/peft/gguf_lora.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
@@ -28,7 +29,7 @@ import { ArgsError, cliOptions, resolveTrainingArgs, type TrainingArgs } from ".
 import { saveParameters } from "../lib/train/checkpoint.ts";
 import { METRICS_FILE, MetricsLog } from "../lib/train/metrics_log.ts";
 import { type LinearModule, LoraModel } from "../lib/train/lora_model.ts";
-import { type TrainableModel, Trainer, TrainingDivergedError } from "../lib/train/trainer.ts";
+import { Trainer, TrainingDivergedError } from "../lib/train/trainer.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // Options: defaults < --config file < flags.
@@ -120,7 +121,7 @@ async function main(args: TrainingArgs): Promise<void> {
     useRslora: args.lora.rslora,
     baseModelNameOrPath: resolved.kind === "hf-dir" && resolved.repo ? resolved.repo.id : null,
   });
-  const trainable = asTrainable(lora, args);
+  const trainable = asTrainable(lora, { checkpointing: args.gradientCheckpointing, compute: args.compute });
   const count = trainable.parameters().reduce((n, p) => n + p.data.length, 0);
   console.error(`${lora.adapters.size} adapters, ${count.toLocaleString("en")} trainable parameters`);
 
@@ -246,29 +247,4 @@ function score(
   });
   console.error(`exact match ${when} training: ${report.correct}/${report.total}`);
   return report;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// TODO(lora-model): the two adapters below bridge LoraModel's current API to what this task needs. Move
-// them to lib/train/lora_model.ts / lora.ts (LoraModel implementing TrainableModel, and a LoRA-aware Linear
-// for generation) and delete them here.
-
-/** LoraModel as the trainer's TrainableModel: gradients of the summed token losses (denominator 1). */
-function asTrainable(lora: LoraModel, args: TrainingArgs): TrainableModel {
-  const params = [...lora.parameters().values()].map((t) => ({ name: t.name!, data: t.data, grad: t.grad! }));
-  const forward = { checkpointing: args.gradientCheckpointing, compute: args.compute };
-  return {
-    rng: lora.rng,
-    parameters: () => params,
-    zeroGrad: () => lora.zeroGrad(),
-    lossAndGrad(batch) {
-      const lossSum = lora.trainingForward(batch, { ...forward, denominator: 1 });
-      lora.backward();
-      return { lossSum, lossTokens: batch.lossTokens };
-    },
-    loss(batch) {
-      const r = lora.loss(batch, { compute: args.compute });
-      return { lossSum: r.lossSum, lossTokens: r.count };
-    },
-  };
 }
