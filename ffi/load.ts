@@ -110,4 +110,15 @@ export function kernels(): Kernels {
   return lib;
 }
 
+/**
+ * Replaces every symbol by `wrap(name, fn)` for the rest of the process (the bench's per-kernel time split).
+ * Callers fetch symbols through `kernels()` on each call, so the wrappers see every call from then on.
+ */
+export function wrapKernels(wrap: (name: string, fn: (...args: never[]) => unknown) => unknown): void {
+  const lib = kernels() as unknown as Record<string, (...args: never[]) => unknown>;
+  loaded = Object.fromEntries(
+    Object.entries(lib).map(([name, fn]) => [name, wrap(name, fn)]),
+  ) as unknown as Kernels;
+}
+
 export { check };

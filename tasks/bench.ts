@@ -4,6 +4,7 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { cpuFeatures, kernelName, setKernel, setThreads, threads } from "../ffi/runtime.ts";
+import { ATTENTION_CASES, benchAttention, printAttentionResults } from "./bench/attention.ts";
 import {
   benchGemmShape,
   type GemmResult,
@@ -26,7 +27,11 @@ const program = new Command()
     "SmolLM2 GEMM shapes and the default model only (skips Mistral-7B shapes and load)",
     false,
   )
-  .option("--sections <list>", "comma-separated: gemm, model, train, load7b", "gemm,model,train,load7b")
+  .option(
+    "--sections <list>",
+    "comma-separated: gemm, attention, model, train, load7b",
+    "gemm,attention,model,train,load7b",
+  )
   .parse(Deno.args, { from: "user" });
 const opts = program.opts();
 
@@ -46,8 +51,13 @@ if (sections.has("gemm")) {
   for (const shape of shapes) results.push(benchGemmShape(shape, m, Number(opts.seconds)));
   printGemmResults(results);
 }
+if (sections.has("attention")) {
+  console.log("\nCausal GQA attention GFLOP/s (useful FLOPs) vs a dense f32 GEMM of about as many FLOPs");
+  const cases = opts.quick ? ATTENTION_CASES.slice(0, 1) : ATTENTION_CASES;
+  printAttentionResults(cases.map((c) => benchAttention(c, Number(opts.seconds))));
+}
 if (sections.has("model")) await benchDefaultModel();
-if (sections.has("train")) await benchTraining();
+if (sections.has("train")) await benchTraining(threads());
 if (sections.has("load7b") && !opts.quick) await bench7bLoad();
 const rss = peakRss();
 if (rss !== undefined) console.log(`\npeak RSS of this process: ${(rss / 2 ** 20).toFixed(0)} MiB`);

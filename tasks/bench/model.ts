@@ -60,37 +60,88 @@ export async function bench7bLoad(): Promise<void> {
   ]);
 }
 
-/** QLoRA training speed and memory on the default model (child process, so the peak RSS is training's). */
-export async function benchTraining(): Promise<void> {
+/** Kernel symbols by the part of the step they serve; the rest of a step is TypeScript and FFI overhead. */
+const KERNEL_GROUPS: [string, RegExp][] = [
+  ["NF4 GEMMs", /^nf4_matmul/],
+  ["LM head + CE", /^(bf16_matmul|cross_entropy|log_softmax_gather)/],
+  ["attention", /^attention_/],
+  ["LoRA GEMMs", /^sgemm$/],
+  ["norms, RoPE, SwiGLU", /^(rmsnorm|rope|swiglu)_/],
+  ["AdamW, clip, vectors", /^(adamw|sum_squares|scale|add_scaled)$/],
+];
+
+interface ProbeResult {
+  tokensPerSecond: number;
+  msPerStep: number;
+  peakRss: number;
+  kernelMs: Record<string, number>;
+  hfConfig: Record<string, unknown>;
+}
+
+async function runProbe(command: string, args: string[]): Promise<ProbeResult> {
+  const out = await new Deno.Command(command, { args, stderr: "inherit" }).output();
+  if (!out.success) throw new Error(`${args.join(" ")} failed with code ${out.code}`);
+  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+}
+
+/**
+ * QLoRA training speed and memory on the default model (child processes, so each peak RSS is training's),
+ * the split of step time across kernels, and — when QLORA_REF_PYTHON names a Python with torch,
+ * transformers and peft — the same step in PyTorch + PEFT (fp32) on this machine, run back to back.
+ */
+export async function benchTraining(threads: number): Promise<void> {
   const probe = fileURLToPath(new URL("./train_probe.ts", import.meta.url));
-  const rows: (string | number)[][] = [];
+  const runs: [string, ProbeResult][] = [];
   for (const flags of [[], ["--checkpointing"]]) {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", probe, ...flags],
-      stderr: "inherit",
-    })
-      .output();
-    if (!out.success) throw new Error(`training probe failed with code ${out.code}`);
-    const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
-    const share = (ms: number) => `${(100 * ms / r.msPerStep).toFixed(0)} %`;
-    rows.push([
-      flags.length ? "with gradient checkpointing" : "plain",
-      r.tokensPerSecond.toFixed(1),
-      (r.peakRss / 2 ** 20).toFixed(0),
-      share(r.nf4Ms),
-      share(r.headMs),
-      share(r.msPerStep - r.nf4Ms - r.headMs),
-    ]);
+    const name = flags.length ? "qlora-deno, gradient checkpointing" : "qlora-deno";
+    runs.push([name, await runProbe(Deno.execPath(), ["run", "-A", probe, ...flags])]);
   }
+  const python = Deno.env.get("QLORA_REF_PYTHON");
+  if (python) {
+    const script = fileURLToPath(new URL("./peft_reference.py", import.meta.url));
+    const config = JSON.stringify(runs[0][1].hfConfig);
+    runs.push(["PyTorch + PEFT (fp32)", await runProbe(python, [script, config, String(threads)])]);
+  }
+  const ours = runs[0][1].tokensPerSecond;
   console.log(
     "\nQLoRA training, SmolLM2-135M-Instruct NF4, seq 256, batch 1, LoRA r=16 on all block linears, AdamW",
   );
-  printTable([
-    "run",
-    "tok/s",
-    "peak RSS MiB",
-    "NF4 GEMMs",
-    "LM head + CE",
-    "rest (attention, LoRA, norms, optimizer)",
-  ], rows);
+  printTable(
+    ["run", "tok/s", "vs qlora-deno", "peak RSS MiB"],
+    runs.map(([name, r]) => [
+      name,
+      r.tokensPerSecond.toFixed(1),
+      (r.tokensPerSecond / ours).toFixed(2),
+      (r.peakRss / 2 ** 20).toFixed(0),
+    ]),
+  );
+  if (!python) {
+    console.log("(set QLORA_REF_PYTHON to a Python with torch + peft to add the PyTorch baseline)");
+  }
+
+  console.log("\nWhere a training step's time goes (plain run, ms per step and share)");
+  const r = runs[0][1];
+  const rows: (string | number)[][] = [];
+  let accounted = 0;
+  for (const [group, pattern] of KERNEL_GROUPS) {
+    const ms = Object.entries(r.kernelMs).filter(([k]) => pattern.test(k)).reduce((a, [, v]) => a + v, 0);
+    accounted += ms;
+    rows.push([group, ms.toFixed(0), `${(100 * ms / r.msPerStep).toFixed(1)} %`]);
+  }
+  const other = Object.entries(r.kernelMs)
+    .filter(([k]) => !KERNEL_GROUPS.some(([, p]) => p.test(k)))
+    .reduce((a, [, v]) => a + v, 0);
+  accounted += other;
+  rows.push([
+    "other kernels (dropout, gathers, …)",
+    other.toFixed(0),
+    `${(100 * other / r.msPerStep).toFixed(1)} %`,
+  ]);
+  const rest = r.msPerStep - accounted;
+  rows.push([
+    "TypeScript graph + FFI overhead",
+    rest.toFixed(0),
+    `${(100 * rest / r.msPerStep).toFixed(1)} %`,
+  ]);
+  printTable(["part", "ms", "share"], rows);
 }

@@ -1,16 +1,16 @@
 /**
  * Child process of the bench: QLoRA training steps on the default model (SmolLM2-135M-Instruct, NF4),
  * sequence 256, batch 1, LoRA r=16 on every block linear, AdamW — the issue's reference setting. Prints one
- * JSON line: tokens/s, the split of step time, and this process's peak RSS.
+ * JSON line: tokens/s, the time per step in each kernel, and this process's peak RSS.
  *
  *   deno run -A tasks/bench/train_probe.ts [--checkpointing]
  */
 import type { Batch } from "../../lib/data/batch.ts";
 import { defaultModelPath } from "../../lib/io/default_model.ts";
-import type { Linear } from "../../lib/nn/linear.ts";
 import { loadModel } from "../../lib/nn/load_model.ts";
 import { LoraModel } from "../../lib/train/lora_model.ts";
 import { AdamW } from "../../lib/train/optimizer.ts";
+import { kernelProfile, resetKernelProfile, startKernelProfile } from "../../ffi/profile.ts";
 import { peakRss } from "./measure.ts";
 
 const T = 256;
@@ -29,37 +29,6 @@ const batch: Batch = {
   examples: 1,
 };
 
-// Time spent in the frozen weights' products, by wrapping each linear's two methods.
-const spent = { nf4: 0, head: 0 };
-function timed(target: Linear | typeof model.weights.lmHead, key: keyof typeof spent): void {
-  const t = target as unknown as Record<string, (...args: unknown[]) => unknown>;
-  for (const method of ["matmul", "matmulT"]) {
-    const inner = t[method].bind(target);
-    t[method] = (...args: unknown[]) => {
-      const t0 = performance.now();
-      const result = inner(...args);
-      spent[key] += performance.now() - t0;
-      return result;
-    };
-  }
-}
-for (const l of model.weights.layers) {
-  for (
-    const lin of [
-      l.attention.q,
-      l.attention.k,
-      l.attention.v,
-      l.attention.o,
-      l.mlp.gate,
-      l.mlp.up,
-      l.mlp.down,
-    ]
-  ) {
-    timed(lin, "nf4");
-  }
-}
-timed(model.weights.lmHead, "head");
-
 const lora = new LoraModel(model, { rank: 16, alpha: 32, dropout: 0, seed: 0 });
 const params = [...lora.parameters()].map(([name, t]) => ({ name, data: t.data, grad: t.grad! }));
 const optimizer = new AdamW(params);
@@ -69,8 +38,9 @@ const step = () => {
   lora.backward();
   optimizer.step(1e-4);
 };
+startKernelProfile();
 step();
-spent.nf4 = spent.head = 0;
+resetKernelProfile();
 const steps = 3;
 const t0 = performance.now();
 for (let s = 0; s < steps; s++) step();
@@ -78,8 +48,22 @@ const ms = (performance.now() - t0) / steps;
 console.log(JSON.stringify({
   tokensPerSecond: T / (ms / 1000),
   msPerStep: ms,
-  nf4Ms: spent.nf4 / steps,
-  headMs: spent.head / steps,
+  // Milliseconds per step in each FFI symbol.
+  kernelMs: Object.fromEntries(Object.entries(kernelProfile()).map(([name, t]) => [name, t.ms / steps])),
   peakRss: peakRss(),
   trainable: lora.parameterCount,
+  // The same shape as an HF config.json, for the PyTorch + PEFT baseline (peft_reference.py).
+  hfConfig: {
+    hidden_size: c.hiddenSize,
+    intermediate_size: c.intermediateSize,
+    num_hidden_layers: c.numHiddenLayers,
+    num_attention_heads: c.numAttentionHeads,
+    num_key_value_heads: c.numKeyValueHeads,
+    head_dim: c.headDim,
+    vocab_size: c.vocabSize,
+    rms_norm_eps: c.rmsNormEps,
+    rope_theta: c.ropeTheta,
+    max_position_embeddings: c.maxPositionEmbeddings,
+    tie_word_embeddings: c.tieWordEmbeddings,
+  },
 }));
