@@ -258,8 +258,11 @@ export function checkpointName(step: number): string {
 
 // ---------------------------------------------------------------------------------------------------------
 
-/** Keeps the newest `keep` checkpoints at or before `step`. */
-function pruneCheckpoints(outputDir: string, keep: number, step: number): void {
+/**
+ * Keeps the newest `keep` checkpoints at or before `step`. (Saving prunes after the new checkpoint is in
+ * place, so a crash between the two leaves one too many: resuming prunes again.)
+ */
+export function pruneCheckpoints(outputDir: string, keep: number, step: number): void {
   const older = checkpointDirs(outputDir).filter((c) => c.step <= step);
   for (const c of older.slice(0, Math.max(0, older.length - keep))) {
     rmSync(c.dir, { recursive: true, force: true });

@@ -24,6 +24,7 @@ import {
   type CheckpointRef,
   findLatestCheckpoint,
   loadCheckpoint,
+  pruneCheckpoints,
   removeCheckpointsAfter,
   removePartialCheckpoints,
   saveCheckpoint,
@@ -253,6 +254,7 @@ export class Trainer {
     }
     this.restore(latest.dir);
     removeCheckpointsAfter(dir, latest.step);
+    pruneCheckpoints(dir, this.args.keepCheckpoints, latest.step);
     this.#log = MetricsLog.resumeAt(metricsPath, latest.step);
     this.#message(`resumed from ${latest.dir} (step ${latest.step}/${this.totalSteps})`);
     return latest;

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { type Batch, orderedBatches } from "../../lib/data/batch.ts";
 import type { TrainingArgsInput } from "../../lib/train/args.ts";
-import { findLatestCheckpoint, loadCheckpoint } from "../../lib/train/checkpoint.ts";
+import { checkpointDirs, findLatestCheckpoint, loadCheckpoint } from "../../lib/train/checkpoint.ts";
 import { readMetrics } from "../../lib/train/metrics_log.ts";
 import {
   type StepReport,
@@ -251,6 +251,23 @@ Deno.test("trainer: requestStop ends the run after the current step, with a chec
   assert.equal(result.stopped, true);
   assert.equal(result.step, 3);
   assert.deepEqual(findLatestCheckpoint(dir), { dir: join(dir, "checkpoint-3"), step: 3 });
+});
+
+Deno.test("trainer: resuming prunes the extra checkpoint a crash between save and prune leaves", async () => {
+  const dir = tempDir();
+  const run = (keepCheckpoints: number, resume: boolean) =>
+    train({
+      model: new FakeModel({ seed: 3 }),
+      data: { train: fakeStream(EXAMPLES, 4, 3), valid: VALID },
+      args: { ...ARGS, steps: 4, saveEvery: 1, keepCheckpoints, resume, outputDir: dir },
+      progress: false,
+      callbacks: { onMessage: () => {} },
+    });
+  await run(3, false); // stands in for a run killed after writing checkpoint-4, before pruning
+  assert.deepEqual(checkpointDirs(dir).map((c) => c.step), [2, 3, 4]);
+  const result = await run(2, true);
+  assert.equal(result.step, 4);
+  assert.deepEqual(checkpointDirs(dir).map((c) => c.step), [3, 4]);
 });
 
 Deno.test("trainer: steps from epochs, fractional epochs rounding up", () => {
