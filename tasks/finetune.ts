@@ -163,12 +163,7 @@ async function main(args: TrainingArgs): Promise<void> {
   }
 
   // --- After -------------------------------------------------------------------------------------------
-  const tuned = applyAdapters(
-    model,
-    new Map(
-      [...lora.adapters].map(([m, ad]) => [m, { A: ad.a.data, B: ad.b.data, r: ad.rank, scale: ad.scale }]),
-    ),
-  );
+  const tuned = applyAdapters(model, lora.adapterWeights());
   const metricAfter = scoring ? score("after", tuned, tokenizer, evalRecords, stopTokens) : undefined;
   if (metricAfter) {
     log.append({ event: "metric", step: result.step, name: args.metric, value: metricAfter.rate });
@@ -203,11 +198,7 @@ async function main(args: TrainingArgs): Promise<void> {
   // --- Save --------------------------------------------------------------------------------------------
   const adapterDir = join(args.outputDir, "adapter");
   saveParameters(adapterDir, trainable.parameters(), adapterConfig);
-  const layers = new Map(
-    [...lora.adapters].map((
-      [module, a],
-    ) => [module, { A: a.a.data, B: a.b.data, r: a.rank, scale: a.scale }]),
-  );
+  const layers = lora.adapterWeights();
   writeGgufLora(join(args.outputDir, "adapter.gguf"), { model: config, config: adapterConfig, layers });
   console.log(`adapter saved: ${adapterDir} (PEFT), ${join(args.outputDir, "adapter.gguf")} (llama.cpp)`);
   if (args.merge) {

@@ -22,6 +22,7 @@ import { swiglu } from "../autograd/ops/swiglu.ts";
 import { Tape } from "../autograd/tape.ts";
 import type { Tensor } from "../autograd/tensor.ts";
 import type { Batch } from "../data/batch.ts";
+import type { LoraWeights } from "../io/peft/read.ts";
 import type { LlamaModel } from "../nn/llama.ts";
 import type { Linear } from "../nn/linear.ts";
 import { Rng } from "../random.ts";
@@ -93,6 +94,13 @@ export class LoraModel {
   readonly #byLayer: Map<LinearModule, LoraLinear>[] = [];
   #tape?: Tape;
   #loss?: Tensor;
+
+  /** The adapters' current weights by module (shared, not copied): what `applyAdapters` and exports take. */
+  adapterWeights(): Map<string, LoraWeights> {
+    return new Map(
+      [...this.adapters].map(([m, a]) => [m, { A: a.a.data, B: a.b.data, r: a.rank, scale: a.scale }]),
+    );
+  }
 
   constructor(readonly model: LlamaModel, readonly config: LoraConfig) {
     this.rng = config.rng ?? new Rng(config.seed ?? 0);
