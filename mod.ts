@@ -34,17 +34,17 @@ export {
   type Generation,
 } from "./lib/generate/generate.ts";
 export { resolveModel } from "./lib/io/resolve_model.ts";
-export { loadDataset } from "./lib/data/dataset.ts";
+export { describeSplit, loadDataset } from "./lib/data/dataset.ts";
 export { BatchStream } from "./lib/data/batch.ts";
 export { exactMatch } from "./lib/data/metrics.ts";
 export { Rng } from "./lib/random.ts";
 export { LoraLinear } from "./lib/train/lora.ts";
-export { LoraModel } from "./lib/train/lora_model.ts";
+export { LINEAR_MODULES, type LinearModule, LoraModel } from "./lib/train/lora_model.ts";
 export { applyAdapters } from "./lib/train/apply_adapter.ts";
 export { train, type TrainableModel, Trainer } from "./lib/train/trainer.ts";
 export { AdamW } from "./lib/train/optimizer.ts";
 export { type TrainingArgs, TrainingArgsSchema } from "./lib/train/args.ts";
-export { findLatestCheckpoint } from "./lib/train/checkpoint.ts";
+export { findLatestCheckpoint, saveParameters } from "./lib/train/checkpoint.ts";
 export { readPeftAdapter } from "./lib/io/peft/read.ts";
 export { writePeftAdapter } from "./lib/io/peft/write.ts";
 export { writeGgufLora } from "./lib/io/peft/gguf_lora.ts";
@@ -53,3 +53,18 @@ export { orderedBatches, padTokenId } from "./lib/data/batch.ts";
 export { createAdapterConfig } from "./lib/io/peft/config.ts";
 export { exportMergedModel } from "./lib/io/export_merged.ts";
 export { loadAdapterInto } from "./lib/train/load_adapter.ts";
+export {
+  compareAnswers,
+  compareExactMatch,
+  datasetPreview,
+  DISPLAY,
+  display,
+  type Displayable,
+  generationView,
+  inJupyter,
+  LiveDisplay,
+  lossPlotSvg,
+  type MimeBundle,
+  modelSummary,
+  TrainingHistory,
+} from "./lib/display/mod.ts";
