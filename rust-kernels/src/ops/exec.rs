@@ -9,6 +9,7 @@ use std::sync::Arc;
 /// The code path of the ops kernels. There is one body per kernel, written as plain loops; the AVX2 path is
 /// the same body compiled with AVX2 enabled so its loops use 256-bit registers. No FMA contraction happens
 /// on either path, and every reduction has a fixed lane order, so both paths give bit-identical results.
+/// (Attention has its own twins, `attention::micro`, with explicit fused multiply-adds on both paths.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
     Plain,

@@ -6,31 +6,57 @@
 //! with q_offset = tokens already in it. S may exceed q_offset + T (a preallocated cache); keys past
 //! q_offset + T − 1 are never read. Scores are scaled by 1 / sqrt(hd).
 //!
-//! The forward pass keeps, per query row, the log-sum-exp of its scores (lse); backward recomputes the
-//! probabilities from it instead of storing [H, T, S]. Backward runs two passes, each a set of independent
-//! tasks (so no atomics and no thread-dependent sums): one per (kv head, block of keys) for dk, dv, and one
-//! per (query head, block of rows) for dq. Forward uses the (query head, block of rows) tasks.
+//! The G = H / Hkv query heads that share a kv head are processed together, so each key and value row is
+//! loaded once for all of them: per kv head g the "group rows" are m = t·G + (h − g·G), i.e. token-major
+//! with the group's heads side by side. Every product is a sequence of 6 × 16 register tiles
+//! (`micro::Micro`, like the GEMM's micro-kernel), six group rows (or keys) by sixteen keys (or features);
+//! six consecutive group rows span at most a few tokens, so the causal mask cuts few of them.
 //!
-//! All inner products run through one register-panel kernel (`tiles::panel`): W outputs stay in registers
-//! while a weighted sum of W-wide rows streams through them. For that the operands are first packed so that
-//! those rows are contiguous: keys in panels of W keys ([Hkv][key panel][hd][W], for scores) and features
-//! in panels of W features ([head][feature panel][row][W], for the weighted sums of value, key, query and
-//! output-gradient rows). Panels are zero-padded, so the padding never changes a sum.
+//! Forward (tasks: blocks of tokens, all heads): per row tile, the scaled scores against every visible key
+//! panel (one row of scores per query row stays in cache, so the softmax is exact: max, exp, sum, then
+//! o = p v / sum). lse [H, T] is kept for backward, which recomputes the probabilities from it.
+//!
+//! Backward, two passes of independent tasks (no atomics, no thread-dependent sums):
+//! 1. per (kv head, block of KEYS keys), over the rows that see them in order: scores and dp = dout vᵀ
+//!    tiles, p = exp(s − lse), ds = p (dp − delta) with delta = rowsum(dout ∘ o); dv += pᵀ dout and
+//!    dk += dsᵀ q accumulate in the task's own rows; ds is kept.
+//! 2. per block of tokens: dq = ds k from the kept ds.
+//!
+//! The kept ds is bounded (DS_BUDGET floats): longer sequences run both passes over chunks of query tokens
+//! in order, dk and dv accumulating across chunks in the same order as without chunks.
+//!
+//! The broadcast operand of a tile is read where it is (q and dout rows as given; probabilities and ds as
+//! stored). The vector operands are first copied into panels of NR columns, so each step of a tile loads one
+//! contiguous run of NR floats (measured in isolation: 83 against 65 GFLOP/s for the same rows read at the
+//! stride of [S, Hkv, hd]): keys as [Hkv][key panel][hd][NR] for scores and dp, and "feature panels"
+//! [head][feature panel][row][NR] of v (o = p v), k (dq = ds k), q and dout (dk, dv). Padding is zero, and
+//! masked probabilities are zero, so neither changes a sum. The copies and the backward pass's sums live in a
+//! per-thread workspace reused across calls.
 
+mod micro;
 #[cfg(test)]
 mod tests;
 mod tiles;
 
-use super::exec::Ctx;
+use super::exec::{Ctx, Path};
 use crate::error::{ensure, KResult};
+use micro::{MR, NR};
 use rayon::prelude::*;
-use tiles::Inputs;
 
-/// Query rows per task (forward and dq).
-pub(super) const ROWS: usize = 16;
-/// Keys per task (dk, dv); a whole number of key panels.
-const KEYS: usize = 64;
-const _: () = assert!(KEYS.is_multiple_of(tiles::W));
+/// Keys per dk/dv task: whole tiles both ways (NR keys per score tile, MR keys per dk/dv tile).
+const KEYS: usize = 48;
+const _: () = assert!(KEYS.is_multiple_of(NR) && KEYS.is_multiple_of(MR));
+
+/// Group rows per forward / dq task (rounded so a block is a whole number of tokens and of row tiles).
+const BLOCK_ROWS: usize = 24;
+const _: () = assert!(BLOCK_ROWS.is_multiple_of(MR));
+
+/// Group rows per step of a dk/dv task (rounded like BLOCK_ROWS): their p stays in cache while dv and dk
+/// read it.
+const CHUNK_ROWS: usize = 192;
+
+/// Floats of ds kept between the two backward passes (16 MiB); longer sequences go in chunks of tokens.
+const DS_BUDGET: usize = 1 << 22;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {
@@ -74,19 +100,49 @@ impl Shape {
     fn visible(&self) -> usize {
         self.q_offset + self.tokens
     }
-    /// Panels of W keys covering the visible keys.
+    /// Query heads per kv head.
+    fn group(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+    /// Group rows per kv head (T · G).
+    fn group_rows(&self) -> usize {
+        self.tokens * self.group()
+    }
+    /// Panels of NR keys covering the visible keys.
     fn key_panels(&self) -> usize {
-        self.visible().div_ceil(tiles::W)
+        self.visible().div_ceil(NR)
     }
-    /// Panels of W features covering a head.
+    /// Blocks of KEYS keys covering the visible keys (backward tasks per kv head).
+    fn key_blocks(&self) -> usize {
+        self.visible().div_ceil(KEYS)
+    }
+    /// Panels of NR features covering a head.
     fn feature_panels(&self) -> usize {
-        self.head_dim.div_ceil(tiles::W)
+        self.head_dim.div_ceil(NR)
     }
-    fn group(&self, head: usize) -> usize {
-        head / (self.heads / self.kv_heads)
+    /// Features of panel f (NR but for a ragged last one).
+    fn panel_width(&self, f: usize) -> usize {
+        NR.min(self.head_dim - f * NR)
+    }
+    /// Tokens per forward / dq task: the fewest whose group rows are a multiple of BLOCK_ROWS.
+    fn block_tokens(&self) -> usize {
+        BLOCK_ROWS / gcd(self.group(), BLOCK_ROWS)
+    }
+    /// Tokens per step of a dk/dv task: a multiple of `block_tokens`, about CHUNK_ROWS group rows.
+    fn chunk_tokens(&self) -> usize {
+        let block = self.block_tokens();
+        block * (CHUNK_ROWS / (block * self.group())).max(1)
     }
     fn scale(&self) -> f32 {
         (1.0 / (self.head_dim as f64).sqrt()) as f32
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
 
@@ -95,27 +151,34 @@ pub fn forward(ctx: &Ctx, sh: &Shape, q: &[f32], k: &[f32], v: &[f32], o: &mut [
     if sh.tokens == 0 {
         return;
     }
-    let (t, hd, l) = (sh.tokens, sh.head_dim, sh.visible());
+    let (t, h, l, hkv) = (sh.tokens, sh.heads, sh.visible(), sh.kv_heads);
+    let (block, row) = (sh.block_tokens(), h * sh.head_dim);
     let path = ctx.path;
-    ctx.pool.install(|| {
-        let packed = Packed {
-            k_keys: key_panels(sh, k),
-            v_features: feature_panels(v, l, sh.kv_heads, hd),
-            ..Packed::default()
-        };
-        let inp = Inputs::new(sh, q, &[], &[], &[], &packed);
-        let mut o_by_head = vec![0.0f32; sh.q_len()];
-        o_by_head.par_chunks_mut(t * hd).zip(lse.par_chunks_mut(t)).enumerate().for_each(
-            |(h, (o_h, lse_h))| {
-                o_h.par_chunks_mut(ROWS * hd).zip(lse_h.par_chunks_mut(ROWS)).enumerate().for_each_init(
-                    || tiles::RowScratch::new(sh, ROWS),
-                    |scratch, (block, (o_rows, lse_rows))| {
-                        tiles::forward_rows(path, &inp, h, block * ROWS, o_rows, lse_rows, scratch)
+    let kt_len = hkv * sh.key_panels() * sh.head_dim * NR;
+    let vf_len = hkv * sh.feature_panels() * l * NR;
+    with_workspace(kt_len + vf_len + sh.lse_len(), |ws| {
+        let (kt, rest) = ws.split_at_mut(kt_len);
+        let (vf, lse_by_token) = rest.split_at_mut(vf_len);
+        ctx.pool.install(|| {
+            key_panels(path, sh, k, kt);
+            feature_panels(sh, v, (l, hkv * sh.head_dim), hkv, vf);
+            let inp = tiles::Forward { sh: *sh, q, kt, vf };
+            // lse by token ([T, H]) so each task owns a contiguous piece; transposed below.
+            o.par_chunks_mut(block * row)
+                .zip(lse_by_token.par_chunks_mut(block * h))
+                .enumerate()
+                .for_each_init(
+                    || vec![0.0f32; MR * sh.key_panels() * NR],
+                    |scores, (b, (o_blk, lse_blk))| {
+                        tiles::forward_block(path, &inp, b * block, o_blk, lse_blk, scores)
                     },
                 );
-            },
-        );
-        from_head_major(sh, &o_by_head, o);
+            for (ti, by_head) in lse_by_token.chunks_exact(h).enumerate() {
+                for (hi, &x) in by_head.iter().enumerate() {
+                    lse[hi * t + ti] = x;
+                }
+            }
+        });
     });
 }
 
@@ -135,122 +198,180 @@ pub fn backward(
     dk: &mut [f32],
     dv: &mut [f32],
 ) {
-    dk.fill(0.0);
-    dv.fill(0.0);
-    if sh.tokens == 0 {
+    let per_token = sh.heads * sh.key_blocks() * KEYS;
+    let chunk = (DS_BUDGET / per_token.max(1)).max(1).next_multiple_of(sh.chunk_tokens());
+    backward_in_chunks(ctx, sh, (q, k, v), (o, lse, dout), (dq, dk, dv), chunk);
+}
+
+type Triple<'a> = (&'a [f32], &'a [f32], &'a [f32]);
+type TripleMut<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32]);
+
+thread_local! {
+    /// Packed operands, and backward's dk, dv sums and ds, reused across calls on each calling thread
+    /// (grown as needed; backward needs about H · T² floats for T up to DS_BUDGET / (H · T) — 2.6 MiB for
+    /// SmolLM2 at T = 256 — plus copies of q, k, v and dout). Stale contents are never read: every user
+    /// writes its part first.
+    static WORKSPACE: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` floats of this thread's workspace (a fresh buffer if a call on this thread is
+/// already using it).
+fn with_workspace<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut ws = WORKSPACE.take();
+    if ws.len() < len {
+        ws = vec![0.0f32; len];
+    }
+    let result = f(&mut ws[..len]);
+    WORKSPACE.set(ws);
+    result
+}
+
+/// `backward` over chunks of `chunk` query tokens (a multiple of `Shape::chunk_tokens`); every chunk size
+/// gives the same bits.
+fn backward_in_chunks(
+    ctx: &Ctx,
+    sh: &Shape,
+    (q, k, v): Triple<'_>,
+    (o, lse, dout): Triple<'_>,
+    (dq, dk, dv): TripleMut<'_>,
+    chunk: usize,
+) {
+    let (t, hd, hkv, h) = (sh.tokens, sh.head_dim, sh.kv_heads, sh.heads);
+    let (l, fp) = (sh.visible(), sh.feature_panels());
+    dk[l * hkv * hd..].fill(0.0);
+    dv[l * hkv * hd..].fill(0.0);
+    if t == 0 {
         return;
     }
-    let (t, hd, l, hkv) = (sh.tokens, sh.head_dim, sh.visible(), sh.kv_heads);
+    assert!(chunk.is_multiple_of(sh.chunk_tokens()));
+    let (blocks, row) = (sh.key_blocks(), h * hd);
+    // dk, dv sums of each (kv head, key block) as tiles: [Hkv][block][key tile][feature panel][MR][NR].
+    let acc_len = hkv * blocks * KEYS * fp * NR;
+    // ds of one chunk: [Hkv][block][chunk group rows, padded to whole row tiles][KEYS].
+    let ds_rows = (chunk.min(t) * sh.group()).next_multiple_of(MR);
+    let ds_len = hkv * blocks * ds_rows * KEYS;
+    let kt_len = hkv * sh.key_panels() * hd * NR;
+    let (kf_len, qf_len) = (hkv * fp * l * NR, h * fp * t * NR);
+    let lens = [acc_len, acc_len, ds_len, kt_len, kt_len, kf_len, qf_len, qf_len, sh.lse_len()];
     let path = ctx.path;
-    ctx.pool.install(|| {
-        // delta[h, t] = dout_t · o_t, the row term of the softmax gradient.
-        let mut delta = vec![0.0f32; sh.lse_len()];
-        delta
-            .par_chunks_mut(t)
-            .enumerate()
-            .for_each(|(h, delta_h)| tiles::row_dots(path, sh, h, dout, o, delta_h));
-        let packed = Packed {
-            k_keys: key_panels(sh, k),
-            v_keys: key_panels(sh, v),
-            k_features: feature_panels(k, l, hkv, hd),
-            q_features: feature_panels(q, t, sh.heads, hd),
-            dout_features: feature_panels(dout, t, sh.heads, hd),
-            ..Packed::default()
-        };
-        let inp = Inputs::new(sh, q, dout, lse, &delta, &packed);
-
-        // dk, dv: one task per (kv head, block of keys), each owning its rows of the result.
-        let blocks = l.div_ceil(KEYS);
-        let parts: Vec<(Vec<f32>, Vec<f32>)> = (0..hkv * blocks)
-            .into_par_iter()
-            .map_init(
-                || tiles::BlockScratch::new(sh, KEYS),
-                |scratch, task| {
-                    let (g, j0) = (task / blocks, (task % blocks) * KEYS);
-                    let n = KEYS.min(l - j0);
-                    let (mut dk_blk, mut dv_blk) = (vec![0.0f32; n * hd], vec![0.0f32; n * hd]);
-                    tiles::dkdv_block(path, &inp, g, j0, &mut dk_blk, &mut dv_blk, scratch);
-                    (dk_blk, dv_blk)
-                },
-            )
-            .collect();
-        for (task, (dk_blk, dv_blk)) in parts.iter().enumerate() {
-            let (g, j0) = (task / blocks, (task % blocks) * KEYS);
-            for (jj, (dk_row, dv_row)) in dk_blk.chunks_exact(hd).zip(dv_blk.chunks_exact(hd)).enumerate() {
-                let at = ((j0 + jj) * hkv + g) * hd;
-                dk[at..at + hd].copy_from_slice(dk_row);
-                dv[at..at + hd].copy_from_slice(dv_row);
+    with_workspace(lens.iter().sum(), |ws| {
+        let [dk_acc, dv_acc, ds, kt, vt, kf, qf, doutf, delta] = split(ws, lens);
+        ctx.pool.install(|| {
+            // delta[t, h] = dout_t · o_t, the row term of the softmax gradient.
+            let block = sh.block_tokens();
+            delta.par_chunks_mut(block * h).enumerate().for_each(|(b, delta_blk)| {
+                let rows = b * block * row..(b * block * row + delta_blk.len() * hd);
+                tiles::row_dots(path, hd, &dout[rows.clone()], &o[rows], delta_blk)
+            });
+            key_panels(path, sh, k, kt);
+            key_panels(path, sh, v, vt);
+            feature_panels(sh, k, (l, hkv * hd), hkv, kf);
+            feature_panels(sh, q, (t, row), h, qf);
+            feature_panels(sh, dout, (t, row), h, doutf);
+            let tile_block = KEYS * fp * NR;
+            for t0 in (0..t).step_by(chunk) {
+                let t1 = t.min(t0 + chunk);
+                let inp = tiles::Backward {
+                    sh: *sh,
+                    q,
+                    dout,
+                    kt,
+                    vt,
+                    kf,
+                    qf,
+                    doutf,
+                    lse,
+                    delta,
+                    ds_rows,
+                    tokens: (t0, t1),
+                };
+                dk_acc
+                    .par_chunks_mut(tile_block)
+                    .zip(dv_acc.par_chunks_mut(tile_block))
+                    .zip(ds.par_chunks_mut(ds_rows * KEYS))
+                    .enumerate()
+                    .for_each_init(
+                        || vec![0.0f32; sh.chunk_tokens() * sh.group() * KEYS],
+                        |p, (task, ((dk_blk, dv_blk), ds_blk))| {
+                            tiles::dkdv_block(
+                                path,
+                                &inp,
+                                task / blocks,
+                                task % blocks,
+                                dk_blk,
+                                dv_blk,
+                                ds_blk,
+                                p,
+                            )
+                        },
+                    );
+                dq[t0 * row..t1 * row].par_chunks_mut(block * row).enumerate().for_each(|(b, dq_blk)| {
+                    tiles::dq_block(path, &inp, ds, t0 + b * block, dq_blk);
+                });
             }
-        }
-
-        // dq: one task per (query head, block of rows).
-        let mut dq_by_head = vec![0.0f32; sh.q_len()];
-        dq_by_head.par_chunks_mut(t * hd).enumerate().for_each(|(h, dq_h)| {
-            dq_h.par_chunks_mut(ROWS * hd).enumerate().for_each_init(
-                || tiles::RowScratch::new(sh, ROWS),
-                |scratch, (block, dq_rows)| tiles::dq_rows(path, &inp, h, block * ROWS, dq_rows, scratch),
-            );
+            // Tiles of sums → [S, Hkv, hd] (dk takes the score scale here): row i of a tile is NR features
+            // of one key.
+            let sc = sh.scale();
+            let rows = l * hkv * hd;
+            dk[..rows]
+                .par_chunks_mut(hkv * hd)
+                .zip(dv[..rows].par_chunks_mut(hkv * hd))
+                .enumerate()
+                .for_each(|(j, (dk_j, dv_j))| {
+                    for g in 0..hkv {
+                        let (key_tile, i) = ((g * blocks * KEYS + j) / MR, j % MR);
+                        for f in 0..fp {
+                            let at = ((key_tile * fp + f) * MR + i) * NR;
+                            let width = sh.panel_width(f);
+                            let out = g * hd + f * NR..g * hd + f * NR + width;
+                            for (x, &a) in dk_j[out.clone()].iter_mut().zip(&dk_acc[at..at + width]) {
+                                *x = a * sc;
+                            }
+                            dv_j[out].copy_from_slice(&dv_acc[at..at + width]);
+                        }
+                    }
+                });
         });
-        from_head_major(sh, &dq_by_head, dq);
     });
 }
 
-/// Packed copies of the operands (see the module doc); each call fills the ones it uses.
-#[derive(Default)]
-struct Packed {
-    /// k as [Hkv][key panel][hd][W].
-    k_keys: Vec<f32>,
-    /// v as [Hkv][key panel][hd][W] (backward).
-    v_keys: Vec<f32>,
-    /// k as [Hkv][feature panel][visible keys][W] (backward).
-    k_features: Vec<f32>,
-    /// v as [Hkv][feature panel][visible keys][W] (forward).
-    v_features: Vec<f32>,
-    /// q as [H][feature panel][T][W] (backward).
-    q_features: Vec<f32>,
-    /// dout as [H][feature panel][T][W] (backward).
-    dout_features: Vec<f32>,
+/// Splits `ws` into consecutive pieces of the given lengths.
+fn split<const N: usize>(mut ws: &mut [f32], lens: [usize; N]) -> [&mut [f32]; N] {
+    lens.map(|len| {
+        let (piece, rest) = std::mem::take(&mut ws).split_at_mut(len);
+        ws = rest;
+        piece
+    })
 }
 
-/// x [S, Hkv, hd] → [Hkv][key panel][hd][W] over the visible keys (zero past them): the scores of a query
-/// row against one panel of keys are then a weighted sum of hd contiguous W-wide rows.
-fn key_panels(sh: &Shape, x: &[f32]) -> Vec<f32> {
-    let (hd, l, hkv, w) = (sh.head_dim, sh.visible(), sh.kv_heads, tiles::W);
-    let mut out = vec![0.0f32; hkv * sh.key_panels() * hd * w];
-    out.par_chunks_mut(sh.key_panels() * hd * w).enumerate().for_each(|(g, out_g)| {
-        for (p, panel) in out_g.chunks_exact_mut(hd * w).enumerate() {
-            for j in p * w..l.min((p + 1) * w) {
-                let row = &x[(j * hkv + g) * hd..][..hd];
-                for (d, &value) in row.iter().enumerate() {
-                    panel[d * w + j - p * w] = value;
-                }
+/// x [S, Hkv, hd] → out [Hkv][key panel][hd][NR] over the visible keys (zero past them): the b operand of
+/// score and dp tiles, NR keys side by side for each feature.
+fn key_panels(path: Path, sh: &Shape, x: &[f32], out: &mut [f32]) {
+    let (hd, l, hkv) = (sh.head_dim, sh.visible(), sh.kv_heads);
+    out.par_chunks_mut(hd * NR).enumerate().for_each(|(gp, panel)| {
+        let (g, p) = (gp / sh.key_panels(), gp % sh.key_panels());
+        let rows = std::array::from_fn(|jj| (p * NR + jj < l).then(|| ((p * NR + jj) * hkv + g) * hd));
+        tiles::key_panel(path, x, rows, panel.as_chunks_mut::<NR>().0);
+    });
+}
+
+/// The first `rows` rows of the `heads` heads of x (row i of head h at i · stride + h · hd) → out
+/// [head][feature panel][row][NR], features past hd zero: the b operand of o = p v, dq = ds k and dk, dv.
+fn feature_panels(sh: &Shape, x: &[f32], (rows, stride): (usize, usize), heads: usize, out: &mut [f32]) {
+    let (hd, fp) = (sh.head_dim, sh.feature_panels());
+    debug_assert_eq!(out.len(), heads * fp * rows * NR);
+    out.par_chunks_mut(rows * NR).enumerate().for_each(|(hf, out_hf)| {
+        let (head, f) = (hf / fp, hf % fp);
+        let width = sh.panel_width(f);
+        let (dst_rows, _) = out_hf.as_chunks_mut::<NR>();
+        for (i, dst) in dst_rows.iter_mut().enumerate() {
+            let src = &x[i * stride + head * hd + f * NR..];
+            if width == NR {
+                *dst = src[..NR].try_into().expect("NR floats"); // a fixed-size copy, inlined
+            } else {
+                dst[..width].copy_from_slice(&src[..width]);
+                dst[width..].fill(0.0);
             }
-        }
-    });
-    out
-}
-
-/// x [rows, heads, hd] (only its first `rows` rows) → [heads][feature panel][rows][W], features past hd
-/// zero: a weighted sum of rows of one head is then, per panel, a sum of contiguous W-wide rows.
-fn feature_panels(x: &[f32], rows: usize, heads: usize, hd: usize) -> Vec<f32> {
-    let (w, fp) = (tiles::W, hd.div_ceil(tiles::W));
-    let mut out = vec![0.0f32; heads * fp * rows * w];
-    out.par_chunks_mut(rows * w).enumerate().for_each(|(hf, out_hf)| {
-        let (h, f) = (hf / fp, hf % fp);
-        let width = w.min(hd - f * w);
-        for (r, dst) in out_hf.chunks_exact_mut(w).enumerate() {
-            dst[..width].copy_from_slice(&x[(r * heads + h) * hd + f * w..][..width]);
-        }
-    });
-    out
-}
-
-/// [H][T][hd] → [T, H, hd].
-fn from_head_major(sh: &Shape, by_head: &[f32], out: &mut [f32]) {
-    let (t, h, hd) = (sh.tokens, sh.heads, sh.head_dim);
-    out.par_chunks_mut(h * hd).enumerate().for_each(|(row, out_row)| {
-        for (head, dst) in out_row.chunks_exact_mut(hd).enumerate() {
-            dst.copy_from_slice(&by_head[(head * t + row) * hd..][..hd]);
         }
     });
 }

@@ -30,6 +30,38 @@ fn naive(sh: &Shape, q: &[f64], k: &[f64], v: &[f64]) -> Vec<f64> {
     o
 }
 
+/// dq, dk, dv of L = Σ o · dout in f64 from the full matrices: dp = dout vᵀ, ds = p (dp − rowsum(dout ∘ o)),
+/// dq = scale ds k, dk = scale dsᵀ q, dv = pᵀ dout.
+fn naive_backward(sh: &Shape, q: &[f64], k: &[f64], v: &[f64], dout: &[f64]) -> [Vec<f64>; 3] {
+    let Shape { tokens, heads, kv_heads, head_dim: hd, q_offset, .. } = *sh;
+    let scale = 1.0 / (hd as f64).sqrt();
+    let (mut dq, mut dk, mut dv) = (vec![0.0; sh.q_len()], vec![0.0; sh.kv_len()], vec![0.0; sh.kv_len()]);
+    for h in 0..heads {
+        let g = h / (heads / kv_heads);
+        let kv = |j: usize, d: usize| (j * kv_heads + g) * hd + d;
+        for t in 0..tokens {
+            let qt = |d: usize| (t * heads + h) * hd + d;
+            let n = q_offset + t + 1;
+            let s: Vec<f64> =
+                (0..n).map(|j| (0..hd).map(|d| q[qt(d)] * k[kv(j, d)]).sum::<f64>() * scale).collect();
+            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let total: f64 = s.iter().map(|x| (x - m).exp()).sum();
+            let p: Vec<f64> = s.iter().map(|x| (x - m).exp() / total).collect();
+            let dp: Vec<f64> = (0..n).map(|j| (0..hd).map(|d| dout[qt(d)] * v[kv(j, d)]).sum()).collect();
+            let delta: f64 = (0..n).map(|j| p[j] * dp[j]).sum();
+            for j in 0..n {
+                let ds = p[j] * (dp[j] - delta);
+                for d in 0..hd {
+                    dq[qt(d)] += scale * ds * k[kv(j, d)];
+                    dk[kv(j, d)] += scale * ds * q[qt(d)];
+                    dv[kv(j, d)] += p[j] * dout[qt(d)];
+                }
+            }
+        }
+    }
+    [dq, dk, dv]
+}
+
 fn shape(
     tokens: usize,
     keys: usize,
@@ -64,7 +96,9 @@ fn run_backward(ctx: &Ctx, sh: &Shape, q: &[f32], k: &[f32], v: &[f32], dout: &[
     (dq, dk, dv)
 }
 
-/// Ragged shapes covering GQA, a cache offset, a single query row and blocks that do not divide T or S.
+/// Ragged shapes covering GQA (groups of 1 to 5), a cache offset, a single query row, head sizes that are
+/// not a multiple of 8 or 16, and group rows, keys and tokens that do not divide the tiles (6 rows × 16
+/// keys), key blocks (48) or token blocks.
 fn cases() -> Vec<Shape> {
     vec![
         shape(1, 1, 1, 1, 1, 0),
@@ -77,6 +111,12 @@ fn cases() -> Vec<Shape> {
         shape(20, 90, 2, 2, 16, 70),
         shape(3, 5, 2, 1, 72, 2), // head_dim past one panel and several feature slices
         shape(130, 130, 2, 1, 80, 0), // several row chunks and key blocks
+        shape(49, 49, 9, 3, 20, 0), // SmolLM2's grouping, 147 group rows
+        shape(49, 60, 6, 3, 13, 11), // groups of 2 with a cache offset
+        shape(33, 33, 3, 3, 9, 0), // Hkv = H
+        shape(70, 120, 4, 1, 24, 50), // three key blocks, the last ragged, behind a cache
+        shape(17, 17, 5, 1, 7, 0), // groups of 5
+        shape(100, 100, 3, 1, 64, 0), // whole panels of features
     ]
 }
 
@@ -88,7 +128,26 @@ fn forward_matches_naive_f64() {
             let (q, k, v) = inputs(&sh, 1);
             let (o, _) = run_forward(&ctx, &sh, &q, &k, &v);
             let err = max_rel_err(&o, &naive(&sh, &to64(&q), &to64(&k), &to64(&v)));
-            assert!(err < 1e-5, "{path:?} {sh:?}: {err}");
+            assert!(err < 2e-6, "{path:?} {sh:?}: {err}");
+        }
+    }
+}
+
+#[test]
+fn backward_matches_naive_f64() {
+    for path in Path::available() {
+        let ctx = Ctx::with_threads(2, path);
+        for sh in cases() {
+            let (q, k, v) = inputs(&sh, 3);
+            let dout = data(sh.q_len(), 7);
+            let got = run_backward(&ctx, &sh, &q, &k, &v, &dout);
+            let want = naive_backward(&sh, &to64(&q), &to64(&k), &to64(&v), &to64(&dout));
+            for (name, got, want) in
+                [("dq", &got.0, &want[0]), ("dk", &got.1, &want[1]), ("dv", &got.2, &want[2])]
+            {
+                let err = max_rel_err(got, want);
+                assert!(err < 5e-6, "{path:?} {name} {sh:?}: {err}");
+            }
         }
     }
 }
@@ -178,7 +237,13 @@ fn cached_decoding_equals_the_full_pass() {
 
 #[test]
 fn threads_and_paths_agree_bit_for_bit() {
-    for sh in [shape(70, 75, 4, 2, 16, 5), shape(150, 150, 2, 1, 128, 0)] {
+    let shapes = [
+        shape(70, 75, 4, 2, 16, 5),
+        shape(150, 150, 2, 1, 128, 0),
+        shape(97, 97, 9, 3, 64, 0),
+        shape(61, 70, 6, 3, 20, 9),
+    ];
+    for sh in shapes {
         let (q, k, v) = inputs(&sh, 6);
         let dout = data(sh.q_len(), 9);
         let run = |ctx: &Ctx| (run_forward(ctx, &sh, &q, &k, &v), run_backward(ctx, &sh, &q, &k, &v, &dout));
@@ -188,6 +253,49 @@ fn threads_and_paths_agree_bit_for_bit() {
                 assert!(run(&Ctx::with_threads(threads, path)) == reference, "{path:?} × {threads} {sh:?}");
             }
         }
+    }
+}
+
+#[test]
+fn chunked_backward_gives_the_same_bits() {
+    // Groups of 3 (64-token steps) and of 2 (96), several chunks, the last ragged.
+    for sh in [shape(150, 160, 6, 2, 24, 10), shape(200, 200, 6, 3, 16, 0)] {
+        let (q, k, v) = inputs(&sh, 10);
+        let dout = data(sh.q_len(), 11);
+        for path in Path::available() {
+            let ctx = Ctx::with_threads(2, path);
+            let whole = run_backward(&ctx, &sh, &q, &k, &v, &dout);
+            let (o, lse) = run_forward(&ctx, &sh, &q, &k, &v);
+            for chunk in [sh.chunk_tokens(), 2 * sh.chunk_tokens()] {
+                assert!(chunk < sh.tokens);
+                let (mut dq, mut dk, mut dv) =
+                    (vec![9.0; sh.q_len()], vec![9.0; sh.kv_len()], vec![9.0; sh.kv_len()]);
+                backward_in_chunks(
+                    &ctx,
+                    &sh,
+                    (&q, &k, &v),
+                    (&o, &lse, &dout),
+                    (&mut dq, &mut dk, &mut dv),
+                    chunk,
+                );
+                assert!((dq, dk, dv) == whole, "{path:?} {sh:?} chunks of {chunk}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_stale_workspace_changes_nothing() {
+    let sh = shape(61, 70, 6, 3, 20, 9);
+    let (q, k, v) = inputs(&sh, 12);
+    let dout = data(sh.q_len(), 13);
+    for path in Path::available() {
+        let ctx = Ctx::with_threads(1, path);
+        WORKSPACE.set(Vec::new());
+        let fresh = (run_forward(&ctx, &sh, &q, &k, &v), run_backward(&ctx, &sh, &q, &k, &v, &dout));
+        WORKSPACE.set(vec![f32::NAN; 1 << 20]);
+        let stale = (run_forward(&ctx, &sh, &q, &k, &v), run_backward(&ctx, &sh, &q, &k, &v, &dout));
+        assert!(stale == fresh, "{path:?}");
     }
 }
 

@@ -1,334 +1,314 @@
-//! The work of one attention task, as plain loops (the `on_path!` twins add an AVX2 build of each).
+//! The work of one attention task, written once over the micro-kernel (`on_micro!` builds it with the plain
+//! tile and with the AVX2 one).
 //!
-//! Notation per query head h: s_j = scale · q_t·k_j (scores), p_j = exp(s_j − lse_t) (probabilities),
-//! dp_j = dout_t·v_j, ds_j = p_j (dp_j − delta_t) with delta_t = dout_t·o_t. Then dq_t = scale Σ_j ds_j k_j,
-//! dk_j = scale Σ_t ds_j q_t and dv_j = Σ_t p_j dout_t, the sums over t running over every query head
-//! of the group.
+//! Notation per query row t of head h: s_j = scale · q_t·k_j (scores), p_j = exp(s_j − lse_t)
+//! (probabilities), dp_j = dout_t·v_j, ds_j = p_j (dp_j − delta_t) with delta_t = dout_t·o_t. Then
+//! dq_t = scale Σ_j ds_j k_j, dk_j = scale Σ_t ds_j q_t and dv_j = Σ_t p_j dout_t, the sums over t running
+//! over every query head of the group.
 
-use super::{Packed, Shape};
-use crate::ops::exec::on_path;
-use crate::ops::math::{dot, exp, max, sum};
+use super::micro::{on_micro, Acc, Micro, Out, Panel, Panels, Rows, MR, NR, ZERO};
+use super::{Shape, KEYS};
 
-/// Outputs per register panel: their accumulators stay in eight AVX2 registers while a weighted sum of rows
-/// streams through them, which gives eight independent add chains (fewer leave the adder waiting on its own
-/// latency; measured: 32 wide runs at half the speed of 64).
-pub(super) const W: usize = 64;
+/// Read-only operands of a forward call.
+pub(super) struct Forward<'a> {
+    pub sh: Shape,
+    /// [T, H, hd] as given.
+    pub q: &'a [f32],
+    /// k as [Hkv][key panel][hd][NR].
+    pub kt: &'a [f32],
+    /// v as [Hkv][feature panel][visible key][NR].
+    pub vf: &'a [f32],
+}
 
-/// Features per slice of a key panel in `Inputs::block_scores` (a slice is PANEL_DEPTH × W floats, 8 KiB).
-const PANEL_DEPTH: usize = 32;
+/// Read-only operands of one chunk of a backward call.
+pub(super) struct Backward<'a> {
+    pub sh: Shape,
+    /// [T, H, hd] as given.
+    pub q: &'a [f32],
+    pub dout: &'a [f32],
+    /// k, v as [Hkv][key panel][hd][NR].
+    pub kt: &'a [f32],
+    pub vt: &'a [f32],
+    /// k as [Hkv][feature panel][visible key][NR].
+    pub kf: &'a [f32],
+    /// q, dout as [H][feature panel][T][NR].
+    pub qf: &'a [f32],
+    pub doutf: &'a [f32],
+    /// [H, T].
+    pub lse: &'a [f32],
+    /// [T, H].
+    pub delta: &'a [f32],
+    /// Group rows per (kv head, key block) in the ds buffer.
+    pub ds_rows: usize,
+    /// The chunk: query tokens t0..t1.
+    pub tokens: (usize, usize),
+}
 
-/// Query rows per chunk in `dkdv_block`: probabilities are kept for this many rows at a time.
-const ROW_CHUNK: usize = 32;
+/// Six group rows of kv head g from m0 on. Rows past the last group row repeat it (computed, never stored).
+struct RowTile {
+    /// Group row, token and query head of each row.
+    m: [usize; MR],
+    t: [usize; MR],
+    h: [usize; MR],
+    /// Rows before `end`: the ones that are stored.
+    valid: usize,
+}
 
-/// out[w] += Σ_i a[i] · rows[i][w] for w < W, rows being the contiguous W-wide rows of `rows`.
+impl RowTile {
+    #[inline(always)]
+    fn new(sh: &Shape, g: usize, m0: usize, end: usize) -> Self {
+        let group = sh.group();
+        let m: [usize; MR] = std::array::from_fn(|r| (m0 + r).min(sh.group_rows() - 1));
+        RowTile {
+            m,
+            t: m.map(|m| m / group),
+            h: m.map(|m| g * group + m % group),
+            valid: end.min(m0 + MR) - m0,
+        }
+    }
+
+    /// Where each row starts in a [T, H, hd] tensor.
+    #[inline(always)]
+    fn at(&self, sh: &Shape) -> [usize; MR] {
+        std::array::from_fn(|r| (self.t[r] * sh.heads + self.h[r]) * sh.head_dim)
+    }
+
+    /// Keys the last row sees (rows are in token order, so no row sees more).
+    #[inline(always)]
+    fn keys(&self, sh: &Shape) -> usize {
+        sh.q_offset + self.t[MR - 1] + 1
+    }
+}
+
+/// Σ lanes, halves added pairwise (the order of `micro::Micro::dot`).
 #[inline(always)]
-fn panel(a: &[f32], rows: &[f32], out: &mut [f32]) {
-    let mut acc = [0.0f32; W];
-    acc.copy_from_slice(&out[..W]);
-    for (&ai, row) in a.iter().zip(rows.chunks_exact(W)) {
-        for w in 0..W {
-            acc[w] += ai * row[w];
-        }
-    }
-    out[..W].copy_from_slice(&acc);
+fn lane_sum(lanes: [f32; NR]) -> f32 {
+    let half: [f32; 8] = std::array::from_fn(|l| lanes[l] + lanes[l + 8]);
+    let quarter: [f32; 4] = std::array::from_fn(|l| half[l] + half[l + 4]);
+    (quarter[0] + quarter[2]) + (quarter[1] + quarter[3])
 }
 
-/// Read-only inputs shared by all tasks of a call (unused ones are empty).
-pub(super) struct Inputs<'a> {
-    sh: Shape,
-    q: &'a [f32],
-    dout: &'a [f32],
-    /// [H, T] (backward only).
-    lse: &'a [f32],
-    /// [H, T] (backward only).
-    delta: &'a [f32],
-    packed: &'a Packed,
-}
-
-impl<'a> Inputs<'a> {
-    pub(super) fn new(
-        sh: &Shape,
-        q: &'a [f32],
-        dout: &'a [f32],
-        lse: &'a [f32],
-        delta: &'a [f32],
-        packed: &'a Packed,
-    ) -> Self {
-        Inputs { sh: *sh, q, dout, lse, delta, packed }
-    }
-
-    /// Row t of head h in a [T, H, hd] tensor.
-    #[inline(always)]
-    fn row<'b>(&self, x: &'b [f32], t: usize, h: usize) -> &'b [f32] {
-        let hd = self.sh.head_dim;
-        &x[(t * self.sh.heads + h) * hd..][..hd]
-    }
-
-    /// Key panel p of kv head g in a key-panel packing: hd rows of W.
-    #[inline(always)]
-    fn key_panel<'b>(&self, packed: &'b [f32], g: usize, p: usize) -> &'b [f32] {
-        let size = self.sh.head_dim * W;
-        &packed[(g * self.sh.key_panels() + p) * size..][..size]
-    }
-
-    /// Feature panel f of head h in a feature-panel packing of `rows` rows, from row r0 on.
-    #[inline(always)]
-    fn feature_panel<'b>(&self, packed: &'b [f32], rows: usize, h: usize, f: usize, r0: usize) -> &'b [f32] {
-        &packed[((h * self.sh.feature_panels() + f) * rows + r0) * W..]
-    }
-
-    /// Scores of query rows t0..t0 + rows of head h against key panels p0..p0 + panels (only the panels
-    /// a row sees; the rest of its row of s is left alone): s[r * stride + p * W + w] = x_(t0+r) · k_j for
-    /// key j = (p0 + p) W + w. Panels and slices of features are the outer loops so that the slice of a
-    /// key panel in use stays in L1 while every row meets it.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn block_scores(
-        &self,
-        x: &[f32],
-        packed: &[f32],
-        h: usize,
-        (t0, rows): (usize, usize),
-        (p0, panels): (usize, usize),
-        s: &mut [f32],
-        stride: usize,
-    ) {
-        let sh = self.sh;
-        let g = sh.group(h);
-        for p in 0..panels {
-            let keys = self.key_panel(packed, g, p0 + p);
-            // Row r sees key j when j <= q_offset + t0 + r.
-            let first = ((p0 + p) * W).saturating_sub(sh.q_offset + t0);
-            for r in first..rows {
-                s[r * stride + p * W..][..W].fill(0.0);
-            }
-            for d0 in (0..sh.head_dim).step_by(PANEL_DEPTH) {
-                let d1 = sh.head_dim.min(d0 + PANEL_DEPTH);
-                for r in first..rows {
-                    let a = &self.row(x, t0 + r, h)[d0..d1];
-                    panel(a, &keys[d0 * W..], &mut s[r * stride + p * W..]);
-                }
-            }
-        }
-    }
-
-    /// acc[r][..fw] = Σ_j a[r][j] x_j over the keys row r sees, x being the rows of kv head g in a feature
-    /// packing. Keys go in chunks of W so that a chunk of x stays in L1 while every row meets it; the order
-    /// of each sum is the same as without chunks.
-    #[inline(always)]
-    fn block_weighted(&self, a: &[f32], packed: &[f32], h: usize, t0: usize, rows: usize, acc: &mut [f32]) {
-        let sh = self.sh;
-        let (g, l, stride, fw) = (sh.group(h), sh.visible(), sh.key_panels() * W, sh.feature_panels() * W);
-        acc[..rows * fw].fill(0.0);
-        let last = sh.q_offset + t0 + rows;
-        for c in (0..last).step_by(W) {
-            for f in 0..sh.feature_panels() {
-                let x = self.feature_panel(packed, l, g, f, c);
-                for r in 0..rows {
-                    let n = sh.q_offset + t0 + r + 1;
-                    if c < n {
-                        let a_r = &a[r * stride + c..r * stride + n.min(c + W)];
-                        panel(a_r, x, &mut acc[r * fw + f * W..]);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Per-task scratch of `forward_rows` and `dq_rows`, for up to `rows` query rows.
-pub(super) struct RowScratch {
-    /// Scores (then probabilities or ds) per row: [rows][padded keys].
-    s: Vec<f32>,
-    /// dp per row, like s.
-    dp: Vec<f32>,
-    /// Output rows padded to whole feature panels: [rows][feature panels × W].
-    acc: Vec<f32>,
-}
-
-impl RowScratch {
-    pub(super) fn new(sh: &Shape, rows: usize) -> Self {
-        let keys = sh.key_panels() * W;
-        let fw = sh.feature_panels() * W;
-        RowScratch { s: vec![0.0; rows * keys], dp: vec![0.0; rows * keys], acc: vec![0.0; rows * fw] }
-    }
-}
-
-/// Per-task scratch of `dkdv_block`.
-pub(super) struct BlockScratch {
-    /// Scores, then p, of a chunk of rows: [row][block keys].
-    s: Vec<f32>,
-    /// dp, then ds, like s.
-    dp: Vec<f32>,
-    /// p, transposed: [key][row of the chunk], zero where masked.
-    pt: Vec<f32>,
-    /// ds, transposed like pt.
-    dst: Vec<f32>,
-    /// dk, dv of the block, rows padded to whole feature panels.
-    dk: Vec<f32>,
-    dv: Vec<f32>,
-}
-
-impl BlockScratch {
-    pub(super) fn new(sh: &Shape, keys: usize) -> Self {
-        let keys = keys.next_multiple_of(W);
-        let fw = sh.feature_panels() * W;
-        BlockScratch {
-            s: vec![0.0; ROW_CHUNK * keys],
-            dp: vec![0.0; ROW_CHUNK * keys],
-            pt: vec![0.0; keys * ROW_CHUNK],
-            dst: vec![0.0; keys * ROW_CHUNK],
-            dk: vec![0.0; keys * fw],
-            dv: vec![0.0; keys * fw],
-        }
-    }
-}
-
-on_path!(pub(super) fn forward_rows(inp: &Inputs<'_>, h: usize, t0: usize, o: &mut [f32], lse: &mut [f32], scratch: &mut RowScratch) = forward_rows_body);
-on_path!(pub(super) fn row_dots(sh: &Shape, h: usize, a: &[f32], b: &[f32], out: &mut [f32]) = row_dots_body);
-on_path!(pub(super) fn dkdv_block(inp: &Inputs<'_>, g: usize, j0: usize, dk: &mut [f32], dv: &mut [f32], scratch: &mut BlockScratch) = dkdv_block_body);
-on_path!(pub(super) fn dq_rows(inp: &Inputs<'_>, h: usize, t0: usize, dq: &mut [f32], scratch: &mut RowScratch) = dq_rows_body);
-
-/// Rows t0.. of head h (as many as o holds): o rows [rows][hd] and their lse.
+/// Tile n of a buffer of MR × NR tiles.
 #[inline(always)]
-fn forward_rows_body(
-    inp: &Inputs<'_>,
-    h: usize,
+fn tile_mut(buf: &mut [f32], n: usize) -> &mut Acc {
+    let (tiles, _) = buf.as_chunks_mut::<NR>();
+    (&mut tiles[n * MR..][..MR]).try_into().expect("whole tile")
+}
+
+on_micro!(pub(super) fn forward_block(inp: &Forward<'_>, t0: usize, o: &mut [f32], lse: &mut [f32], scores: &mut [f32]) = forward_block_body);
+on_micro!(pub(super) fn dkdv_block(inp: &Backward<'_>, g: usize, block: usize, dk: &mut [f32], dv: &mut [f32], ds: &mut [f32], p: &mut [f32]) = dkdv_block_body);
+on_micro!(pub(super) fn dq_block(inp: &Backward<'_>, ds: &[f32], t0: usize, dq: &mut [f32]) = dq_block_body);
+on_micro!(pub(super) fn row_dots(hd: usize, a: &[f32], b: &[f32], out: &mut [f32]) = row_dots_body);
+on_micro!(pub(super) fn key_panel(src: &[f32], rows: [Option<usize>; NR], out: &mut [[f32; NR]]) = key_panel_body);
+
+#[inline(always)]
+unsafe fn key_panel_body<M: Micro>(src: &[f32], rows: [Option<usize>; NR], out: &mut [[f32; NR]]) {
+    M::key_panel(src, rows, out)
+}
+
+/// Tokens t0.. (as many as o holds, [tokens, H, hd]) of every head: o and lse by token ([tokens, H]).
+/// `scores` holds MR rows of scores over the visible keys.
+#[inline(always)]
+unsafe fn forward_block_body<M: Micro>(
+    inp: &Forward<'_>,
     t0: usize,
     o: &mut [f32],
     lse: &mut [f32],
-    scratch: &mut RowScratch,
+    scores: &mut [f32],
 ) {
     let sh = inp.sh;
-    let (hd, sc) = (sh.head_dim, sh.scale());
-    let (stride, fw, rows) = (sh.key_panels() * W, sh.feature_panels() * W, lse.len());
-    let RowScratch { s, acc, .. } = scratch;
-    let panels = (sh.q_offset + t0 + rows).div_ceil(W);
-    inp.block_scores(inp.q, &inp.packed.k_keys, h, (t0, rows), (0, panels), s, stride);
-    let mut totals = [0.0f32; super::ROWS];
-    for (r, lse_t) in lse.iter_mut().enumerate() {
-        let s = &mut s[r * stride..][..sh.q_offset + t0 + r + 1];
-        for x in s.iter_mut() {
-            *x *= sc;
-        }
-        let m = max(s);
-        for x in s.iter_mut() {
-            *x = exp(*x - m);
-        }
-        totals[r] = sum(s);
-        *lse_t = m + totals[r].ln();
-    }
-    inp.block_weighted(s, &inp.packed.v_features, h, t0, rows, acc);
-    for (r, o_t) in o.chunks_exact_mut(hd).enumerate() {
-        let inv = 1.0 / totals[r];
-        for (od, &ad) in o_t.iter_mut().zip(&acc[r * fw..]) {
-            *od = ad * inv;
+    let (hd, sc, group) = (sh.head_dim, sh.scale(), sh.group());
+    let (stride, row_len) = (sh.key_panels() * NR, sh.heads * hd);
+    let tokens = o.len() / row_len;
+    for g in 0..sh.kv_heads {
+        let end = (t0 + tokens) * group;
+        for m0 in (t0 * group..end).step_by(MR) {
+            let tile = RowTile::new(&sh, g, m0, end);
+            let n = tile.keys(&sh);
+            // Scaled scores against every panel the last row sees, one strip of tiles.
+            let panels = n.div_ceil(NR);
+            let keys = Panels {
+                data: inp.kt,
+                at: g * sh.key_panels() * hd * NR,
+                step: NR,
+                panel_step: hd * NR,
+                count: panels,
+                last_width: NR,
+            };
+            let rows: [usize; MR] = std::array::from_fn(|r| r * stride);
+            let out = Out { data: &mut *scores, rows, count: MR, scale: [sc; MR] };
+            M::strip(hd, Rows { data: inp.q, rows: tile.at(&sh), step: 1 }, keys, out);
+            // Softmax numerators in place; keys a row does not see become 0.
+            let seen = tile.t.map(|t| sh.q_offset + t + 1);
+            let (maxima, lanes) = M::softmax_rows(scores, rows, panels, seen);
+            let (mut inv, mut lse_r) = ([0.0f32; MR], [0.0f32; MR]);
+            for r in 0..MR {
+                let total = lane_sum(lanes[r]);
+                inv[r] = 1.0 / total;
+                lse_r[r] = maxima[r] + total.ln();
+            }
+            // o = p v / total, one strip of feature panels.
+            let (fp, l) = (sh.feature_panels(), sh.visible());
+            let values = Panels {
+                data: inp.vf,
+                at: g * fp * l * NR,
+                step: NR,
+                panel_step: l * NR,
+                count: fp,
+                last_width: sh.panel_width(fp - 1),
+            };
+            let rows: [usize; MR] = std::array::from_fn(|r| (tile.t[r] - t0) * row_len + tile.h[r] * hd);
+            let out = Out { data: o, rows, count: tile.valid, scale: inv };
+            M::strip(
+                n,
+                Rows { data: scores, rows: std::array::from_fn(|r| r * stride), step: 1 },
+                values,
+                out,
+            );
+            for r in 0..tile.valid {
+                lse[(tile.t[r] - t0) * sh.heads + tile.h[r]] = lse_r[r];
+            }
         }
     }
 }
 
-/// out[t] = a_t · b_t for the rows of head h in two [T, H, hd] tensors.
+/// out[i] = a_i · b_i for consecutive rows of hd floats.
 #[inline(always)]
-fn row_dots_body(sh: &Shape, h: usize, a: &[f32], b: &[f32], out: &mut [f32]) {
-    let hd = sh.head_dim;
-    for (t, out_t) in out.iter_mut().enumerate() {
-        let at = (t * sh.heads + h) * hd;
-        *out_t = dot(&a[at..at + hd], &b[at..at + hd]);
+unsafe fn row_dots_body<M: Micro>(hd: usize, a: &[f32], b: &[f32], out: &mut [f32]) {
+    for ((out_i, a_i), b_i) in out.iter_mut().zip(a.chunks_exact(hd)).zip(b.chunks_exact(hd)) {
+        *out_i = M::dot(a_i, b_i);
     }
 }
 
-/// dk, dv rows for keys j0..j0 + n of kv head g (n = dk.len() / hd; j0 a multiple of W), summed over the
-/// group's query heads and every row that sees those keys. Per chunk of rows, p and ds are stored
-/// transposed ([key][row], zero where masked) so each dk, dv row is a weighted sum of q or dout rows.
+/// Keys block·KEYS.. of kv head g against the chunk's rows that see them: adds to the block's dk, dv sums
+/// (MR × NR tiles [key tile][feature panel], unscaled; zeroed by the first chunk) and writes its ds
+/// ([ds_rows][KEYS], group rows from the chunk's first). `p` is scratch for the probabilities of one step.
 #[inline(always)]
-fn dkdv_block_body(
-    inp: &Inputs<'_>,
+#[allow(clippy::too_many_arguments)]
+unsafe fn dkdv_block_body<M: Micro>(
+    inp: &Backward<'_>,
     g: usize,
-    j0: usize,
+    block: usize,
     dk: &mut [f32],
     dv: &mut [f32],
-    scratch: &mut BlockScratch,
+    ds: &mut [f32],
+    p: &mut [f32],
 ) {
     let sh = inp.sh;
-    let (hd, t_all, sc) = (sh.head_dim, sh.tokens, sh.scale());
-    let fw = sh.feature_panels() * W;
-    let nb = dk.len() / hd;
-    let (p0, panels) = (j0 / W, nb.div_ceil(W));
-    let kstride = panels * W;
-    let group = sh.heads / sh.kv_heads;
-    let BlockScratch { s, dp, pt, dst, dk: dk_acc, dv: dv_acc } = scratch;
-    dk_acc[..nb * fw].fill(0.0);
-    dv_acc[..nb * fw].fill(0.0);
-    let packed = inp.packed;
-    for h in g * group..(g + 1) * group {
-        // Row t sees key j when j <= q_offset + t.
-        let first = j0.saturating_sub(sh.q_offset);
-        for ta in (first..t_all).step_by(ROW_CHUNK) {
-            let rows = ROW_CHUNK.min(t_all - ta);
-            inp.block_scores(inp.q, &packed.k_keys, h, (ta, rows), (p0, panels), s, kstride);
-            inp.block_scores(inp.dout, &packed.v_keys, h, (ta, rows), (p0, panels), dp, kstride);
-            for r in 0..rows {
-                let t = ta + r;
-                let n = nb.min(sh.q_offset + t + 1 - j0);
-                let (lse_t, delta_t) = (inp.lse[h * t_all + t], inp.delta[h * t_all + t]);
-                let (s, dp) = (&mut s[r * kstride..][..nb], &mut dp[r * kstride..][..nb]);
-                // p and ds in place of s and dp (a vectorised pass: masked keys select 0), then stored
-                // transposed.
-                for (jj, (sj, dpj)) in s.iter_mut().zip(dp.iter_mut()).enumerate() {
-                    let p = if jj < n { exp(*sj * sc - lse_t) } else { 0.0 };
-                    *sj = p;
-                    *dpj = p * (*dpj - delta_t);
+    let (hd, sc, group, fp) = (sh.head_dim, sh.scale(), sh.group(), sh.feature_panels());
+    let (t0, t1) = inp.tokens;
+    if t0 == 0 {
+        dk.fill(0.0);
+        dv.fill(0.0);
+    }
+    let j0 = block * KEYS;
+    let nk = KEYS.min(sh.visible() - j0);
+    if j0 >= sh.q_offset + t1 {
+        return; // no row of the chunk sees these keys
+    }
+    // The first token that sees key j.
+    let first_token = |j: usize| j.saturating_sub(sh.q_offset);
+    let base = t0 * group; // ds row 0
+    let step = sh.chunk_tokens();
+    let panel0 = g * sh.key_panels() + j0 / NR;
+    // Steps start on multiples of `step` tokens whatever the chunk, so every chunking sums in one order.
+    for s0 in (t0.max(first_token(j0) / step * step)..t1).step_by(step) {
+        let s1 = t1.min(s0 + step);
+        // p and ds of the step's rows against the block, a row tile by a key panel at a time, from the tile
+        // of the first row that sees the block.
+        let first_row = (s0 * group).max(first_token(j0) * group / MR * MR);
+        for m0 in (first_row..s1 * group).step_by(MR) {
+            let tile = RowTile::new(&sh, g, m0, sh.group_rows());
+            let last = tile.keys(&sh) - 1;
+            let at = tile.at(&sh);
+            let q_rows = Rows { data: inp.q, rows: at, step: 1 };
+            let dout_rows = Rows { data: inp.dout, rows: at, step: 1 };
+            let lse: [f32; MR] = std::array::from_fn(|r| inp.lse[tile.h[r] * sh.tokens + tile.t[r]]);
+            let delta: [f32; MR] = std::array::from_fn(|r| inp.delta[tile.t[r] * sh.heads + tile.h[r]]);
+            for pp in 0..nk.div_ceil(NR) {
+                let jp = j0 + pp * NR;
+                let (mut s, mut dp) = (ZERO, ZERO);
+                if jp <= last {
+                    let at = (panel0 + pp) * hd * NR;
+                    M::tile(hd, q_rows, Panel { data: inp.kt, at, step: NR, width: NR }, &mut s);
+                    M::tile(hd, dout_rows, Panel { data: inp.vt, at, step: NR, width: NR }, &mut dp);
+                    // Columns below `seen` are keys row r sees (none for rows past the last).
+                    let seen: [i32; MR] = std::array::from_fn(|r| {
+                        if r < tile.valid {
+                            (sh.q_offset + tile.t[r] + 1) as i32 - jp as i32
+                        } else {
+                            0
+                        }
+                    });
+                    M::probabilities(&mut s, &mut dp, sc, lse, delta, seen);
                 }
-                for jj in 0..nb {
-                    pt[jj * ROW_CHUNK + r] = s[jj];
-                    dst[jj * ROW_CHUNK + r] = dp[jj];
-                }
-            }
-            // One panel of dout (then q) rows at a time, reused by every key of the block from L1.
-            for f in 0..sh.feature_panels() {
-                let dout_rows = inp.feature_panel(&packed.dout_features, t_all, h, f, ta);
-                for jj in 0..nb {
-                    panel(&pt[jj * ROW_CHUNK..][..rows], dout_rows, &mut dv_acc[jj * fw + f * W..]);
-                }
-                let q_rows = inp.feature_panel(&packed.q_features, t_all, h, f, ta);
-                for jj in 0..nb {
-                    panel(&dst[jj * ROW_CHUNK..][..rows], q_rows, &mut dk_acc[jj * fw + f * W..]);
+                for r in 0..MR {
+                    p[(m0 - s0 * group + r) * KEYS + pp * NR..][..NR].copy_from_slice(&s[r]);
+                    ds[(m0 - base + r) * KEYS + pp * NR..][..NR].copy_from_slice(&dp[r]);
                 }
             }
         }
-    }
-    for jj in 0..nb {
-        for d in 0..hd {
-            dk[jj * hd + d] = dk_acc[jj * fw + d] * sc;
-            dv[jj * hd + d] = dv_acc[jj * fw + d];
+        // dv += pᵀ dout, dk += dsᵀ q: MR keys by NR features, over the tokens from the first that sees them,
+        // one head of the group at a time (so both operands have fixed strides).
+        for u in 0..nk.div_ceil(MR) {
+            let first = s0.max(first_token(j0 + u * MR));
+            if first >= s1 {
+                continue;
+            }
+            for hh in 0..group {
+                let row = first * group + hh;
+                let p_cols = Rows {
+                    data: p,
+                    rows: std::array::from_fn(|i| (row - s0 * group) * KEYS + u * MR + i),
+                    step: group * KEYS,
+                };
+                let ds_cols = Rows {
+                    data: ds,
+                    rows: std::array::from_fn(|i| (row - base) * KEYS + u * MR + i),
+                    step: group * KEYS,
+                };
+                for f in 0..fp {
+                    let at = (((g * group + hh) * fp + f) * sh.tokens + first) * NR;
+                    let dout_rows = Panel { data: inp.doutf, at, step: NR, width: NR };
+                    M::tile(s1 - first, p_cols, dout_rows, tile_mut(dv, u * fp + f));
+                    let q_rows = Panel { data: inp.qf, at, step: NR, width: NR };
+                    M::tile(s1 - first, ds_cols, q_rows, tile_mut(dk, u * fp + f));
+                }
+            }
         }
     }
 }
 
-/// dq rows t0.. of head h (as many as dq holds, [rows][hd]).
+/// dq of tokens t0.. (as many as dq holds, [tokens, H, hd]; t0 inside the chunk) from the chunk's ds.
 #[inline(always)]
-fn dq_rows_body(inp: &Inputs<'_>, h: usize, t0: usize, dq: &mut [f32], scratch: &mut RowScratch) {
+unsafe fn dq_block_body<M: Micro>(inp: &Backward<'_>, ds: &[f32], t0: usize, dq: &mut [f32]) {
     let sh = inp.sh;
-    let (hd, sc) = (sh.head_dim, sh.scale());
-    let (stride, fw, rows) = (sh.key_panels() * W, sh.feature_panels() * W, dq.len() / hd);
-    let RowScratch { s, dp, acc } = scratch;
-    let packed = inp.packed;
-    let panels = (sh.q_offset + t0 + rows).div_ceil(W);
-    inp.block_scores(inp.q, &packed.k_keys, h, (t0, rows), (0, panels), s, stride);
-    inp.block_scores(inp.dout, &packed.v_keys, h, (t0, rows), (0, panels), dp, stride);
-    for r in 0..rows {
-        let t = t0 + r;
-        let n = sh.q_offset + t + 1;
-        let (lse_t, delta_t) = (inp.lse[h * sh.tokens + t], inp.delta[h * sh.tokens + t]);
-        // s becomes ds in place.
-        for (sj, &dpj) in s[r * stride..][..n].iter_mut().zip(&dp[r * stride..][..n]) {
-            *sj = exp(*sj * sc - lse_t) * (dpj - delta_t);
-        }
-    }
-    inp.block_weighted(s, &packed.k_features, h, t0, rows, acc);
-    for (r, dq_t) in dq.chunks_exact_mut(hd).enumerate() {
-        for (dqd, &ad) in dq_t.iter_mut().zip(&acc[r * fw..]) {
-            *dqd = ad * sc;
+    let (hd, sc, group) = (sh.head_dim, sh.scale(), sh.group());
+    let row_len = sh.heads * hd;
+    let tokens = dq.len() / row_len;
+    let base = inp.tokens.0 * group;
+    for g in 0..sh.kv_heads {
+        let end = (t0 + tokens) * group;
+        for m0 in (t0 * group..end).step_by(MR) {
+            let tile = RowTile::new(&sh, g, m0, end);
+            let n = tile.keys(&sh);
+            for f in 0..sh.feature_panels() {
+                let width = sh.panel_width(f);
+                let mut acc = ZERO;
+                for block in 0..n.div_ceil(KEYS) {
+                    let at = (g * sh.key_blocks() + block) * inp.ds_rows * KEYS;
+                    let ds_rows = Rows { data: ds, rows: tile.m.map(|m| at + (m - base) * KEYS), step: 1 };
+                    let at = ((g * sh.feature_panels() + f) * sh.visible() + block * KEYS) * NR;
+                    let keys = Panel { data: inp.kf, at, step: NR, width: NR };
+                    M::tile(KEYS.min(n - block * KEYS), ds_rows, keys, &mut acc);
+                }
+                for (r, acc_r) in acc.iter().enumerate().take(tile.valid) {
+                    let at = (tile.t[r] - t0) * row_len + tile.h[r] * hd + f * NR;
+                    for (x, &a) in dq[at..at + width].iter_mut().zip(acc_r) {
+                        *x = a * sc;
+                    }
+                }
+            }
         }
     }
 }
