@@ -14,6 +14,7 @@
  */
 import type { Bf16Matrix } from "../../../ffi/bf16.ts";
 import { crossEntropy, IGNORE_INDEX, scaleInPlace } from "../../../ffi/ops.ts";
+import { freeNow } from "../free.ts";
 import { addGrad, type Tape } from "../tape.ts";
 import { Tensor } from "../tensor.ts";
 
@@ -86,6 +87,9 @@ export function lmHeadCrossEntropy(
       dx.set(dxc.subarray(j * dim, (j + 1) * dim), i * dim);
     }
   }
+  // The chunk buffers (25 MB of logits on SmolLM2) are dead now: free them at once rather than whenever the
+  // garbage collector gets to them — the backward pass that follows is where training's memory peaks.
+  freeNow(logits, xc, dxc);
   const loss = new Tensor(Float32Array.of(lossRows.length > 0 ? lossSum / denominator : 0), [1]);
   if (dx) {
     tape!.record("lm_head_cross_entropy", [x], [loss], () => {

@@ -2,7 +2,7 @@
  * A LoRA linear on a frozen base: `y = x · Wᵀ + s · (drop(x) · Aᵀ) · Bᵀ`, A `[r, in]` and B `[out, r]`
  * trainable f32, W frozen (NF4 or dense), s the scale (alpha / r, or alpha / √r with rsLoRA).
  *
- * Backward, with xd = drop(x) and xa = xd · Aᵀ `[rows, r]` kept from the forward:
+ * Backward, with xa = xd · Aᵀ `[rows, r]` kept from the forward and xd = drop(x) redrawn from the mask's seed:
  *   dB  += s · dYᵀ · xa                     (matmulDyTX)
  *   dxa  = s · dY · B                       `[rows, r]`
  *   dA  += dxaᵀ · xd                        (matmulDyTX)
@@ -15,6 +15,7 @@ import type { Linear } from "../../nn/linear.ts";
 import type { Rng } from "../../random.ts";
 import { gradSink, type Tape } from "../tape.ts";
 import { Tensor } from "../tensor.ts";
+import { freeNow } from "../free.ts";
 import { applyDropout, drawDropoutSeed, type DropoutSeed } from "./dropout.ts";
 
 export interface LoraWeights {
@@ -58,6 +59,9 @@ export function loraLinear(
     xd = applyDropout(x.data, p, seed);
   }
   const xa = matmulXWt(xd, a.data, rows, inDim, r);
+  // The dropped copy of x is not kept for backward (that would be one more activation per adapter): the
+  // counter-based mask is redrawn from its seed there.
+  if (seed) freeNow(xd);
   const y = base.matmul(x.data, rows, undefined, { compute: opts.compute });
   matmulXWt(xa, b.data, rows, r, outDim, y, { alpha: scale, beta: 1 });
   const out = new Tensor(y, [rows, outDim]);
@@ -71,14 +75,18 @@ export function loraLinear(
     const dxa = matmulDyW(dy, b.data, rows, r, outDim, undefined, { alpha: scale });
     if (a.requiresGrad) {
       const da = gradSink(a);
-      matmulDyTX(dxa, xd, rows, inDim, r, da.buffer, { beta: da.accumulate ? 1 : 0 });
+      const dropped = seed ? applyDropout(x.data, p, seed) : x.data;
+      matmulDyTX(dxa, dropped, rows, inDim, r, da.buffer, { beta: da.accumulate ? 1 : 0 });
+      if (seed) freeNow(dropped);
     }
     if (!x.requiresGrad) return;
     const dx = gradSink(x);
     base.matmulT(dy, rows, dx.buffer, { accumulate: dx.accumulate, compute: opts.compute });
     if (seed) {
       const low = matmulDyW(dxa, a.data, rows, inDim, r);
-      addScaled(dx.buffer, 1, applyDropout(low, p, seed));
+      const dropped = applyDropout(low, p, seed);
+      addScaled(dx.buffer, 1, dropped);
+      freeNow(low, dropped);
     } else {
       matmulDyW(dxa, a.data, rows, inDim, r, dx.buffer, { beta: 1 });
     }
