@@ -176,6 +176,11 @@ const hasText: Check = (outputs, where) =>
     ),
     `${where}: non-empty text`,
   );
+const hasMarkdown: Check = (outputs, where) =>
+  assert.ok(
+    mime(outputs, "text/markdown").some((m) => m.trim().length > 0),
+    `${where}: a text/markdown output`,
+  );
 const mentionsAdapterDir: Check = (outputs, where) => {
   const dir = adapterDir(outputs.map(textOf).join("\n"));
   assert.ok(dir, `${where}: the output names the adapter's folder under out/notebooks/`);
@@ -210,6 +215,7 @@ const CONTRACT: Record<string, Record<string, Check[]>> = {
   "01-quickstart.ipynb": {
     "model-summary": [hasTable],
     "generation-before": [hasText],
+    "score-before": [hasMarkdown],
     "loss-plot": [hasSvg],
     "metrics": [hasTable],
     "generation-after": [hasText],
