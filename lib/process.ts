@@ -1,4 +1,4 @@
-/** Subprocesses of the notebook tools: output forwarded line by line and kept for error messages. */
+/** Subprocesses (pip, Jupyter, the notebook runner): output forwarded line by line and kept for error messages. */
 
 export interface RunResult {
   ok: boolean;
