@@ -7,11 +7,12 @@
  */
 import type { Batch } from "../../lib/data/batch.ts";
 import { defaultModelPath } from "../../lib/io/default_model.ts";
+import { hfConfigJson } from "../../lib/io/export/hf_config.ts";
 import { loadModel } from "../../lib/nn/load_model.ts";
 import { LoraModel } from "../../lib/train/lora_model.ts";
 import { AdamW } from "../../lib/train/optimizer.ts";
 import { kernelProfile, resetKernelProfile, startKernelProfile } from "../../ffi/profile.ts";
-import { peakRss } from "./measure.ts";
+import { median, peakRss } from "./measure.ts";
 
 const T = 256;
 const checkpointing = Deno.args.includes("--checkpointing");
@@ -41,29 +42,25 @@ const step = () => {
 startKernelProfile();
 step();
 resetKernelProfile();
-const steps = 3;
-const t0 = performance.now();
-for (let s = 0; s < steps; s++) step();
-const ms = (performance.now() - t0) / steps;
+// The median step: this machine's speed drifts by tens of percent within a minute, a mean takes it all in.
+const steps = 7;
+const times: number[] = [];
+for (let s = 0; s < steps; s++) {
+  const t0 = performance.now();
+  step();
+  times.push(performance.now() - t0);
+}
+const ms = median(times);
+const scale = ms / (times.reduce((a, b) => a + b, 0) / steps); // kernel totals, to the median step
 console.log(JSON.stringify({
   tokensPerSecond: T / (ms / 1000),
   msPerStep: ms,
   // Milliseconds per step in each FFI symbol.
-  kernelMs: Object.fromEntries(Object.entries(kernelProfile()).map(([name, t]) => [name, t.ms / steps])),
+  kernelMs: Object.fromEntries(
+    Object.entries(kernelProfile()).map(([name, t]) => [name, t.ms / steps * scale]),
+  ),
   peakRss: peakRss(),
   trainable: lora.parameterCount,
   // The same shape as an HF config.json, for the PyTorch + PEFT baseline (peft_reference.py).
-  hfConfig: {
-    hidden_size: c.hiddenSize,
-    intermediate_size: c.intermediateSize,
-    num_hidden_layers: c.numHiddenLayers,
-    num_attention_heads: c.numAttentionHeads,
-    num_key_value_heads: c.numKeyValueHeads,
-    head_dim: c.headDim,
-    vocab_size: c.vocabSize,
-    rms_norm_eps: c.rmsNormEps,
-    rope_theta: c.ropeTheta,
-    max_position_embeddings: c.maxPositionEmbeddings,
-    tie_word_embeddings: c.tieWordEmbeddings,
-  },
+  hfConfig: hfConfigJson(c, { tied: c.tieWordEmbeddings }),
 }));
