@@ -33,8 +33,9 @@ export class Tensor {
     return t;
   }
 
+  /** Elements, from the shape (stays right when an activation's buffer was freed after its last use). */
   get size(): number {
-    return this.data.length;
+    return this.shape.reduce((a, b) => a * b, 1);
   }
 
   /** Rows of a 2-D `[rows, cols]` tensor (the only layout the ops use). */

@@ -33,6 +33,8 @@ export interface LoraForwardOptions {
   /** Dropout applies only in training mode. */
   training?: boolean;
   compute?: Compute;
+  /** See `LoraOptions.recomputeInput`: lets the caller free the input after the forward. */
+  recomputeInput?: () => Float32Array;
 }
 
 export class LoraLinear {
@@ -80,6 +82,7 @@ export class LoraLinear {
       training: opts.training,
       rng: this.rng,
       compute: opts.compute,
+      recomputeInput: opts.recomputeInput,
     });
   }
 

@@ -35,6 +35,11 @@ export interface LoraOptions {
   rng?: Rng;
   /** GEMM precision of the base weight's products (the adapter's are f32). */
   compute?: Compute;
+  /**
+   * Rebuilds x (the same values) for the backward pass, so that the caller may free `x.data` once the forward
+   * is done: an activation that is cheap to recompute (SwiGLU's output) then need not be held until backward.
+   */
+  recomputeInput?: () => Float32Array;
 }
 
 export function loraLinear(
@@ -75,9 +80,11 @@ export function loraLinear(
     const dxa = matmulDyW(dy, b.data, rows, r, outDim, undefined, { alpha: scale });
     if (a.requiresGrad) {
       const da = gradSink(a);
-      const dropped = seed ? applyDropout(x.data, p, seed) : x.data;
+      const input = opts.recomputeInput ? opts.recomputeInput() : x.data;
+      const dropped = seed ? applyDropout(input, p, seed) : input;
       matmulDyTX(dxa, dropped, rows, inDim, r, da.buffer, { beta: da.accumulate ? 1 : 0 });
       if (seed) freeNow(dropped);
+      if (opts.recomputeInput) freeNow(input);
     }
     if (!x.requiresGrad) return;
     const dx = gradSink(x);
