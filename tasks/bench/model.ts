@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { cacheRoot, defaultModelPath } from "../../lib/io/default_model.ts";
 import { loadModel } from "../../lib/nn/load_model.ts";
 import { MISTRAL_7B_CONFIG, writeSyntheticModel } from "./synthetic_model.ts";
-import { printTable, timeInterleaved } from "./measure.ts";
+import { median, printTable, timeInterleaved } from "./measure.ts";
 
 export async function benchDefaultModel(promptTokens = 256, newTokens = 64): Promise<void> {
   const { model, loadSeconds, config } = await loadModel(await defaultModelPath(), { progress: false });
@@ -78,6 +78,15 @@ interface ProbeResult {
   hfConfig: Record<string, unknown>;
 }
 
+/** Pairs of (qlora-deno, PyTorch) runs when the baseline is measured. */
+const TRAIN_ROUNDS = 3;
+
+/** The run with the median tokens/s. */
+function medianRun(results: ProbeResult[]): ProbeResult {
+  const sorted = [...results].sort((a, b) => a.tokensPerSecond - b.tokensPerSecond);
+  return sorted[(sorted.length - 1) >> 1];
+}
+
 async function runProbe(command: string, args: string[]): Promise<ProbeResult> {
   const out = await new Deno.Command(command, { args, stderr: "inherit" }).output();
   if (!out.success) throw new Error(`${args.join(" ")} failed with code ${out.code}`);
@@ -91,16 +100,25 @@ async function runProbe(command: string, args: string[]): Promise<ProbeResult> {
  */
 export async function benchTraining(threads: number): Promise<void> {
   const probe = fileURLToPath(new URL("./train_probe.ts", import.meta.url));
-  const runs: [string, ProbeResult][] = [];
-  for (const flags of [[], ["--checkpointing"]]) {
-    const name = flags.length ? "qlora-deno, gradient checkpointing" : "qlora-deno";
-    runs.push([name, await runProbe(Deno.execPath(), ["run", "-A", probe, ...flags])]);
-  }
+  const runOurs = () => runProbe(Deno.execPath(), ["run", "-A", probe]);
+  const runs: [string, ProbeResult][] = [["qlora-deno", await runOurs()]];
+  runs.push([
+    "qlora-deno, gradient checkpointing",
+    await runProbe(Deno.execPath(), ["run", "-A", probe, "--checkpointing"]),
+  ]);
   const python = Deno.env.get("QLORA_REF_PYTHON");
+  const ratios: number[] = [];
   if (python) {
+    // Alternate the two a few times: this machine's speed drifts by tens of percent from one minute to the
+    // next, so only back-to-back pairs give a ratio worth reporting (their median).
     const script = fileURLToPath(new URL("./peft_reference.py", import.meta.url));
     const config = JSON.stringify(runs[0][1].hfConfig);
-    runs.push(["PyTorch + PEFT (fp32)", await runProbe(python, [script, config, String(threads)])]);
+    const torch = () => runProbe(python, [script, config, String(threads)]);
+    const pairs: [ProbeResult, ProbeResult][] = [[runs[0][1], await torch()]];
+    for (let round = 1; round < TRAIN_ROUNDS; round++) pairs.push([await runOurs(), await torch()]);
+    for (const [a, b] of pairs) ratios.push(a.tokensPerSecond / b.tokensPerSecond);
+    runs[0] = ["qlora-deno", medianRun(pairs.map(([a]) => a))];
+    runs.push(["PyTorch + PEFT (fp32)", medianRun(pairs.map(([, b]) => b))]);
   }
   const ours = runs[0][1].tokensPerSecond;
   console.log(
@@ -115,7 +133,13 @@ export async function benchTraining(threads: number): Promise<void> {
       (r.peakRss / 2 ** 20).toFixed(0),
     ]),
   );
-  if (!python) {
+  if (python) {
+    console.log(
+      `qlora-deno ÷ PyTorch + PEFT in ${ratios.length} back-to-back pairs: ` +
+        `${ratios.map((x) => x.toFixed(2)).join(", ")} (median ${median(ratios).toFixed(2)}×); ` +
+        "the rows above are the median runs",
+    );
+  } else {
     console.log("(set QLORA_REF_PYTHON to a Python with torch + peft to add the PyTorch baseline)");
   }
 
