@@ -10,6 +10,7 @@ import { exactMatch } from "../lib/data/metrics.ts";
 import { defaultStopTokens } from "../lib/generate/generate.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
 import { loadModel } from "../lib/nn/load_model.ts";
+import { wholeNumber } from "./whole_number.ts";
 
 const opts = new Command("deno run -A tasks/eval_dataset.ts")
   .description("Exact match of greedy answers on a validation set (messages or prompt/completion JSONL).")
@@ -22,14 +23,7 @@ const opts = new Command("deno run -A tasks/eval_dataset.ts")
   .parse(Deno.args, { from: "user" })
   .opts();
 
-function int(name: string, value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) {
-    console.error(`eval_dataset: ${name} must be a whole number ≥ 0, got "${value}"`);
-    Deno.exit(2);
-  }
-  return n;
-}
+const int = (flag: string, value: string) => wholeNumber("eval_dataset", flag, value);
 
 try {
   setThreads(int("--threads", opts.threads));

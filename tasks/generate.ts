@@ -11,6 +11,7 @@ import { readPeftAdapter } from "../lib/io/peft/read.ts";
 import { applyAdapters } from "../lib/train/apply_adapter.ts";
 import { ChatTemplate } from "../lib/text/chat_template.ts";
 import { defaultStopTokens, generate } from "../lib/generate/generate.ts";
+import { wholeNumber } from "./whole_number.ts";
 
 const opts = new Command("deno task generate")
   .description("Generate text with a Llama-family model (NF4 weights, CPU).")
@@ -32,14 +33,7 @@ const opts = new Command("deno task generate")
   .parse(Deno.args, { from: "user" })
   .opts();
 
-function int(name: string, value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) {
-    console.error(`generate: ${name} must be a whole number ≥ 0, got "${value}"`);
-    Deno.exit(2);
-  }
-  return n;
-}
+const int = (flag: string, value: string) => wholeNumber("generate", flag, value);
 
 try {
   setThreads(int("--threads", opts.threads));

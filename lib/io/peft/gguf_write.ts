@@ -3,8 +3,8 @@
  * then the tensor data, each piece aligned to 32 bytes. All little-endian. Enough for LoRA adapters;
  * the file appears atomically (written to `path + ".tmp"`, then renamed).
  */
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { bytesOf } from "../dtype.ts";
+import { writeFileAtomically } from "../atomic_file.ts";
 import { FormatError } from "../errors.ts";
 
 /** A metadata value: strings and booleans as such, numbers with the GGUF type they are stored as. */
@@ -56,22 +56,13 @@ export function writeGguf(
   }
   header.raw(new Uint8Array(padded(header.length) - header.length));
 
-  const temporary = `${path}.tmp`;
-  const fd = openSync(temporary, "w");
-  try {
-    writeAll(fd, header.bytes());
+  writeFileAtomically(path, (write) => {
+    write(header.bytes());
     for (const { data } of tensors) {
-      writeAll(fd, bytesOf(data));
-      writeAll(fd, new Uint8Array(padded(data.byteLength) - data.byteLength));
+      write(bytesOf(data));
+      write(new Uint8Array(padded(data.byteLength) - data.byteLength));
     }
-    fsyncSync(fd);
-    closeSync(fd);
-  } catch (error) {
-    closeSync(fd);
-    rmSync(temporary, { force: true });
-    throw error;
-  }
-  renameSync(temporary, path);
+  });
 }
 
 function checkTensor(path: string, tensor: GgufTensorToWrite, names: Set<string>): void {
@@ -153,8 +144,4 @@ class ByteWriter {
     }
     return out;
   }
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length;) done += writeSync(fd, bytes, done, bytes.length - done);
 }

@@ -5,8 +5,8 @@
  * The file appears atomically: it is written to `path + ".tmp"` and renamed when complete.
  */
 import { Buffer } from "node:buffer";
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { bytesOf, type DType, dtypeBytes, DTYPES, elementCount, isDType } from "../dtype.ts";
+import { writeFileAtomically } from "../atomic_file.ts";
 import { FormatError } from "../errors.ts";
 import { HEADER_LENGTH_BYTES, METADATA_KEY } from "./header.ts";
 
@@ -39,9 +39,6 @@ const WRITE_ORDER: readonly DType[] = [
   "BOOL",
 ];
 
-/** The largest single write, as for reads. */
-const MAX_WRITE_BYTES = 1 << 30;
-
 export function writeSafetensors(
   path: string,
   tensors: readonly TensorToWrite[],
@@ -49,22 +46,13 @@ export function writeSafetensors(
 ): void {
   const ordered = orderLikeSafetensors(path, tensors);
   const header = encodeHeader(path, ordered, metadata);
-  const temporary = `${path}.tmp`;
-  const fd = openSync(temporary, "w");
-  try {
+  writeFileAtomically(path, (write) => {
     const length = new Uint8Array(HEADER_LENGTH_BYTES);
     new DataView(length.buffer).setBigUint64(0, BigInt(header.length), true);
-    writeAll(fd, length);
-    writeAll(fd, header);
-    for (const tensor of ordered) writeAll(fd, tensorBytes(path, tensor));
-    fsyncSync(fd);
-    closeSync(fd);
-  } catch (error) {
-    closeSync(fd);
-    rmSync(temporary, { force: true });
-    throw error;
-  }
-  renameSync(temporary, path);
+    write(length);
+    write(header);
+    for (const tensor of ordered) write(tensorBytes(path, tensor));
+  });
 }
 
 /** Validates the list and sorts it as the reference writer does: by dtype, then by name. */
@@ -137,10 +125,4 @@ function tensorBytes(path: string, { name, dtype, shape, data }: TensorToWrite):
     );
   }
   return bytesOf(view);
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length;) {
-    done += writeSync(fd, bytes, done, Math.min(bytes.length - done, MAX_WRITE_BYTES));
-  }
 }
