@@ -17,6 +17,18 @@ export const SUPPORTED_ARCHITECTURES = [
 ] as const;
 export type Architecture = typeof SUPPORTED_ARCHITECTURES[number];
 
+/** The linear layers of a Llama-family decoder block, in the order the block applies them. */
+export const LINEAR_MODULES = [
+  "q_proj",
+  "k_proj",
+  "v_proj",
+  "o_proj",
+  "gate_proj",
+  "up_proj",
+  "down_proj",
+] as const;
+export type LinearModule = typeof LINEAR_MODULES[number];
+
 /** How rotary frequencies are stretched for long contexts. */
 export type RopeScaling =
   /** Llama 3.1+: low frequencies divided by `factor`, high ones kept, a smooth blend in between. */

@@ -23,6 +23,7 @@ import { freeNow } from "../autograd/free.ts";
 import { Tape } from "../autograd/tape.ts";
 import type { Tensor } from "../autograd/tensor.ts";
 import type { Batch } from "../data/batch.ts";
+import { LINEAR_MODULES, type LinearModule } from "../nn/config.ts";
 import type { LoraWeights } from "../io/peft/read.ts";
 import type { LlamaModel } from "../nn/llama.ts";
 import type { Linear } from "../nn/linear.ts";
@@ -30,16 +31,7 @@ import { Rng } from "../random.ts";
 import { LoraLinear } from "./lora.ts";
 
 /** The seven linears of a Llama block, by their HF names. */
-export const LINEAR_MODULES = [
-  "q_proj",
-  "k_proj",
-  "v_proj",
-  "o_proj",
-  "gate_proj",
-  "up_proj",
-  "down_proj",
-] as const;
-export type LinearModule = typeof LINEAR_MODULES[number];
+export { LINEAR_MODULES, type LinearModule } from "../nn/config.ts";
 
 const PARENT: Record<LinearModule, string> = {
   q_proj: "self_attn",

@@ -5,6 +5,7 @@
  * applied half-understood. Keys we do not know are ignored: PEFT adds new ones every release.
  */
 import { z } from "zod";
+import { LINEAR_MODULES } from "../../nn/config.ts";
 import { FormatError } from "../errors.ts";
 
 /** The value of `target_modules` that means "every linear layer but the output head". */
@@ -43,15 +44,7 @@ export interface AdapterConfig {
 /** The LoRA targets PEFT picks for Llama, Mistral and Qwen2 when a config names none. */
 const PEFT_DEFAULT_TARGETS = ["q_proj", "v_proj"];
 /** What `ALL_LINEAR` stands for in a Llama-family model (PEFT leaves out lm_head), sorted. */
-export const LLAMA_LINEAR_NAMES: readonly string[] = [
-  "down_proj",
-  "gate_proj",
-  "k_proj",
-  "o_proj",
-  "q_proj",
-  "up_proj",
-  "v_proj",
-];
+export const LLAMA_LINEAR_NAMES: readonly string[] = [...LINEAR_MODULES].sort();
 
 /** A config with PEFT's defaults for everything not given (`r` 8, alpha 8, q/v projections, no dropout). */
 export function createAdapterConfig(options: Partial<AdapterConfig> = {}): AdapterConfig {
