@@ -176,9 +176,7 @@ pub fn bf16_gather_rows(w: Bf16Matrix, ids: &[u32], out: &mut [f32]) -> KResult<
     for (i, (&id, row)) in ids.iter().zip(out.chunks_exact_mut(w.cols)).enumerate() {
         let id = id as usize;
         ensure(id < w.rows, || format!("ids[{i}]: {id} is out of range for {} rows", w.rows))?;
-        for (d, &b) in row.iter_mut().zip(&w.bits[id * w.cols..(id + 1) * w.cols]) {
-            *d = pack::bf16_to_f32(b);
-        }
+        pack::widen_bf16(crate::dispatch::active(), &w.bits[id * w.cols..(id + 1) * w.cols], row);
     }
     Ok(())
 }

@@ -304,3 +304,45 @@ fn pack_a_matches_plain_indexing_in_every_layout() {
         }
     }
 }
+
+#[test]
+fn bf16_widening_matches_the_plain_loop_on_every_path() {
+    // Every 16-bit pattern (NaNs, infinities, subnormals, both zeros), at lengths that are not multiples of 8
+    // and at an odd offset.
+    let bits: Vec<u16> = (0..=u16::MAX).collect();
+    for kernel in available() {
+        for (start, len) in [(0, 0), (0, 7), (1, 8), (3, 29), (0, 65536), (5, 65531)] {
+            let src = &bits[start..start + len];
+            let mut got = vec![0.0f32; len];
+            pack::widen_bf16(kernel, src, &mut got);
+            for (i, (&g, &b)) in got.iter().zip(src).enumerate() {
+                assert_eq!(g.to_bits(), (b as u32) << 16, "{kernel:?} {start}+{len} at {i}");
+            }
+        }
+    }
+}
+
+#[test]
+fn dense_panels_of_every_width_pack_whole_and_edge_columns() {
+    // Row-major B with n covering full 16-wide panels, a ragged edge, and a single column: the panel-row
+    // copies (fixed-width and plain) must give the same product as the oracle.
+    for kernel in available() {
+        for (m, n, k) in [(7, 16, 9), (6, 33, 20), (13, 48, 31), (3, 1, 5)] {
+            let a = random(m * k, 11);
+            let b = random(k * n, 12);
+            let mut got = vec![0.0f32; m * n];
+            sgemm(m, n, k, (&a, k, 1), (&b, n, 1), &mut got, n, 1.0, 0.0, run_with(kernel, Compute::F32, 2))
+                .unwrap();
+            let mut want = vec![0.0f32; m * n];
+            gemm_naive(m, n, k, |i, p| a[i * k + p], |p, j| b[p * n + j], &mut want, n, 1.0, 0.0);
+            for (idx, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                let (i, j) = (idx / n, idx % n);
+                let scale = abs_dot(k, |p| a[i * k + p], |p| b[p * n + j]);
+                assert!(
+                    (g - w).abs() as f64 <= F32_BUDGET * scale.max(1e-30),
+                    "{kernel:?} {m}x{n}x{k} at {idx}"
+                );
+            }
+        }
+    }
+}

@@ -118,3 +118,21 @@ pub unsafe fn transpose_panel(sources: &[&[f32]], panel: &mut [f32], nr: usize, 
     }
     done
 }
+
+/// Widens bf16 bits to f32 (exact: bf16 is the top half of an f32), 8 values per step; returns how many
+/// leading values it did (a multiple of 8), the caller finishes the tail.
+///
+/// # Safety
+/// AVX2 only; `dst` holds at least `src.len()` values.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn widen_bf16(src: &[u16], dst: &mut [f32]) -> usize {
+    let done = src.len() / 8 * 8;
+    debug_assert!(dst.len() >= src.len());
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    for i in (0..done).step_by(8) {
+        let halves = _mm_loadu_si128(s.add(i) as *const __m128i);
+        let words = _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(halves));
+        _mm256_storeu_ps(d.add(i), _mm256_castsi256_ps(words));
+    }
+    done
+}

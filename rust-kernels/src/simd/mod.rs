@@ -26,3 +26,20 @@ pub unsafe trait Simd {
     /// and writes `code * scale` to `dst[0..16]`.
     unsafe fn decode_nf4_16(src: *const u8, table: &[f32; 16], scale: f32, dst: *mut f32);
 }
+
+/// Asks the cache to fetch the `len` bytes at `p` (one hint per 64-byte line); a no-op where there is no
+/// prefetch instruction. Only a hint: it never faults, whatever the address.
+#[inline(always)]
+pub fn prefetch_run(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for offset in (0..len).step_by(64) {
+        // Safety: prefetch is a hint and does not fault; SSE is part of the x86_64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                p.wrapping_add(offset) as *const i8
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
+}
