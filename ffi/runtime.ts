@@ -14,6 +14,16 @@ export function threads(): number {
   return kernels().qlora_threads();
 }
 
+/**
+ * Keeps memory the process frees in its heap rather than returning it to the OS (glibc only; returns whether
+ * it applied). Training frees and re-allocates the same activation buffers every step: without this, each
+ * step faults ~70 MB of pages back in (SmolLM2, 256 tokens). Peak RSS is unchanged; memory freed after
+ * training stays with the process until it exits.
+ */
+export function keepFreedMemory(): boolean {
+  return kernels().qlora_keep_freed_memory() === 1;
+}
+
 /** Forces a CPU path ("auto" picks the fastest). Throws if this CPU cannot run it. */
 export function setKernel(name: KernelPath | "auto"): void {
   const bytes = new TextEncoder().encode(name);

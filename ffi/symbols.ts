@@ -13,6 +13,8 @@ export const symbols = {
   qlora_set_threads: { parameters: ["u32"], result: "i32" },
   // uint32_t qlora_threads(void)
   qlora_threads: { parameters: [], result: "u32" },
+  // uint32_t qlora_keep_freed_memory(void)
+  qlora_keep_freed_memory: { parameters: [], result: "u32" },
   // int32_t qlora_set_kernel(const uint8_t *name, uint32_t len)
   qlora_set_kernel: { parameters: ["buffer", "u32"], result: "i32" },
   // uint32_t qlora_kernel_name(uint8_t *buf, uint32_t cap)

@@ -9,6 +9,7 @@
  */
 import type { Compute } from "../../ffi/nf4.ts";
 import { type RopeTable, ropeTable, swigluForward } from "../../ffi/ops.ts";
+import { keepFreedMemory } from "../../ffi/runtime.ts";
 import { checkpoint } from "../autograd/checkpoint.ts";
 import { add } from "../autograd/ops/add.ts";
 import { attention, type AttentionLayout } from "../autograd/ops/attention.ts";
@@ -96,6 +97,9 @@ export class LoraModel {
   }
 
   constructor(readonly model: LlamaModel, readonly config: LoraConfig) {
+    // Every training step frees and re-allocates the same activations: keep them in the heap (~18 000 fewer
+    // page faults per step on SmolLM2, same peak RSS).
+    keepFreedMemory();
     this.rng = config.rng ?? new Rng(config.seed ?? 0);
     const targets = new Set<LinearModule>(config.targetModules ?? LINEAR_MODULES);
     for (const m of targets) {

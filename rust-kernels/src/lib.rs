@@ -4,6 +4,7 @@
 //! The kernel families live in their own folders, each with a plain scalar reference beside its SIMD paths.
 
 pub mod abi;
+pub mod allocator;
 pub mod dispatch;
 pub mod error;
 pub mod gemm;

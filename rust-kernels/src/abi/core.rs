@@ -1,7 +1,7 @@
 //! Library identity, errors, threads and kernel choice.
 
 use super::{last_error, run, write_text, ABI_VERSION};
-use crate::{dispatch, threads};
+use crate::{allocator, dispatch, threads};
 
 /// `uint32_t qlora_abi_version(void)`
 #[no_mangle]
@@ -49,4 +49,11 @@ pub unsafe extern "C" fn qlora_kernel_name(buf: *mut u8, cap: u32) -> u32 {
 #[no_mangle]
 pub unsafe extern "C" fn qlora_cpu_features(buf: *mut u8, cap: u32) -> u32 {
     write_text(&dispatch::describe_cpu(), buf, cap)
+}
+
+/// `uint32_t qlora_keep_freed_memory(void)` — keeps freed memory in the heap instead of returning it to the
+/// OS (training frees and re-allocates the same buffers every step); 1 if the C allocator took it.
+#[no_mangle]
+pub extern "C" fn qlora_keep_freed_memory() -> u32 {
+    allocator::keep_freed_memory() as u32
 }
