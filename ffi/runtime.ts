@@ -24,6 +24,17 @@ export function keepFreedMemory(): boolean {
   return kernels().qlora_keep_freed_memory() === 1;
 }
 
+/**
+ * GFLOP/s of fused multiply-adds on every kernel thread at once (no memory traffic), measured for about
+ * `seconds`: what the CPU gives right now. On a shared machine it drifts; the bench prints it beside timings.
+ */
+export function fmaPeakGflops(seconds = 0.3): number {
+  if (!(seconds > 0 && seconds <= 60)) {
+    throw new RangeError(`fmaPeakGflops: seconds must be in (0, 60], got ${seconds}`);
+  }
+  return kernels().qlora_fma_peak(seconds);
+}
+
 /** Forces a CPU path ("auto" picks the fastest). Throws if this CPU cannot run it. */
 export function setKernel(name: KernelPath | "auto"): void {
   const bytes = new TextEncoder().encode(name);

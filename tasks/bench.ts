@@ -3,7 +3,7 @@
  * absolute numbers drift, ratios hold). Long by design: never part of the test suite.
  */
 import { Command } from "@commander-js/extra-typings";
-import { cpuFeatures, kernelName, setKernel, setThreads, threads } from "../ffi/runtime.ts";
+import { cpuFeatures, fmaPeakGflops, kernelName, setKernel, setThreads, threads } from "../ffi/runtime.ts";
 import { ATTENTION_CASES, benchAttention, printAttentionResults } from "./bench/attention.ts";
 import {
   benchGemmShape,
@@ -41,6 +41,8 @@ const m = Number(opts.m);
 console.log(
   `qlora-deno bench — kernel ${kernelName()} (CPU offers ${cpuFeatures().join(", ")}), ${threads()} threads`,
 );
+// On a shared machine the CPU's speed drifts: this is what it gives now (fused multiply-adds, no memory).
+console.log(`CPU FMA peak now: ${fmaPeakGflops(0.5).toFixed(0)} GFLOP/s on ${threads()} threads`);
 const sections = new Set(opts.sections.split(",").map((s) => s.trim()));
 if (sections.has("gemm")) {
   console.log(

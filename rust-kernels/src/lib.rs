@@ -5,6 +5,7 @@
 
 pub mod abi;
 pub mod allocator;
+pub mod calibrate;
 pub mod dispatch;
 pub mod error;
 pub mod gemm;

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheRoot, defaultModelPath } from "../../lib/io/default_model.ts";
 import { loadModel } from "../../lib/nn/load_model.ts";
+import { fmaPeakGflops } from "../../ffi/runtime.ts";
 import { MISTRAL_7B_CONFIG, writeSyntheticModel } from "./synthetic_model.ts";
 import { median, printTable, timeInterleaved } from "./measure.ts";
 
@@ -76,6 +77,8 @@ interface ProbeResult {
   peakRss: number;
   kernelMs: Record<string, number>;
   hfConfig: Record<string, unknown>;
+  /** The CPU's FMA GFLOP/s measured by this process just before and just after the child ran. */
+  cpuPeak: [number, number];
 }
 
 /** Pairs of (qlora-deno, PyTorch) runs when the baseline is measured. */
@@ -87,10 +90,16 @@ function medianRun(results: ProbeResult[]): ProbeResult {
   return sorted[(sorted.length - 1) >> 1];
 }
 
+/**
+ * Runs one child and brackets it with the CPU's FMA peak: on a shared machine a timing is only comparable with
+ * the peak measured around it (the same binary's speed drifts by a factor of two as neighbours come and go).
+ */
 async function runProbe(command: string, args: string[]): Promise<ProbeResult> {
+  const before = fmaPeakGflops();
   const out = await new Deno.Command(command, { args, stderr: "inherit" }).output();
   if (!out.success) throw new Error(`${args.join(" ")} failed with code ${out.code}`);
-  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+  const result = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+  return { ...result, cpuPeak: [before, fmaPeakGflops()] };
 }
 
 /**
@@ -125,12 +134,13 @@ export async function benchTraining(threads: number): Promise<void> {
     "\nQLoRA training, SmolLM2-135M-Instruct NF4, seq 256, batch 1, LoRA r=16 on all block linears, AdamW",
   );
   printTable(
-    ["run", "tok/s", "vs qlora-deno", "peak RSS MiB"],
+    ["run", "tok/s", "vs qlora-deno", "peak RSS MiB", "CPU FMA GF/s before → after"],
     runs.map(([name, r]) => [
       name,
       r.tokensPerSecond.toFixed(1),
       (r.tokensPerSecond / ours).toFixed(2),
       (r.peakRss / 2 ** 20).toFixed(0),
+      `${r.cpuPeak[0].toFixed(0)} → ${r.cpuPeak[1].toFixed(0)}`,
     ]),
   );
   if (python) {

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import {
   availableKernels,
   cpuFeatures,
+  fmaPeakGflops,
+  keepFreedMemory,
   kernelName,
   setKernel,
   setThreads,
@@ -43,4 +45,17 @@ Deno.test("thread count can be set and restored", () => {
   }
   assert.equal(threads(), all);
   assert.throws(() => setThreads(-1), /n must be a non-negative integer/);
+});
+
+Deno.test("fmaPeakGflops measures a positive rate and refuses a bad duration", () => {
+  const g = fmaPeakGflops(0.02);
+  assert.ok(Number.isFinite(g) && g > 0, `peak ${g}`);
+  assert.throws(() => fmaPeakGflops(0), RangeError);
+  assert.throws(() => fmaPeakGflops(Number.NaN), RangeError);
+});
+
+Deno.test("keepFreedMemory applies on glibc Linux (the training step's page-fault saving depends on it)", () => {
+  const applied = keepFreedMemory();
+  if (Deno.build.os === "linux" && Deno.build.env === "gnu") assert.equal(applied, true);
+  else assert.equal(typeof applied, "boolean");
 });

@@ -1,7 +1,7 @@
 //! Library identity, errors, threads and kernel choice.
 
 use super::{last_error, run, write_text, ABI_VERSION};
-use crate::{allocator, dispatch, threads};
+use crate::{allocator, calibrate, dispatch, threads};
 
 /// `uint32_t qlora_abi_version(void)`
 #[no_mangle]
@@ -56,4 +56,11 @@ pub unsafe extern "C" fn qlora_cpu_features(buf: *mut u8, cap: u32) -> u32 {
 #[no_mangle]
 pub extern "C" fn qlora_keep_freed_memory() -> u32 {
     allocator::keep_freed_memory() as u32
+}
+
+/// `double qlora_fma_peak(double seconds)` — GFLOP/s of fused multiply-adds on every pool thread at once with
+/// the active path, measured for about `seconds`: what the CPU gives right now (see `calibrate.rs`).
+#[no_mangle]
+pub extern "C" fn qlora_fma_peak(seconds: f64) -> f64 {
+    calibrate::fma_peak_gflops(dispatch::active(), threads::threads(), seconds)
 }
