@@ -29,7 +29,49 @@ export interface MatmulOptions {
   /** Add into the output instead of overwriting it (default false). */
   accumulate?: boolean;
   compute?: Compute;
+  /**
+   * A low-rank term added in the same pass over the output (a LoRA adapter's): `scale · left · rightᵀ` in the
+   * forward, `scale · left · right` in the backward; always f32.
+   */
+  lowRank?: LowRankTerm;
 }
+
+/**
+ * `left` is `[m, rank]`; `right` is laid out like the weight: `[out, rank]` for the forward (LoRA's B),
+ * `[rank, in]` for the backward (LoRA's A).
+ */
+export interface LowRankTerm {
+  left: Float32Array;
+  right: Float32Array;
+  rank: number;
+  scale: number;
+}
+
+/** Checks a low-rank term's operands against the product's shape; returns the FFI arguments. */
+function lowRankArgs(
+  fn: string,
+  low: LowRankTerm | undefined,
+  m: number,
+  rightShape: [number, number],
+): [Float32Array, number, Float32Array, number, number, number] {
+  if (!low) return [EMPTY, 0, EMPTY, 0, 0, 0];
+  dim(fn, "lowRank.rank", low.rank);
+  f32(
+    fn,
+    "lowRank.left",
+    low.left,
+    elements(fn, "lowRank.left", m, low.rank),
+    `m × rank = ${m} × ${low.rank}`,
+  );
+  const [r0, r1] = rightShape;
+  f32(fn, "lowRank.right", low.right, r0 * r1, `${r0} × ${r1}`);
+  if (!Number.isFinite(low.scale)) {
+    throw new RangeError(`${fn}: lowRank.scale must be finite, got ${low.scale}`);
+  }
+  return [low.left, low.left.length, low.right, low.right.length, low.rank, low.scale];
+}
+
+const EMPTY = new Float32Array(0);
 
 const registry = new FinalizationRegistry<number>((handle) => {
   kernels().qlora_nf4_free(handle);
@@ -192,13 +234,14 @@ export class Nf4Weight {
     return out;
   }
 
-  /** Forward: `Y[m, rows] (+)= X[m, cols] · Wᵀ`. Returns `y` (allocated when not given). */
+  /** Forward: `Y[m, rows] (+)= X[m, cols] · Wᵀ` (+ `opts.lowRank`). Returns `y` (allocated when not given). */
   matmul(x: Float32Array, m: number, y?: Float32Array, opts: MatmulOptions = {}): Float32Array {
     const fn = "Nf4Weight.matmul";
     dim(fn, "m", m);
     f32(fn, "x", x, elements(fn, "x", m, this.cols), `m × in = ${m} × ${this.cols}`);
     const out = y ?? new Float32Array(elements(fn, "y", m, this.rows));
     f32(fn, "y", out, m * this.rows, `m × out = ${m} × ${this.rows}`);
+    const low = lowRankArgs(fn, opts.lowRank, m, [this.rows, opts.lowRank?.rank ?? 0]);
     const status = kernels().qlora_nf4_matmul(
       this.handle,
       x,
@@ -208,18 +251,20 @@ export class Nf4Weight {
       out.length,
       opts.accumulate ? 1 : 0,
       computeCode(fn, opts.compute),
+      ...low,
     );
     check(status, fn);
     return out;
   }
 
-  /** Backward to the input: `dX[m, cols] (+)= dY[m, rows] · W`. Returns `dx` (allocated when not given). */
+  /** Backward to the input: `dX[m, cols] (+)= dY[m, rows] · W` (+ `opts.lowRank`). Returns `dx` (allocated when not given). */
   matmulT(dy: Float32Array, m: number, dx?: Float32Array, opts: MatmulOptions = {}): Float32Array {
     const fn = "Nf4Weight.matmulT";
     dim(fn, "m", m);
     f32(fn, "dy", dy, elements(fn, "dy", m, this.rows), `m × out = ${m} × ${this.rows}`);
     const out = dx ?? new Float32Array(elements(fn, "dx", m, this.cols));
     f32(fn, "dx", out, m * this.cols, `m × in = ${m} × ${this.cols}`);
+    const low = lowRankArgs(fn, opts.lowRank, m, [opts.lowRank?.rank ?? 0, this.cols]);
     const status = kernels().qlora_nf4_matmul_t(
       this.handle,
       dy,
@@ -229,6 +274,7 @@ export class Nf4Weight {
       out.length,
       opts.accumulate ? 1 : 0,
       computeCode(fn, opts.compute),
+      ...low,
     );
     check(status, fn);
     return out;

@@ -92,15 +92,47 @@ export const symbols = {
     result: "i32",
   },
   // int32_t qlora_nf4_matmul(uint32_t handle, const float *x, uint32_t x_len, uint32_t m, float *y,
-  //   uint32_t y_len, int32_t accumulate, int32_t compute)
+  //   uint32_t y_len, int32_t accumulate, int32_t compute, const float *left, uint32_t left_len,
+  //   const float *right, uint32_t right_len, uint32_t rank, float scale)
   qlora_nf4_matmul: {
-    parameters: ["u32", "buffer", "u32", "u32", "buffer", "u32", "i32", "i32"],
+    parameters: [
+      "u32",
+      "buffer",
+      "u32",
+      "u32",
+      "buffer",
+      "u32",
+      "i32",
+      "i32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "u32",
+      "f32",
+    ],
     result: "i32",
   },
   // int32_t qlora_nf4_matmul_t(uint32_t handle, const float *dy, uint32_t dy_len, uint32_t m, float *dx,
-  //   uint32_t dx_len, int32_t accumulate, int32_t compute)
+  //   uint32_t dx_len, int32_t accumulate, int32_t compute, const float *left, uint32_t left_len,
+  //   const float *right, uint32_t right_len, uint32_t rank, float scale)
   qlora_nf4_matmul_t: {
-    parameters: ["u32", "buffer", "u32", "u32", "buffer", "u32", "i32", "i32"],
+    parameters: [
+      "u32",
+      "buffer",
+      "u32",
+      "u32",
+      "buffer",
+      "u32",
+      "i32",
+      "i32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "u32",
+      "f32",
+    ],
     result: "i32",
   },
 

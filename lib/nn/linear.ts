@@ -1,5 +1,6 @@
 /**
- * What the model needs from a frozen linear weight W `[out, in]`: `Y = X·Wᵀ` and `dX = dY·W`. NF4 weights
+ * What the model needs from a frozen linear weight W `[out, in]`: `Y = X·Wᵀ` and `dX = dY·W`, each optionally
+ * plus a low-rank term (`MatmulOptions.lowRank`: a LoRA adapter's product, fused into the same pass by NF4). NF4 weights
  * (`Nf4Weight`) are the normal case; `DenseLinear` keeps f32 weights, for checking the model against a
  * reference on unquantized weights and for layers one chooses not to quantize.
  */
@@ -28,17 +29,23 @@ export class DenseLinear implements Linear {
   }
 
   matmul(x: Float32Array, m: number, y?: Float32Array, opts: MatmulOptions = {}): Float32Array {
-    return matmulXWt(x, this.weight, m, this.cols, this.rows, y, {
+    const out = matmulXWt(x, this.weight, m, this.cols, this.rows, y, {
       beta: opts.accumulate ? 1 : 0,
       compute: opts.compute,
     });
+    const low = opts.lowRank;
+    if (low) matmulXWt(low.left, low.right, m, low.rank, this.rows, out, { alpha: low.scale, beta: 1 });
+    return out;
   }
 
   matmulT(dy: Float32Array, m: number, dx?: Float32Array, opts: MatmulOptions = {}): Float32Array {
-    return matmulDyW(dy, this.weight, m, this.cols, this.rows, dx, {
+    const out = matmulDyW(dy, this.weight, m, this.cols, this.rows, dx, {
       beta: opts.accumulate ? 1 : 0,
       compute: opts.compute,
     });
+    const low = opts.lowRank;
+    if (low) matmulDyW(low.left, low.right, m, this.cols, low.rank, out, { alpha: low.scale, beta: 1 });
+    return out;
   }
 
   close(): void {}

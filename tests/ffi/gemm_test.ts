@@ -186,3 +186,59 @@ Deno.test("a closed weight refuses use; closing twice is harmless", () => {
   q.close();
   assert.throws(() => q.matmul(new Float32Array(64), 1), /used after close/);
 });
+
+Deno.test("NF4 products with a low-rank term equal the product plus a separate low-rank GEMM", () => {
+  // Rows above and below the few-row threshold; in = 600 spans two depth blocks; rank 5.
+  const [out, inDim, r, s] = [70, 600, 5, 0.75];
+  using q = Nf4Weight.quantize(randomF32(out * inDim, 31, 0.1), out, inDim);
+  for (const m of [2, 37]) {
+    const [x, xa, b] = [randomF32(m * inDim, 32), randomF32(m * r, 33), randomF32(out * r, 34)];
+    const want = q.matmul(x, m);
+    matmulXWt(xa, b, m, r, out, want, { alpha: s, beta: 1 });
+    const got = q.matmul(x, m, undefined, { lowRank: { left: xa, right: b, rank: r, scale: s } });
+    assertNear(got, want, 1e-5, `forward m=${m}`);
+
+    const [dy, dxa, a] = [randomF32(m * out, 35), randomF32(m * r, 36), randomF32(r * inDim, 37)];
+    const wantT = q.matmulT(dy, m);
+    matmulDyW(dxa, a, m, inDim, r, wantT, { alpha: s, beta: 1 });
+    const gotT = q.matmulT(dy, m, undefined, { lowRank: { left: dxa, right: a, rank: r, scale: s } });
+    assertNear(gotT, wantT, 1e-5, `backward m=${m}`);
+  }
+  // Operands that do not fit the product are refused with their names and shapes.
+  const x = randomF32(4 * inDim, 38);
+  assert.throws(
+    () =>
+      q.matmul(x, 4, undefined, {
+        lowRank: { left: new Float32Array(4 * r), right: new Float32Array(r), rank: r, scale: 1 },
+      }),
+    /lowRank\.right.*70 × 5/,
+  );
+  assert.throws(
+    () =>
+      q.matmul(x, 4, undefined, {
+        lowRank: { left: new Float32Array(3), right: new Float32Array(out * r), rank: r, scale: 1 },
+      }),
+    /lowRank\.left.*m × rank = 4 × 5/,
+  );
+  assert.throws(
+    () =>
+      q.matmul(x, 4, undefined, {
+        lowRank: {
+          left: new Float32Array(4 * r),
+          right: new Float32Array(out * r),
+          rank: r,
+          scale: Number.NaN,
+        },
+      }),
+    /lowRank\.scale must be finite/,
+  );
+});
+
+function assertNear(got: Float32Array, want: Float32Array, tol: number, what: string): void {
+  assert.equal(got.length, want.length, what);
+  let worst = 0;
+  for (let i = 0; i < got.length; i++) {
+    worst = Math.max(worst, Math.abs(got[i] - want[i]) / (1 + Math.abs(want[i])));
+  }
+  assert.ok(worst <= tol, `${what}: worst relative difference ${worst}`);
+}

@@ -1,12 +1,14 @@
 /**
- * A LoRA linear on a frozen base: `y = x · Wᵀ + s · (drop(x) · Aᵀ) · Bᵀ`, A `[r, in]` and B `[out, r]`
- * trainable f32, W frozen (NF4 or dense), s the scale (alpha / r, or alpha / √r with rsLoRA).
+ * A LoRA linear on a frozen base: `y = x · Wᵀ + s · (drop(x) · Aᵀ) · Bᵀ`, A `[r, in]` and B `[out, r]` trainable
+ * f32, W frozen (NF4 or dense), s the scale (alpha / r, or alpha / √r with rsLoRA). The base adds the low-rank
+ * term in its own pass over y (and over dx in backward), so no second pass over those activations.
  *
  * Backward, with xa = xd · Aᵀ `[rows, r]` kept from the forward and xd = drop(x) redrawn from the mask's seed:
  *   dB  += s · dYᵀ · xa                     (matmulDyTX)
  *   dxa  = s · dY · B                       `[rows, r]`
  *   dA  += dxaᵀ · xd                        (matmulDyTX)
- *   dx  += dY · W  +  drop'(dxa · A)        (base.matmulT, then the low-rank path; drop' = same mask)
+ *   dx  += dY · W  +  drop'(dxa · A)        (one base.matmulT with the low-rank term; drop' = same mask,
+ *                                           applied on a separate product when dropout is on)
  */
 import { matmulDyTX, matmulDyW, matmulXWt } from "../../../ffi/gemm.ts";
 import type { Compute } from "../../../ffi/nf4.ts";
@@ -67,8 +69,9 @@ export function loraLinear(
   // The dropped copy of x is not kept for backward (that would be one more activation per adapter): the
   // counter-based mask is redrawn from its seed there.
   if (seed) freeNow(xd);
-  const y = base.matmul(x.data, rows, undefined, { compute: opts.compute });
-  matmulXWt(xa, b.data, rows, r, outDim, y, { alpha: scale, beta: 1 });
+  // y = x·Wᵀ + s·xa·Bᵀ in one pass over y (the base adds the low-rank term tile by tile).
+  const lowRank = { left: xa, right: b.data, rank: r, scale };
+  const y = base.matmul(x.data, rows, undefined, { compute: opts.compute, lowRank });
   const out = new Tensor(y, [rows, outDim]);
 
   tape?.record("lora", [x, a, b], [out], () => {
@@ -88,14 +91,16 @@ export function loraLinear(
     }
     if (!x.requiresGrad) return;
     const dx = gradSink(x);
-    base.matmulT(dy, rows, dx.buffer, { accumulate: dx.accumulate, compute: opts.compute });
     if (seed) {
+      // The mask applies to the low-rank product itself, so it cannot ride in the base's pass.
+      base.matmulT(dy, rows, dx.buffer, { accumulate: dx.accumulate, compute: opts.compute });
       const low = matmulDyW(dxa, a.data, rows, inDim, r);
       const dropped = applyDropout(low, p, seed);
       addScaled(dx.buffer, 1, dropped);
       freeNow(low, dropped);
     } else {
-      matmulDyW(dxa, a.data, rows, inDim, r, dx.buffer, { beta: 1 });
+      const lowRank = { left: dxa, right: a.data, rank: r, scale: 1 };
+      base.matmulT(dy, rows, dx.buffer, { accumulate: dx.accumulate, compute: opts.compute, lowRank });
     }
   });
   return out;

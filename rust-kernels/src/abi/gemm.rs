@@ -1,10 +1,10 @@
 //! Dense f32 GEMM and the NF4 dequant-GEMMs.
 
 use super::{run, slice, slice_mut};
-use crate::error::{KResult, KernelError};
+use crate::error::{ensure, KResult, KernelError};
 use crate::gemm::pack::Bf16Matrix;
 use crate::gemm::{
-    bf16_backward, bf16_forward, bf16_gather_rows, nf4_backward, nf4_forward, sgemm, Compute, Run,
+    bf16_backward, bf16_forward, bf16_gather_rows, nf4_backward, nf4_forward, sgemm, Compute, LowRank, Run,
 };
 use crate::handles;
 
@@ -62,7 +62,10 @@ pub unsafe extern "C" fn qlora_sgemm(
 }
 
 /// `int32_t qlora_nf4_matmul(uint32_t handle, const float *x, uint32_t x_len, uint32_t m, float *y,
-///   uint32_t y_len, int32_t accumulate, int32_t compute)` — `Y[m, out] (+)= X[m, in] · Wᵀ`.
+///   uint32_t y_len, int32_t accumulate, int32_t compute, const float *left, uint32_t left_len,
+///   const float *right, uint32_t right_len, uint32_t rank, float scale)` —
+///   `Y[m, out] (+)= X[m, in] · Wᵀ + scale · left[m, rank] · right[out, rank]ᵀ` (rank 0: no low-rank term;
+///   left and right may then be empty).
 #[no_mangle]
 pub unsafe extern "C" fn qlora_nf4_matmul(
     handle: u32,
@@ -73,17 +76,26 @@ pub unsafe extern "C" fn qlora_nf4_matmul(
     y_len: u32,
     accumulate: i32,
     compute_code: i32,
+    left: *const f32,
+    left_len: u32,
+    right: *const f32,
+    right_len: u32,
+    rank: u32,
+    scale: f32,
 ) -> i32 {
     run(|| {
         let w = handles::get(handle)?;
         let x = slice(x, x_len, "x")?;
         let y = slice_mut(y, y_len, "y")?;
-        nf4_forward(&w, x, m as usize, y, accumulate != 0, Run::current(compute(compute_code)?))
+        let low = low_rank(left, left_len, right, right_len, rank, scale)?;
+        nf4_forward(&w, x, m as usize, y, accumulate != 0, low, Run::current(compute(compute_code)?))
     })
 }
 
 /// `int32_t qlora_nf4_matmul_t(uint32_t handle, const float *dy, uint32_t dy_len, uint32_t m, float *dx,
-///   uint32_t dx_len, int32_t accumulate, int32_t compute)` — `dX[m, in] (+)= dY[m, out] · W`.
+///   uint32_t dx_len, int32_t accumulate, int32_t compute, const float *left, uint32_t left_len,
+///   const float *right, uint32_t right_len, uint32_t rank, float scale)` —
+///   `dX[m, in] (+)= dY[m, out] · W + scale · left[m, rank] · right[rank, in]` (rank 0: no low-rank term).
 #[no_mangle]
 pub unsafe extern "C" fn qlora_nf4_matmul_t(
     handle: u32,
@@ -94,13 +106,41 @@ pub unsafe extern "C" fn qlora_nf4_matmul_t(
     dx_len: u32,
     accumulate: i32,
     compute_code: i32,
+    left: *const f32,
+    left_len: u32,
+    right: *const f32,
+    right_len: u32,
+    rank: u32,
+    scale: f32,
 ) -> i32 {
     run(|| {
         let w = handles::get(handle)?;
         let dy = slice(dy, dy_len, "dy")?;
         let dx = slice_mut(dx, dx_len, "dx")?;
-        nf4_backward(&w, dy, m as usize, dx, accumulate != 0, Run::current(compute(compute_code)?))
+        let low = low_rank(left, left_len, right, right_len, rank, scale)?;
+        nf4_backward(&w, dy, m as usize, dx, accumulate != 0, low, Run::current(compute(compute_code)?))
     })
+}
+
+/// The optional low-rank operands of the NF4 products (rank 0 = none).
+unsafe fn low_rank<'a>(
+    left: *const f32,
+    left_len: u32,
+    right: *const f32,
+    right_len: u32,
+    rank: u32,
+    scale: f32,
+) -> KResult<Option<LowRank<'a>>> {
+    if rank == 0 {
+        return Ok(None);
+    }
+    ensure(scale.is_finite(), || format!("scale: the low-rank scale must be finite, got {scale}"))?;
+    Ok(Some(LowRank {
+        left: slice(left, left_len, "left")?,
+        right: slice(right, right_len, "right")?,
+        rank: rank as usize,
+        scale,
+    }))
 }
 
 /// `int32_t qlora_bf16_matmul(const uint16_t *w, uint32_t w_len, uint32_t rows, uint32_t cols, const float *x,

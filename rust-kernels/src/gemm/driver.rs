@@ -18,6 +18,18 @@ pub struct Problem<'a, B: PackB> {
     pub alpha: f32,
     pub beta: f32,
     pub ldc: usize,
+    /// A second, short product added to C in the same pass: `C += tail.alpha · tail.a · tail.b`.
+    pub tail: Option<Tail<'a>>,
+}
+
+/// `alpha · A2[m, k] · B2[k, n]` with a small k (a LoRA rank): computed tile by tile right after the last
+/// depth block of the main product, while each C tile is still in L1, instead of another pass over C.
+#[derive(Clone, Copy)]
+pub struct Tail<'a> {
+    pub k: usize,
+    pub a: Strided<'a>,
+    pub b: Strided<'a>,
+    pub alpha: f32,
 }
 
 /// C's base pointer, shared by workers that write disjoint tiles.
@@ -81,6 +93,8 @@ pub unsafe fn gemm<B: PackB>(p: &Problem<B>, c: *mut f32, kernel: Kernel, comput
 thread_local! {
     /// Packed A, packed B and the packer's scratch, reused across calls on each pool thread.
     static BUFFERS: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    /// Packed A and B of a `Tail`.
+    static TAIL_BUFFERS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
     /// Pair-interleaved bf16 panels of A and B for the native bf16 kernel.
     static PAIRS: RefCell<(Vec<u32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
@@ -118,10 +132,27 @@ unsafe fn nest<B: PackB>(
     let (mr, nr) = (bl.mr, bl.nr);
     if p.k == 0 {
         scale_c(c, p.ldc, share, p.beta);
+        if let Some(tail) = &p.tail {
+            // No main product to ride on: the tail alone, accumulated into C.
+            let alone = Problem {
+                m: p.m,
+                n: p.n,
+                k: tail.k,
+                a: tail.a,
+                b: &tail.b,
+                alpha: tail.alpha,
+                beta: 1.0,
+                ldc: p.ldc,
+                tail: None,
+            };
+            nest(&alone, share, bl, ctx, micro, Compute::F32, c);
+        }
         return;
     }
     BUFFERS.with(|cell| {
         let (abuf, bbuf, scratch) = &mut *cell.borrow_mut();
+        let mut tail_cell = TAIL_BUFFERS.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        let (tabuf, tbbuf) = &mut tail_cell;
         let mut tile = vec![0.0f32; mr * nr];
         // Loop 5: columns of C in blocks of NC (B block shared by everything below).
         // Even blocks: K = 576 runs as 2 × 288 rather than 256 + 256 + 64 (a thin last block pays the
@@ -136,6 +167,16 @@ unsafe fn nest<B: PackB>(
                 let beta = if pc == 0 { p.beta } else { 1.0 };
                 let bpack = aligned(bbuf, nc.div_ceil(nr) * nr * kc);
                 p.b.pack(ctx, pc, kc, jc, nc, nr, bpack, scratch);
+                // The tail rides on the last depth block.
+                let tail = p.tail.filter(|t| pc + kc == p.k && t.k > 0);
+                let tbpack = match &tail {
+                    Some(t) => {
+                        let packed = aligned(tbbuf, nc.div_ceil(nr) * nr * t.k);
+                        t.b.pack(ctx, 0, t.k, jc, nc, nr, packed, scratch);
+                        packed.as_ptr()
+                    }
+                    None => std::ptr::null(),
+                };
                 let native = native_bf16(ctx.kernel, compute);
                 if native {
                     PAIRS.with(|pairs| {
@@ -155,6 +196,14 @@ unsafe fn nest<B: PackB>(
                     let mc = mc_step.min(share.m1 - ic);
                     let apack = aligned(abuf, mc.div_ceil(mr) * mr * kc);
                     pack_a(&p.a, ic, mc, pc, kc, mr, apack);
+                    let tapack = match &tail {
+                        Some(t) => {
+                            let packed = aligned(tabuf, mc.div_ceil(mr) * mr * t.k);
+                            pack_a(&t.a, ic, mc, 0, t.k, mr, packed);
+                            packed.as_ptr()
+                        }
+                        None => std::ptr::null(),
+                    };
                     if native {
                         PAIRS.with(|pairs| {
                             super::bf16_native::pair_panels(
@@ -205,11 +254,21 @@ unsafe fn nest<B: PackB>(
                                 // Edge tile: computed whole above, merge only the valid part.
                                 merge_edge(&tile, nr, cp, p.ldc, mv, nv, p.alpha, beta);
                             }
+                            if let Some(t) = &tail {
+                                let (tap, tbp) = (tapack.add(ir * t.k), tbpack.add(jr * t.k));
+                                if full {
+                                    micro(t.k, tap, tbp, cp, p.ldc, t.alpha, 1.0);
+                                } else {
+                                    micro(t.k, tap, tbp, tile.as_mut_ptr(), nr, 1.0, 0.0);
+                                    merge_edge(&tile, nr, cp, p.ldc, mv, nv, t.alpha, 1.0);
+                                }
+                            }
                         }
                     }
                 }
             }
         }
+        TAIL_BUFFERS.with(|t| *t.borrow_mut() = tail_cell);
     });
 }
 

@@ -13,7 +13,7 @@ pub mod pack;
 use crate::dispatch::Kernel;
 use crate::error::{ensure, KResult};
 use crate::nf4::Nf4Weight;
-use driver::{gemm, Problem};
+use driver::{gemm, Problem, Tail};
 use pack::{Bf16Matrix, Direct, Strided, Transposed, Weight};
 
 /// Precision of the multiply: f32, or operands rounded to bf16 with f32 accumulation (QLoRA's usual
@@ -74,73 +74,125 @@ pub fn sgemm(
     ensure(ldc >= n, || format!("ldc: row stride {ldc} is less than n = {n}"))?;
     check_view("c", c.len(), m, n, ldc, 1)?;
     let b = Strided { data: b.0, rs: b.1, cs: b.2 };
-    let p = Problem { m, n, k, a: Strided { data: a.0, rs: a.1, cs: a.2 }, b: &b, alpha, beta, ldc };
+    let p =
+        Problem { m, n, k, a: Strided { data: a.0, rs: a.1, cs: a.2 }, b: &b, alpha, beta, ldc, tail: None };
     unsafe { gemm(&p, c.as_mut_ptr(), run.kernel, run.compute, run.threads) };
     Ok(())
 }
 
-/// Forward through a frozen weight: `Y[m, rows] (+)= X[m, cols] · Wᵀ` (W in NF4 or bf16).
+/// A LoRA-style low-rank term added to a frozen weight's product in the same pass over the output:
+/// `scale · left · rightᵀ` in the forward, `scale · left · right` in the backward. `left` is `[m, rank]`;
+/// `right` is laid out like the weight (`[out, rank]` forward, `[rank, in]` backward).
+#[derive(Clone, Copy)]
+pub struct LowRank<'a> {
+    pub left: &'a [f32],
+    pub right: &'a [f32],
+    pub rank: usize,
+    pub scale: f32,
+}
+
+impl LowRank<'_> {
+    fn check(&self, m: usize, other: usize, right_shape: &str) -> KResult<()> {
+        check_len("low-rank left", self.left.len(), m, self.rank, "m × rank")?;
+        check_len("low-rank right", self.right.len(), other, self.rank, right_shape)
+    }
+}
+
+/// Forward through a frozen weight: `Y[m, rows] (+)= X[m, cols] · Wᵀ (+ scale · L · Rᵀ)` (W in NF4 or bf16).
 pub fn weight_forward<W: Weight>(
     w: &W,
     x: &[f32],
     m: usize,
     y: &mut [f32],
     accumulate: bool,
+    low: Option<LowRank>,
     run: Run,
 ) -> KResult<()> {
     check_len("x", x.len(), m, w.cols(), "m × in")?;
     check_len("y", y.len(), m, w.rows(), "m × out")?;
+    if let Some(l) = &low {
+        l.check(m, w.rows(), "out × rank")?;
+    }
+    let tail = low.map(|l| Tail {
+        k: l.rank,
+        a: Strided { data: l.left, rs: l.rank, cs: 1 },
+        b: Strided { data: l.right, rs: 1, cs: l.rank },
+        alpha: l.scale,
+    });
     if m <= gemv::MAX_ROWS {
         gemv::gemv(w, x, m, y, accumulate, run.kernel, run.threads);
+        if let Some(t) = tail {
+            // Generation's few rows: the low-rank term as its own small product.
+            add_tail(&t, m, w.rows(), y, run);
+        }
         return Ok(());
     }
     let a = Strided { data: x, rs: w.cols(), cs: 1 };
     let beta = if accumulate { 1.0 } else { 0.0 };
-    let p = Problem { m, n: w.rows(), k: w.cols(), a, b: &Transposed(w), alpha: 1.0, beta, ldc: w.rows() };
+    let p =
+        Problem { m, n: w.rows(), k: w.cols(), a, b: &Transposed(w), alpha: 1.0, beta, ldc: w.rows(), tail };
     unsafe { gemm(&p, y.as_mut_ptr(), run.kernel, run.compute, run.threads) };
     Ok(())
 }
 
-/// Backward to the input through a frozen weight: `dX[m, cols] (+)= dY[m, rows] · W`.
+/// `C += tail` as a product of its own (f32).
+fn add_tail(t: &Tail, m: usize, n: usize, c: &mut [f32], run: Run) {
+    let p = Problem { m, n, k: t.k, a: t.a, b: &t.b, alpha: t.alpha, beta: 1.0, ldc: n, tail: None };
+    unsafe { gemm(&p, c.as_mut_ptr(), run.kernel, Compute::F32, run.threads) };
+}
+
+/// Backward to the input through a frozen weight: `dX[m, cols] (+)= dY[m, rows] · W (+ scale · L · R)`.
 pub fn weight_backward<W: Weight>(
     w: &W,
     dy: &[f32],
     m: usize,
     dx: &mut [f32],
     accumulate: bool,
+    low: Option<LowRank>,
     run: Run,
 ) -> KResult<()> {
     check_len("dy", dy.len(), m, w.rows(), "m × out")?;
     check_len("dx", dx.len(), m, w.cols(), "m × in")?;
+    if let Some(l) = &low {
+        l.check(m, w.cols(), "rank × in")?;
+    }
+    let tail = low.map(|l| Tail {
+        k: l.rank,
+        a: Strided { data: l.left, rs: l.rank, cs: 1 },
+        b: Strided { data: l.right, rs: w.cols(), cs: 1 },
+        alpha: l.scale,
+    });
     let a = Strided { data: dy, rs: w.rows(), cs: 1 };
     let beta = if accumulate { 1.0 } else { 0.0 };
-    let p = Problem { m, n: w.cols(), k: w.rows(), a, b: &Direct(w), alpha: 1.0, beta, ldc: w.cols() };
+    let p = Problem { m, n: w.cols(), k: w.rows(), a, b: &Direct(w), alpha: 1.0, beta, ldc: w.cols(), tail };
     unsafe { gemm(&p, dx.as_mut_ptr(), run.kernel, run.compute, run.threads) };
     Ok(())
 }
 
-/// Forward: `Y[m, out] (+)= X[m, in] · Wᵀ` for W `[out, in]` in NF4.
+/// Forward: `Y[m, out] (+)= X[m, in] · Wᵀ (+ low-rank term)` for W `[out, in]` in NF4.
 pub fn nf4_forward(
     w: &Nf4Weight,
     x: &[f32],
     m: usize,
     y: &mut [f32],
     accumulate: bool,
+    low: Option<LowRank>,
     run: Run,
 ) -> KResult<()> {
-    weight_forward(w, x, m, y, accumulate, run)
+    weight_forward(w, x, m, y, accumulate, low, run)
 }
 
-/// Backward to the input: `dX[m, in] (+)= dY[m, out] · W` for W `[out, in]` in NF4.
+/// Backward to the input: `dX[m, in] (+)= dY[m, out] · W (+ low-rank term)` for W `[out, in]` in NF4.
 pub fn nf4_backward(
     w: &Nf4Weight,
     dy: &[f32],
     m: usize,
     dx: &mut [f32],
     accumulate: bool,
+    low: Option<LowRank>,
     run: Run,
 ) -> KResult<()> {
-    weight_backward(w, dy, m, dx, accumulate, run)
+    weight_backward(w, dy, m, dx, accumulate, low, run)
 }
 
 /// Forward with a bf16 weight: `Y[m, rows] (+)= X[m, cols] · Wᵀ`.
@@ -153,7 +205,7 @@ pub fn bf16_forward(
     run: Run,
 ) -> KResult<()> {
     check_len("w", w.bits.len(), w.rows, w.cols, "rows × cols")?;
-    weight_forward(&w, x, m, y, accumulate, run)
+    weight_forward(&w, x, m, y, accumulate, None, run)
 }
 
 /// Backward to the input with a bf16 weight: `dX[m, cols] (+)= dY[m, rows] · W`.
@@ -166,7 +218,7 @@ pub fn bf16_backward(
     run: Run,
 ) -> KResult<()> {
     check_len("w", w.bits.len(), w.rows, w.cols, "rows × cols")?;
-    weight_backward(&w, dy, m, dx, accumulate, run)
+    weight_backward(&w, dy, m, dx, accumulate, None, run)
 }
 
 /// Rows `ids` of a bf16 matrix, widened to f32 (an embedding lookup): `out[i, :] = W[ids[i], :]`.

@@ -141,7 +141,7 @@ fn nf4_forward_and_backward_match_the_oracle_on_dequantized_weights() {
                         beta,
                     );
                     let mut got = y0.clone();
-                    nf4_forward(&w, &x, m, &mut got, accumulate, run).unwrap();
+                    nf4_forward(&w, &x, m, &mut got, accumulate, None, run).unwrap();
                     let scale = |idx: usize| {
                         let (i, j) = (idx / out, idx % out);
                         abs_dot(inp, |p| x[i * inp + p], |p| dense[j * inp + p])
@@ -171,7 +171,7 @@ fn nf4_forward_and_backward_match_the_oracle_on_dequantized_weights() {
                     0.0,
                 );
                 let mut got = vec![f32::NAN; m * inp];
-                nf4_backward(&w, &dy, m, &mut got, false, run).unwrap();
+                nf4_backward(&w, &dy, m, &mut got, false, None, run).unwrap();
                 let scale = |idx: usize| {
                     let (i, j) = (idx / inp, idx % inp);
                     abs_dot(out, |p| dy[i * out + p], |p| dense[p * inp + j]) + 1e-6
@@ -199,7 +199,7 @@ fn one_thread_and_many_threads_agree_bit_for_bit() {
             let mut results = Vec::new();
             for threads in [1, 2, 3] {
                 let mut y = vec![0.0; m * out];
-                nf4_forward(&w, &x, m, &mut y, false, run_with(kernel, Compute::F32, threads)).unwrap();
+                nf4_forward(&w, &x, m, &mut y, false, None, run_with(kernel, Compute::F32, threads)).unwrap();
                 results.push(y);
             }
             assert_eq!(results[0], results[1], "{kernel:?} m {m}: 1 vs 2 threads");
@@ -213,7 +213,7 @@ fn wrong_sizes_are_errors_not_crashes() {
     let w = quantize(&random(64 * 10, 12), 10, 64, true).unwrap();
     let run = Run::current(Compute::F32);
     let mut y = vec![0.0; 3 * 10];
-    let err = nf4_forward(&w, &random(3 * 63, 1), 3, &mut y, false, run).unwrap_err();
+    let err = nf4_forward(&w, &random(3 * 63, 1), 3, &mut y, false, None, run).unwrap_err();
     assert!(err.message.starts_with("x: expected 3×64"), "{}", err.message);
     let mut c = vec![0.0; 4];
     let err = sgemm(2, 3, 4, (&[0.0; 8], 4, 1), (&[0.0; 12], 3, 1), &mut c, 3, 1.0, 0.0, run).unwrap_err();
@@ -345,4 +345,121 @@ fn dense_panels_of_every_width_pack_whole_and_edge_columns() {
             }
         }
     }
+}
+
+#[test]
+fn nf4_products_with_a_low_rank_term_match_the_oracle() {
+    // Y (+)= X·Wᵀ + s·L·Rᵀ and dX (+)= dY·W + s·L·R, the term computed tile by tile after the last depth block
+    // (and separately on the few-row path): edge tiles, ranks not multiples of anything, several depth blocks
+    // (in = 600 > KC), both thread counts, accumulation.
+    for kernel in available() {
+        for threads in [1, 3] {
+            for &(m, out, inp, rank) in &[(2, 40, 30, 3), (7, 17, 45, 1), (33, 70, 600, 16), (20, 48, 64, 5)]
+            {
+                let w = quantize(&random(out * inp, 21), out, inp, true).unwrap();
+                let mut dense = vec![0.0; out * inp];
+                crate::nf4::weight::dequant_run_scalar(
+                    &w,
+                    0,
+                    &mut dense,
+                    crate::nf4::codebook::dynamic_map(),
+                );
+                let run = run_with(kernel, Compute::F32, threads);
+                let s = 0.75f32;
+                for accumulate in [false, true] {
+                    let beta = if accumulate { 1.0 } else { 0.0 };
+                    // Forward: left [m, rank], right [out, rank].
+                    let (x, left, right) =
+                        (random(m * inp, 22), random(m * rank, 23), random(out * rank, 24));
+                    let y0 = random(m * out, 25);
+                    let mut want = y0.clone();
+                    gemm_naive(
+                        m,
+                        out,
+                        inp,
+                        |i, p| x[i * inp + p],
+                        |p, j| dense[j * inp + p],
+                        &mut want,
+                        out,
+                        1.0,
+                        beta,
+                    );
+                    gemm_naive(
+                        m,
+                        out,
+                        rank,
+                        |i, p| left[i * rank + p],
+                        |p, j| right[j * rank + p],
+                        &mut want,
+                        out,
+                        s,
+                        1.0,
+                    );
+                    let mut got = y0.clone();
+                    let low = LowRank { left: &left, right: &right, rank, scale: s };
+                    nf4_forward(&w, &x, m, &mut got, accumulate, Some(low), run).unwrap();
+                    let scale = |idx: usize| {
+                        let (i, j) = (idx / out, idx % out);
+                        abs_dot(inp, |p| x[i * inp + p], |p| dense[j * inp + p])
+                            + s as f64 * abs_dot(rank, |p| left[i * rank + p], |p| right[j * rank + p])
+                            + beta as f64 * (y0[idx] as f64).abs()
+                            + 1e-6
+                    };
+                    let what = format!("fwd {kernel:?} t{threads} m{m} {out}x{inp} r{rank} acc={accumulate}");
+                    assert_close(&got, &want, scale, F32_BUDGET, &what);
+
+                    // Backward: left [m, rank], right [rank, in].
+                    let (dy, left, right) =
+                        (random(m * out, 26), random(m * rank, 27), random(rank * inp, 28));
+                    let dx0 = random(m * inp, 29);
+                    let mut want = dx0.clone();
+                    gemm_naive(
+                        m,
+                        inp,
+                        out,
+                        |i, p| dy[i * out + p],
+                        |p, j| dense[p * inp + j],
+                        &mut want,
+                        inp,
+                        1.0,
+                        beta,
+                    );
+                    gemm_naive(
+                        m,
+                        inp,
+                        rank,
+                        |i, p| left[i * rank + p],
+                        |p, j| right[p * inp + j],
+                        &mut want,
+                        inp,
+                        s,
+                        1.0,
+                    );
+                    let mut got = dx0.clone();
+                    let low = LowRank { left: &left, right: &right, rank, scale: s };
+                    nf4_backward(&w, &dy, m, &mut got, accumulate, Some(low), run).unwrap();
+                    let scale = |idx: usize| {
+                        let (i, j) = (idx / inp, idx % inp);
+                        abs_dot(out, |p| dy[i * out + p], |p| dense[p * inp + j])
+                            + s as f64 * abs_dot(rank, |p| left[i * rank + p], |p| right[p * inp + j])
+                            + beta as f64 * (dx0[idx] as f64).abs()
+                            + 1e-6
+                    };
+                    let what = format!("bwd {kernel:?} t{threads} m{m} {out}x{inp} r{rank} acc={accumulate}");
+                    assert_close(&got, &want, scale, F32_BUDGET, &what);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_low_rank_term_of_the_wrong_shape_is_refused_before_writing() {
+    let w = quantize(&random(16 * 64, 1), 16, 64, true).unwrap();
+    let (x, left, right) = (random(8 * 64, 2), random(8 * 4, 3), random(15 * 4, 4));
+    let mut y = vec![7.0f32; 8 * 16];
+    let low = LowRank { left: &left, right: &right, rank: 4, scale: 1.0 };
+    let err = nf4_forward(&w, &x, 8, &mut y, false, Some(low), Run::current(Compute::F32)).unwrap_err();
+    assert!(err.to_string().contains("low-rank right"), "{err}");
+    assert!(y.iter().all(|&v| v == 7.0));
 }
