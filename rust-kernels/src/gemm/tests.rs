@@ -347,6 +347,34 @@ fn dense_panels_of_every_width_pack_whole_and_edge_columns() {
     }
 }
 
+/// The oracle of `C = beta·C0 + A·B + s·L·R` (A `m×k`, L `m×r`; B and R as element functions) and each
+/// element's error scale.
+#[allow(clippy::too_many_arguments)]
+fn low_rank_oracle(
+    (m, n, k, r): (usize, usize, usize, usize),
+    a: &[f32],
+    b: impl Fn(usize, usize) -> f32,
+    left: &[f32],
+    right: impl Fn(usize, usize) -> f32,
+    s: f32,
+    c0: &[f32],
+    beta: f32,
+) -> (Vec<f32>, Vec<f64>) {
+    let mut want = c0.to_vec();
+    gemm_naive(m, n, k, |i, p| a[i * k + p], &b, &mut want, n, 1.0, beta);
+    gemm_naive(m, n, r, |i, p| left[i * r + p], &right, &mut want, n, s, 1.0);
+    let scale = (0..m * n)
+        .map(|idx| {
+            let (i, j) = (idx / n, idx % n);
+            abs_dot(k, |p| a[i * k + p], |p| b(p, j))
+                + s as f64 * abs_dot(r, |p| left[i * r + p], |p| right(p, j))
+                + beta as f64 * (c0[idx] as f64).abs()
+                + 1e-6
+        })
+        .collect();
+    (want, scale)
+}
+
 #[test]
 fn nf4_products_with_a_low_rank_term_match_the_oracle() {
     // Y (+)= X·Wᵀ + s·L·Rᵀ and dX (+)= dY·W + s·L·R, the term computed tile by tile after the last depth block
@@ -368,85 +396,36 @@ fn nf4_products_with_a_low_rank_term_match_the_oracle() {
                 let s = 0.75f32;
                 for accumulate in [false, true] {
                     let beta = if accumulate { 1.0 } else { 0.0 };
-                    // Forward: left [m, rank], right [out, rank].
-                    let (x, left, right) =
-                        (random(m * inp, 22), random(m * rank, 23), random(out * rank, 24));
-                    let y0 = random(m * out, 25);
-                    let mut want = y0.clone();
-                    gemm_naive(
-                        m,
-                        out,
-                        inp,
-                        |i, p| x[i * inp + p],
-                        |p, j| dense[j * inp + p],
-                        &mut want,
-                        out,
-                        1.0,
-                        beta,
+                    let what = format!("{kernel:?} t{threads} m{m} {out}x{inp} r{rank} acc={accumulate}");
+                    // Forward: left [m, rank], right [out, rank] (read transposed).
+                    let (x, left, right, y0) = (
+                        random(m * inp, 22),
+                        random(m * rank, 23),
+                        random(out * rank, 24),
+                        random(m * out, 25),
                     );
-                    gemm_naive(
-                        m,
-                        out,
-                        rank,
-                        |i, p| left[i * rank + p],
-                        |p, j| right[j * rank + p],
-                        &mut want,
-                        out,
-                        s,
-                        1.0,
-                    );
+                    let b = |p: usize, j: usize| dense[j * inp + p];
+                    let r = |p: usize, j: usize| right[j * rank + p];
+                    let (want, scale) = low_rank_oracle((m, out, inp, rank), &x, b, &left, r, s, &y0, beta);
                     let mut got = y0.clone();
                     let low = LowRank { left: &left, right: &right, rank, scale: s };
                     nf4_forward(&w, &x, m, &mut got, accumulate, Some(low), run).unwrap();
-                    let scale = |idx: usize| {
-                        let (i, j) = (idx / out, idx % out);
-                        abs_dot(inp, |p| x[i * inp + p], |p| dense[j * inp + p])
-                            + s as f64 * abs_dot(rank, |p| left[i * rank + p], |p| right[j * rank + p])
-                            + beta as f64 * (y0[idx] as f64).abs()
-                            + 1e-6
-                    };
-                    let what = format!("fwd {kernel:?} t{threads} m{m} {out}x{inp} r{rank} acc={accumulate}");
-                    assert_close(&got, &want, scale, F32_BUDGET, &what);
+                    assert_close(&got, &want, |i| scale[i], F32_BUDGET, &format!("fwd {what}"));
 
                     // Backward: left [m, rank], right [rank, in].
-                    let (dy, left, right) =
-                        (random(m * out, 26), random(m * rank, 27), random(rank * inp, 28));
-                    let dx0 = random(m * inp, 29);
-                    let mut want = dx0.clone();
-                    gemm_naive(
-                        m,
-                        inp,
-                        out,
-                        |i, p| dy[i * out + p],
-                        |p, j| dense[p * inp + j],
-                        &mut want,
-                        inp,
-                        1.0,
-                        beta,
+                    let (dy, left, right, dx0) = (
+                        random(m * out, 26),
+                        random(m * rank, 27),
+                        random(rank * inp, 28),
+                        random(m * inp, 29),
                     );
-                    gemm_naive(
-                        m,
-                        inp,
-                        rank,
-                        |i, p| left[i * rank + p],
-                        |p, j| right[p * inp + j],
-                        &mut want,
-                        inp,
-                        s,
-                        1.0,
-                    );
+                    let b = |p: usize, j: usize| dense[p * inp + j];
+                    let r = |p: usize, j: usize| right[p * inp + j];
+                    let (want, scale) = low_rank_oracle((m, inp, out, rank), &dy, b, &left, r, s, &dx0, beta);
                     let mut got = dx0.clone();
                     let low = LowRank { left: &left, right: &right, rank, scale: s };
                     nf4_backward(&w, &dy, m, &mut got, accumulate, Some(low), run).unwrap();
-                    let scale = |idx: usize| {
-                        let (i, j) = (idx / inp, idx % inp);
-                        abs_dot(out, |p| dy[i * out + p], |p| dense[p * inp + j])
-                            + s as f64 * abs_dot(rank, |p| left[i * rank + p], |p| right[p * inp + j])
-                            + beta as f64 * (dx0[idx] as f64).abs()
-                            + 1e-6
-                    };
-                    let what = format!("bwd {kernel:?} t{threads} m{m} {out}x{inp} r{rank} acc={accumulate}");
-                    assert_close(&got, &want, scale, F32_BUDGET, &what);
+                    assert_close(&got, &want, |i| scale[i], F32_BUDGET, &format!("bwd {what}"));
                 }
             }
         }
