@@ -6,8 +6,8 @@
 import { Nf4Weight } from "../../ffi/nf4.ts";
 import type { Linear } from "../nn/linear.ts";
 import type { LlamaModel } from "../nn/llama.ts";
-import type { LoadedModel } from "../nn/load_model.ts";
-import type { LoraModel } from "../train/lora_model.ts";
+import type { LoadedModel } from "../pretrained/load_model.ts";
+import type { LoraModel } from "../lora/model.ts";
 import { formatBytes, formatCount, formatInt, formatPercent } from "./format.ts";
 import { htmlTable, textTable } from "./html.ts";
 import { DISPLAY, type Displayable, type MimeBundle } from "./jupyter.ts";

@@ -15,7 +15,7 @@
  * untouched (the bad state is never saved).
  */
 import { mkdirSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { type Batch, BatchStream } from "../data/batch.ts";
 import type { AdapterConfig } from "../io/peft/config.ts";
 import { parseTrainingArgs, type TrainingArgs, type TrainingArgsInput } from "./args.ts";
@@ -24,6 +24,7 @@ import {
   type CheckpointRef,
   findLatestCheckpoint,
   loadCheckpoint,
+  pointLatestAt,
   pruneCheckpoints,
   removeCheckpointsAfter,
   removePartialCheckpoints,
@@ -255,6 +256,7 @@ export class Trainer {
     this.restore(latest.dir);
     removeCheckpointsAfter(dir, latest.step);
     pruneCheckpoints(dir, this.args.keepCheckpoints, latest.step);
+    pointLatestAt(dir, basename(latest.dir));
     this.#log = MetricsLog.resumeAt(metricsPath, latest.step);
     this.#message(`resumed from ${latest.dir} (step ${latest.step}/${this.totalSteps})`);
     return latest;
