@@ -37,6 +37,27 @@ export function modulePath(layer: number, module: LinearModule): string {
   return `model.layers.${layer}.${parent}.${module}`;
 }
 
+/** The weight shape `[out, in]` of a block linear. */
+export function linearShape(config: ModelConfig, module: LinearModule): [number, number] {
+  const { hiddenSize: hidden, intermediateSize: inter } = config;
+  const qDim = config.numAttentionHeads * config.headDim;
+  const kvDim = config.numKeyValueHeads * config.headDim;
+  switch (module) {
+    case "q_proj":
+      return [qDim, hidden];
+    case "k_proj":
+    case "v_proj":
+      return [kvDim, hidden];
+    case "o_proj":
+      return [hidden, qDim];
+    case "gate_proj":
+    case "up_proj":
+      return [inter, hidden];
+    case "down_proj":
+      return [hidden, inter];
+  }
+}
+
 /** How rotary frequencies are stretched for long contexts. */
 export type RopeScaling =
   /** Llama 3.1+: low frequencies divided by `factor`, high ones kept, a smooth blend in between. */

@@ -14,7 +14,14 @@ import { f32ToBf16 } from "../io/dtype.ts";
 import { FormatError } from "../errors.ts";
 import { Tokenizer } from "../text/tokenizer.ts";
 import { tokenizerFromGguf } from "../text/gguf_tokenizer.ts";
-import { configFromGguf, loadModelConfig, type ModelConfig } from "../nn/config.ts";
+import {
+  configFromGguf,
+  type LinearModule,
+  linearShape,
+  loadModelConfig,
+  type ModelConfig,
+  modulePath,
+} from "../nn/config.ts";
 import { type DecoderLayerWeights, LlamaModel } from "../nn/llama.ts";
 import { DenseLinear, type Linear } from "../nn/linear.ts";
 import { GgufSource, SafetensorsSource, type WeightSource } from "./weight_source.ts";
@@ -113,22 +120,23 @@ class LayerReader {
     const p = `model.layers.${l}`;
     const qOut = c.numAttentionHeads * c.headDim;
     const kvOut = c.numKeyValueHeads * c.headDim;
+    const linear = (m: LinearModule) => this.linear(modulePath(l, m), ...linearShape(c, m));
     return {
       inputNorm: this.f32(`${p}.input_layernorm.weight`, [c.hiddenSize]),
       attention: {
-        q: this.linear(`${p}.self_attn.q_proj`, qOut, c.hiddenSize),
-        k: this.linear(`${p}.self_attn.k_proj`, kvOut, c.hiddenSize),
-        v: this.linear(`${p}.self_attn.v_proj`, kvOut, c.hiddenSize),
-        o: this.linear(`${p}.self_attn.o_proj`, c.hiddenSize, qOut),
+        q: linear("q_proj"),
+        k: linear("k_proj"),
+        v: linear("v_proj"),
+        o: linear("o_proj"),
         qBias: c.qkvBias ? this.f32(`${p}.self_attn.q_proj.bias`, [qOut]) : undefined,
         kBias: c.qkvBias ? this.f32(`${p}.self_attn.k_proj.bias`, [kvOut]) : undefined,
         vBias: c.qkvBias ? this.f32(`${p}.self_attn.v_proj.bias`, [kvOut]) : undefined,
       },
       postAttentionNorm: this.f32(`${p}.post_attention_layernorm.weight`, [c.hiddenSize]),
       mlp: {
-        gate: this.linear(`${p}.mlp.gate_proj`, c.intermediateSize, c.hiddenSize),
-        up: this.linear(`${p}.mlp.up_proj`, c.intermediateSize, c.hiddenSize),
-        down: this.linear(`${p}.mlp.down_proj`, c.hiddenSize, c.intermediateSize),
+        gate: linear("gate_proj"),
+        up: linear("up_proj"),
+        down: linear("down_proj"),
       },
     };
   }
