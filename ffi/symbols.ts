@@ -313,4 +313,6 @@ export const symbols = {
   // int32_t qlora_dropout(const float *x, uint32_t x_len, float *out, uint32_t out_len, float p,
   //   uint32_t seed_lo, uint32_t seed_hi)
   qlora_dropout: { parameters: ["buffer", "u32", "buffer", "u32", "f32", "u32", "u32"], result: "i32" },
+  // int32_t qlora_checksum64(const uint8_t *data, uint32_t len, uint32_t *out, uint32_t out_len)
+  qlora_checksum64: { parameters: ["buffer", "u32", "buffer", "u32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;

@@ -6,6 +6,7 @@
 pub mod abi;
 pub mod allocator;
 pub mod calibrate;
+pub mod checksum;
 pub mod dispatch;
 pub mod error;
 pub mod gemm;

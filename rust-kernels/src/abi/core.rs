@@ -64,3 +64,20 @@ pub extern "C" fn qlora_keep_freed_memory() -> u32 {
 pub extern "C" fn qlora_fma_peak(seconds: f64) -> f64 {
     calibrate::fma_peak_gflops(dispatch::active(), threads::threads(), seconds)
 }
+
+/// `int32_t qlora_checksum64(const uint8_t *data, uint32_t len, uint32_t *out, uint32_t out_len)` — the
+/// checksum of `data` (see `checksum.rs`) as two u32 words, low first (out_len 2).
+#[no_mangle]
+pub unsafe extern "C" fn qlora_checksum64(data: *const u8, len: u32, out: *mut u32, out_len: u32) -> i32 {
+    run(|| {
+        let data = super::slice(data, len, "data")?;
+        let out = super::slice_mut(out, out_len, "out")?;
+        if out.len() != 2 {
+            return Err(crate::error::KernelError::invalid(format!("out: expected 2 words, got {}", out.len())));
+        }
+        let sum = crate::checksum::checksum64(data);
+        out[0] = sum as u32;
+        out[1] = (sum >> 32) as u32;
+        Ok(())
+    })
+}
