@@ -14,6 +14,7 @@ import { type Batch, BatchStream, orderedBatches, padTokenId } from "../lib/data
 import { describeSplit, type Example, loadDataset } from "../lib/data/dataset.ts";
 import { exactMatch, type ExactMatchReport } from "../lib/data/metrics.ts";
 import { defaultStopTokens } from "../lib/generate/generate.ts";
+import { cacheRoot } from "../lib/io/default_model.ts";
 import { exportMergedModel } from "../lib/pretrained/export_merged.ts";
 import { readPeftAdapter } from "../lib/io/peft/read.ts";
 import { loadAdapterInto } from "../lib/lora/load_weights.ts";
@@ -44,6 +45,7 @@ const program = new Command("deno task finetune")
 for (const o of cliOptions()) {
   program.option(o.usage, o.description);
 }
+program.option("--no-nf4-cache", "the same as --nf4-cache false");
 program.parse(Deno.args, { from: "user" });
 const flags = program.opts() as Record<string, unknown>;
 
@@ -72,10 +74,12 @@ async function main(args: TrainingArgs): Promise<void> {
 
   // --- Model -------------------------------------------------------------------------------------------
   const resolved = await resolveModel(args.model === "default" ? undefined : args.model);
-  const { model, tokenizer, config, source, loadSeconds } = await loadModel(
+  const { model, tokenizer, config, source, loadSeconds, nf4Cache } = await loadModel(
     resolved.kind === "gguf" ? resolved.path : resolved.dir,
+    { nf4Cache: args.nf4Cache ? { root: join(cacheRoot(), "nf4") } : undefined },
   );
-  console.error(`model ${source} loaded in ${loadSeconds.toFixed(1)} s`);
+  const via = nf4Cache === "read" ? " (from the NF4 cache)" : "";
+  console.error(`model ${source} loaded in ${loadSeconds.toFixed(1)} s${via}`);
 
   // --- Data --------------------------------------------------------------------------------------------
   const holdOut = args.data.validFraction > 0;

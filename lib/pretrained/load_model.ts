@@ -3,7 +3,7 @@
  * NF4 model: one tensor at a time (read → quantize → drop the f32 copy), so peak memory stays near the
  * quantized model plus one tensor. Pre-quantized bnb-4bit linears are imported as they are.
  */
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import cliProgress from "cli-progress";
@@ -25,6 +25,13 @@ import {
 import { type DecoderLayerWeights, LlamaModel } from "../nn/llama.ts";
 import { DenseLinear, type Linear } from "../nn/linear.ts";
 import { GgufSource, SafetensorsSource, type WeightSource } from "./weight_source.ts";
+import {
+  findNf4Cache,
+  type Nf4CacheOptions,
+  openNf4Cache,
+  removeNf4Cache,
+  writeNf4Cache,
+} from "./nf4_cache.ts";
 
 export interface LoadedModel {
   model: LlamaModel;
@@ -34,6 +41,8 @@ export interface LoadedModel {
   source: string;
   /** Seconds spent loading. */
   loadSeconds: number;
+  /** What the NF4 cache did: "read" (weights came from it), "written", or undefined (not used). */
+  nf4Cache?: "read" | "written";
 }
 
 export interface LoadOptions {
@@ -41,6 +50,11 @@ export interface LoadOptions {
   progress?: boolean;
   /** "nf4" (default): block linears in NF4 with double quant; "none": keep them f32 (reference checks). */
   quantize?: Quantization;
+  /**
+   * Reuse (or write) the NF4 cache of this model (see nf4_cache.ts); default: no cache. Only with NF4
+   * quantization and sources that are not stored in 4 bits already.
+   */
+  nf4Cache?: Nf4CacheOptions;
 }
 
 export type Quantization = "nf4" | "none";
@@ -63,12 +77,63 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     config = configFromGguf(gguf.file.metadata, gguf.file.names(), path);
     tokenizer = tokenizerFromGguf(gguf.file.metadata, path);
   }
+  const progress = opts.progress ?? true;
+  const cache = opts.nf4Cache && (opts.quantize ?? "nf4") === "nf4" && !storedIn4Bits(source)
+    ? opts.nf4Cache
+    : undefined;
+  const log = cache?.log ?? ((line: string) => console.error(line));
+  const done = (model: LlamaModel, nf4Cache?: LoadedModel["nf4Cache"]): LoadedModel => ({
+    model,
+    tokenizer,
+    config,
+    source: path,
+    loadSeconds: (performance.now() - t0) / 1000,
+    nf4Cache,
+  });
   try {
-    const model = buildModel(source, config, { progress: opts.progress ?? true, quantize: opts.quantize });
-    return { model, tokenizer, config, source: path, loadSeconds: (performance.now() - t0) / 1000 };
+    if (cache) {
+      const lookup = findNf4Cache(cache.root, path);
+      if (lookup.kind === "hit") {
+        try {
+          using cached = openNf4Cache(lookup);
+          return done(buildModel(cached, config, { progress }), "read");
+        } catch (error) {
+          if (!(error instanceof FormatError)) throw error;
+          log(`NF4 cache ${lookup.dir} refused (${error.message}); quantizing the model again`);
+          removeNf4Cache(lookup.dir);
+        }
+      } else if (existsSync(lookup.dir)) {
+        log(`NF4 cache ${lookup.dir} is stale (${lookup.reason}); quantizing the model again`);
+        removeNf4Cache(lookup.dir);
+      }
+    }
+    const model = buildModel(source, config, { progress, quantize: opts.quantize });
+    if (!cache) return done(model);
+    try {
+      const dir = writeNf4Cache(
+        cache.root,
+        path,
+        model,
+        isDir ? readJson(join(path, "config.json")) : undefined,
+      );
+      log(`NF4 cache written: ${dir}`);
+      return done(model, "written");
+    } catch (error) {
+      log(`NF4 cache not written (${(error as Error).message}); the model loaded all the same`);
+      return done(model);
+    }
   } finally {
     source.close();
   }
+}
+
+/** Whether the source's linears are bnb-4bit already (then loading is as fast as a cache would make it). */
+function storedIn4Bits(source: WeightSource): boolean {
+  return source instanceof SafetensorsSource && source.holdsBnb4bit;
+}
+
+function readJson(path: string): Record<string, unknown> {
+  return JSON.parse(readFileSync(path, "utf8"));
 }
 
 /** Reads every weight of `config`'s architecture from `source`. */
@@ -162,6 +227,9 @@ class LayerReader {
 
   bf16(name: string, shape: number[]): Bf16Matrix {
     this.checkShape(name, shape);
+    // Stored as bf16: taken as it is (the f32 copy of a 7B model's embeddings would be a 524 MB transient).
+    const bits = this.source.readBf16(name);
+    if (bits) return new Bf16Matrix(bits, shape[0], shape[1]);
     const w = this.source.readF32(name);
     const bf16 = new Bf16Matrix(f32ToBf16(w), shape[0], shape[1]);
     release(w);
@@ -198,7 +266,13 @@ class LayerReader {
       throw new FormatError(this.source.path, "quant_map is not the NF4 code book", `${linear.name}.weight`);
     }
     if (!linear.doubleQuant) {
-      return Nf4Weight.fromParts({ shape: linear.shape, packed: linear.packed, absmax: linear.absmax });
+      const weight = Nf4Weight.fromParts({
+        shape: linear.shape,
+        packed: linear.packed,
+        absmax: linear.absmax,
+      });
+      release(linear.packed);
+      return weight;
     }
     if (!same(linear.nestedQuantMap, this.tables.dynamicMap)) {
       throw new FormatError(
@@ -207,13 +281,17 @@ class LayerReader {
         `${linear.name}.weight`,
       );
     }
-    return Nf4Weight.fromParts({
+    const weight = Nf4Weight.fromParts({
       shape: linear.shape,
       packed: linear.packed,
       absmaxCodes: linear.absmax,
       nestedAbsmax: linear.nestedAbsmax,
       offset: linear.offset,
     });
+    // The kernel library holds its own copy: the read buffers go at once, not when V8 gets round to them.
+    release(linear.packed);
+    release(linear.absmax);
+    return weight;
   }
 }
 
@@ -222,7 +300,7 @@ class LayerReader {
  * which collects large external buffers late: otherwise ~70 MB of read-and-quantized copies of SmolLM2
  * still count in RSS when training starts. Only whole buffers (a fresh read); views are left alone.
  */
-function release(a: Float32Array): void {
+export function release(a: Float32Array | Uint8Array | Uint16Array): void {
   const b = a.buffer;
   if (b instanceof ArrayBuffer && a.byteOffset === 0 && a.byteLength === b.byteLength) b.transfer(0);
 }

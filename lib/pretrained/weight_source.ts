@@ -3,6 +3,7 @@
  * file — in HF tensor names and layouts, read one tensor at a time.
  */
 import { ShardedSafetensors } from "../io/safetensors/sharded.ts";
+import type { TensorSource } from "../io/safetensors/reader.ts";
 import { findBnb4bitLinears, readBnb4bitLinear } from "../io/bnb4bit.ts";
 import type { Bnb4bitLinear } from "../io/bnb4bit.ts";
 import { GgufFile } from "../io/gguf/file.ts";
@@ -16,6 +17,8 @@ export interface WeightSource extends Disposable {
   shape(name: string): number[];
   /** The tensor as f32 in HF layout. */
   readF32(name: string): Float32Array;
+  /** The tensor's bf16 bits when it is stored as bf16 (read without an f32 copy), else undefined. */
+  readBf16(name: string): Uint16Array | undefined;
   /** For pre-quantized bnb-4bit linears (named by module path, e.g. `model.layers.0.mlp.up_proj`). */
   bnb4bit(module: string): Bnb4bitLinear | undefined;
   close(): void;
@@ -25,7 +28,7 @@ export class SafetensorsSource implements WeightSource {
   readonly path: string;
   private readonly linears: Set<string>;
 
-  constructor(readonly files: ShardedSafetensors) {
+  constructor(readonly files: TensorSource & { close(): void }) {
     this.path = files.path;
     this.linears = new Set(findBnb4bitLinears(files));
   }
@@ -49,6 +52,16 @@ export class SafetensorsSource implements WeightSource {
       throw new FormatError(this.path, "is stored in 4 bits; read it with bnb4bit()", name);
     }
     return this.files.readTensorF32(name).data;
+  }
+
+  readBf16(name: string): Uint16Array | undefined {
+    if (this.files.info(name).dtype !== "BF16") return undefined;
+    return this.files.readTensor(name).data as Uint16Array;
+  }
+
+  /** Whether any linear is stored pre-quantized (bnb-4bit). */
+  get holdsBnb4bit(): boolean {
+    return this.linears.size > 0;
   }
 
   bnb4bit(module: string): Bnb4bitLinear | undefined {
@@ -87,6 +100,10 @@ export class GgufSource implements WeightSource {
 
   readF32(name: string): Float32Array {
     return this.view.readTensorF32(name);
+  }
+
+  readBf16(): undefined {
+    return undefined;
   }
 
   bnb4bit(): undefined {

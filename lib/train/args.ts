@@ -132,6 +132,13 @@ export const TrainingArgsSchema = z.strictObject({
   /** Precision of the frozen weights' GEMMs. */
   compute: z.enum(["f32", "bf16"], { error: "must be f32 or bf16" }).default("f32")
     .describe("GEMM compute precision of the frozen weights"),
+  /**
+   * Keep the quantized model in the NF4 cache (`$QLORA_CACHE/nf4/`, a bnb-4bit safetensors directory) and reuse
+   * it on the next run with the same model files instead of quantizing again.
+   */
+  nf4Cache: bool.default(true).describe(
+    "reuse / write the quantized model in the NF4 cache (--no-nf4-cache: off)",
+  ),
   /** Kernel threads; 0 = all cores. */
   threads: int(0).default(0).describe("kernel threads (0 = all cores)"),
   /** A saved PEFT adapter to start from (continue training it); "" = fresh adapters. */
