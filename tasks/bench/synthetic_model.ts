@@ -1,8 +1,19 @@
 /**
  * Writes a model directory of a given architecture's shape with random bf16 weights (config.json + sharded
- * safetensors + index), for load-time and memory benchmarks of big models we cannot download here.
+ * safetensors + index), for load-time, memory and training benchmarks of big models we cannot download here.
+ * A Llama-2 tokenizer (32000 ids, Mistral-7B's vocabulary size) with a Mistral-style chat template makes the
+ * directory usable by `deno task finetune --model DIR` with the default chat data.
  */
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { writeSafetensors } from "../../lib/io/safetensors/writer.ts";
 import { f32ToBf16 } from "../../lib/io/dtype.ts";
@@ -71,7 +82,10 @@ export function writeSyntheticModel(
 ): number {
   const shapes = tensorShapes(config);
   const params = shapes.reduce((n, [, s]) => n + s.reduce((a, b) => a * b, 1), 0);
-  if (existsSync(join(dir, "DONE"))) return params;
+  if (existsSync(join(dir, "DONE"))) {
+    writeTokenizerFiles(dir);
+    return params;
+  }
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const pool = f32ToBf16(randomF32(1 << 22, 7, 0.02));
@@ -109,7 +123,34 @@ export function writeSyntheticModel(
     join(dir, "model.safetensors.index.json"),
     JSON.stringify({ metadata: { total_size: params * 2 }, weight_map: weightMap }, null, 2),
   );
+  writeTokenizerFiles(dir);
   writeFileSync(join(dir, "DONE.tmp"), "");
   renameSync(join(dir, "DONE.tmp"), join(dir, "DONE"));
   return params;
+}
+
+/** The Llama-2 tokenizer of the test fixtures: 32000 ids, `<s>` = 1 and `</s>` = 2 as in MISTRAL_7B_CONFIG. */
+const TOKENIZER_FIXTURE = new URL("../../tests/fixtures/text/llama2_tokenizer", import.meta.url);
+
+/** Mistral-Instruct's turn layout ([INST] … [/INST] answer</s>), with a system message put before the first user turn. */
+const CHAT_TEMPLATE = "{{ bos_token }}{% set system = namespace(text='') %}" +
+  "{% for message in messages %}{% if message['role'] == 'system' %}{% set system.text = message['content'] + '\\n\\n' %}" +
+  "{% elif message['role'] == 'user' %}{{ '[INST] ' + system.text + message['content'] + ' [/INST]' }}" +
+  "{% set system.text = '' %}{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + eos_token }}" +
+  "{% endif %}{% endfor %}";
+
+/** tokenizer.json and tokenizer_config.json (with the chat template), unless present. */
+function writeTokenizerFiles(dir: string): void {
+  const tokenizer = join(dir, "tokenizer.json");
+  if (!existsSync(tokenizer)) {
+    copyFileSync(fileURLToPath(`${TOKENIZER_FIXTURE.href}.json`), `${tokenizer}.tmp`);
+    renameSync(`${tokenizer}.tmp`, tokenizer);
+  }
+  const configPath = join(dir, "tokenizer_config.json");
+  if (!existsSync(configPath)) {
+    const config = JSON.parse(readFileSync(fileURLToPath(`${TOKENIZER_FIXTURE.href}_config.json`), "utf8"));
+    config.chat_template = CHAT_TEMPLATE;
+    writeFileSync(`${configPath}.tmp`, JSON.stringify(config, null, 2));
+    renameSync(`${configPath}.tmp`, configPath);
+  }
 }
