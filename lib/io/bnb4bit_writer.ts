@@ -100,3 +100,11 @@ export function bnb4bitQuantizationConfig(computeDtype: string): Record<string, 
     quant_method: "bitsandbytes",
   };
 }
+
+/**
+ * A config.json text holding `bnb4bitQuantizationConfig`: transformers checks that `llm_int8_threshold` is a
+ * Python float, and JSON.stringify writes 6.0 as `6`.
+ */
+export function bnb4bitConfigText(config: Record<string, unknown>): string {
+  return JSON.stringify(config, null, 2).replace(/("llm_int8_threshold": )(-?\d+)(,?\n)/, "$1$2.0$3");
+}

@@ -17,8 +17,8 @@ import process from "node:process";
 import { checksum64 } from "../../ffi/checksum.ts";
 import { type Nf4Parts, nf4Tables, Nf4Weight } from "../../ffi/nf4.ts";
 import { writeFileAtomically } from "../io/atomic_file.ts";
-import { bnb4bitQuantizationConfig, bnb4bitTensors } from "../io/bnb4bit_writer.ts";
-import { bytesOf } from "../io/dtype.ts";
+import { bnb4bitConfigText, bnb4bitQuantizationConfig, bnb4bitTensors } from "../io/bnb4bit_writer.ts";
+import { bytesOf, f32ToBf16, halfToF32 } from "../io/dtype.ts";
 import { ChecksummedSafetensors } from "../io/safetensors/checksummed.ts";
 import { writeShardedSafetensors } from "../io/safetensors/sharded_writer.ts";
 import type { TensorToWrite } from "../io/safetensors/writer.ts";
@@ -149,7 +149,7 @@ export function writeNf4Cache(
     config.quantization_config = bnb4bitQuantizationConfig("bfloat16");
     writeFileAtomically(
       join(temporary, "config.json"),
-      (write) => write(utf8(JSON.stringify(config, null, 2))),
+      (write) => write(utf8(bnb4bitConfigText(config))),
     );
     const manifest: Nf4CacheManifest = {
       version: NF4_CACHE_VERSION,
@@ -211,12 +211,15 @@ function cacheTensors(model: LlamaModel, checksums: Record<string, string>): Ten
       return data;
     },
   });
-  const f32 = (name: string, data: Float32Array): TensorToWrite => ({
-    name,
-    dtype: "F32",
-    shape: [data.length],
-    data,
-  });
+  // Norms and biases as bf16 when that is exact (a bf16 checkpoint's), so transformers computes in one dtype;
+  // else as f32, so the cache still holds exactly what was loaded.
+  const f32 = (name: string, data: Float32Array): TensorToWrite => {
+    const bf16 = f32ToBf16(data);
+    const exact = halfToF32("BF16", bf16).every((v, i) => Object.is(v, data[i]));
+    return exact
+      ? { name, dtype: "BF16", shape: [data.length], data: bf16 }
+      : { name, dtype: "F32", shape: [data.length], data };
+  };
   const tensors: TensorToWrite[] = [
     {
       name: "model.embed_tokens.weight",
