@@ -13,7 +13,7 @@ import {
   SMOLLM2_SHAPES,
 } from "./bench/gemm.ts";
 import { peakRss } from "./bench/measure.ts";
-import { bench7bLoad, benchDefaultModel, benchTraining } from "./bench/model.ts";
+import { bench7bLoad, benchDefaultModel, benchTraining, benchTraining7b } from "./bench/model.ts";
 
 const program = new Command()
   .name("deno task bench")
@@ -29,7 +29,7 @@ const program = new Command()
   )
   .option(
     "--sections <list>",
-    "comma-separated: gemm, attention, model, train, load7b",
+    "comma-separated: gemm, attention, model, train, load7b, train7b (7B QLoRA vs PyTorch bf16: long)",
     "gemm,attention,model,train,load7b",
   )
   .parse(Deno.args, { from: "user" });
@@ -61,5 +61,6 @@ if (sections.has("attention")) {
 if (sections.has("model")) await benchDefaultModel();
 if (sections.has("train")) await benchTraining(threads());
 if (sections.has("load7b") && !opts.quick) await bench7bLoad();
+if (sections.has("train7b") && !opts.quick) await benchTraining7b(threads());
 const rss = peakRss();
 if (rss !== undefined) console.log(`\npeak RSS of this process: ${(rss / 2 ** 20).toFixed(0)} MiB`);

@@ -2,6 +2,7 @@
  * Model sections of `deno task bench`: prompt processing and generation speed of the default model, and the
  * load time and peak RSS of a Mistral-7B-shaped model (random bf16 weights written once into the cache).
  */
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheRoot, defaultModelPath } from "../../lib/io/default_model.ts";
@@ -36,8 +37,13 @@ export async function benchDefaultModel(promptTokens = 256, newTokens = 64): Pro
   model.close();
 }
 
+/** The bench's Mistral-7B-shaped bf16 checkpoint (written on first use, ~14.5 GB). */
+function synthetic7bDir(): string {
+  return join(cacheRoot(), "bench", "mistral-7b-shape-bf16");
+}
+
 export async function bench7bLoad(): Promise<void> {
-  const dir = join(cacheRoot(), "bench", "mistral-7b-shape-bf16");
+  const dir = synthetic7bDir();
   const t0 = performance.now();
   const params = writeSyntheticModel(dir);
   const writeSeconds = (performance.now() - t0) / 1000;
@@ -73,6 +79,8 @@ const KERNEL_GROUPS: [string, RegExp][] = [
 
 interface ProbeResult {
   tokensPerSecond: number;
+  loadSeconds?: number;
+  nf4Cache?: string;
   msPerStep: number;
   peakRss: number;
   kernelMs: Record<string, number>;
@@ -178,4 +186,104 @@ export async function benchTraining(threads: number): Promise<void> {
     `${(100 * rest / r.msPerStep).toFixed(1)} %`,
   ]);
   printTable(["part", "ms", "share"], rows);
+}
+
+/** Steps timed per 7B run (after one warm-up step): a step takes minutes on two cores. */
+const TRAIN7B_STEPS = 2;
+/** PyTorch's bf16 7B step needs ~17 GiB: run it only with this much memory available. */
+const TORCH_7B_MIN_AVAILABLE = 20 * 2 ** 30;
+
+/** MemAvailable from /proc/meminfo in bytes (Infinity where unknown). */
+function availableMemory(): number {
+  try {
+    const m = Deno.readTextFileSync("/proc/meminfo").match(/^MemAvailable:\s+(\d+) kB/m);
+    return m ? Number(m[1]) * 1024 : Infinity;
+  } catch {
+    return Infinity;
+  }
+}
+
+/**
+ * QLoRA training of the Mistral-7B-shaped model: seq 256, batch 1, LoRA r=16 on all block linears, gradient
+ * checkpointing, bf16 compute. Ours runs twice — the first load quantizes and writes the NF4 cache, the second
+ * reads it — around one PyTorch + PEFT bf16 run of the same step (with gradient checkpointing too), so both
+ * ratios are back to back. Never two 7B processes at once.
+ */
+export async function benchTraining7b(threads: number): Promise<void> {
+  const dir = synthetic7bDir();
+  writeSyntheticModel(dir);
+  const cache = join(cacheRoot(), "bench", "nf4-cache");
+  // A cold start: the first run quantizes and writes the cache, the second reads it.
+  rmSync(cache, { recursive: true, force: true });
+  const probe = fileURLToPath(new URL("./train_probe.ts", import.meta.url));
+  const ours = () =>
+    runProbe(Deno.execPath(), [
+      "run",
+      "-A",
+      probe,
+      "--model",
+      dir,
+      "--recompute-blocks",
+      "--compute",
+      "bf16",
+      "--steps",
+      String(TRAIN7B_STEPS),
+      "--nf4-cache",
+      cache,
+    ]);
+  const runs: [string, ProbeResult][] = [["qlora-deno (NF4 quantized at load, cache written)", await ours()]];
+  const python = Deno.env.get("QLORA_REF_PYTHON");
+  const available = availableMemory();
+  let torch: ProbeResult | undefined;
+  if (python && available >= TORCH_7B_MIN_AVAILABLE) {
+    const script = fileURLToPath(new URL("./peft_reference.py", import.meta.url));
+    torch = await runProbe(python, [
+      script,
+      "--model",
+      dir,
+      "--dtype",
+      "bf16",
+      "--gradient-checkpointing",
+      "--steps",
+      String(TRAIN7B_STEPS),
+      "--threads",
+      String(threads),
+    ]);
+    runs.push(["PyTorch + PEFT (bf16 base), gradient checkpointing", torch]);
+  }
+  runs.push(["qlora-deno (NF4 cache read)", await ours()]);
+  const gib = (b: number) => (b / 2 ** 30).toFixed(2);
+  console.log(
+    "\nQLoRA training, Mistral-7B-shaped bf16 checkpoint, seq 256, batch 1, LoRA r=16 on all block linears, " +
+      `gradient checkpointing, bf16 compute; median of ${TRAIN7B_STEPS} steps after a warm-up`,
+  );
+  printTable(
+    ["run", "tok/s", "s/step", "load s", "peak RSS GiB", "CPU FMA GF/s before → after"],
+    runs.map(([name, r]) => [
+      name,
+      r.tokensPerSecond.toFixed(2),
+      (r.msPerStep / 1000).toFixed(1),
+      r.loadSeconds?.toFixed(1) ?? "?",
+      gib(r.peakRss),
+      `${r.cpuPeak[0].toFixed(0)} → ${r.cpuPeak[1].toFixed(0)}`,
+    ]),
+  );
+  if (torch) {
+    const [first, second] = [runs[0][1], runs[2][1]];
+    const ratios = [first, second].map((r) => r.tokensPerSecond / torch.tokensPerSecond);
+    console.log(
+      `qlora-deno ÷ PyTorch + PEFT bf16, the runs before and after it: ${
+        ratios.map((x) => x.toFixed(2)).join(", ")
+      }` +
+        ` (median ${median(ratios).toFixed(2)}×); peak RSS ${
+          (second.peakRss / torch.peakRss).toFixed(2)
+        }× PyTorch's`,
+    );
+  } else if (python) {
+    console.log(
+      `(PyTorch 7B skipped: ${gib(available)} GiB available, it needs ${gib(TORCH_7B_MIN_AVAILABLE)})`,
+    );
+  } else {
+    console.log("(set QLORA_REF_PYTHON to a Python with torch + peft to add the PyTorch bf16 baseline)");
+  }
 }

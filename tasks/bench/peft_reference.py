@@ -1,32 +1,56 @@
-"""Baseline for `deno task bench --sections train`: the same training step in PyTorch + PEFT on this CPU.
+"""Baseline for `deno task bench --sections train,train7b`: the same training step in PyTorch + PEFT on this CPU.
 
-SmolLM2-135M shape (config passed as JSON on argv[1]), fp32 weights (random: speed does not depend on the
-values), LoRA r=16 alpha=32 on every block linear, AdamW, sequence 256, batch 1. Prints one JSON line with
-tokens/s and this process's peak RSS. Needs torch, transformers and peft (not part of the project: run with
-the interpreter named by QLORA_REF_PYTHON).
+Either a model shape (HF config as JSON on argv) with random fp32 weights — speed does not depend on the
+values — or `--model DIR`, a checkpoint loaded with transformers (the bench's Mistral-7B-shaped bf16 one, in
+`--dtype bf16`). LoRA r=16 alpha=32 on every block linear, AdamW, sequence 256, batch 1; `--gradient-checkpointing`
+recomputes each block in backward as ours does. Prints one JSON line with tokens/s, the load time and this
+process's peak RSS. Needs torch, transformers and peft (not part of the project: run with the interpreter
+named by QLORA_REF_PYTHON).
 
-    python peft_reference.py '{"hidden_size": 576, ...}' [--quantize nf4]
+    python peft_reference.py '{"hidden_size": 576, ...}' [threads]
+    python peft_reference.py --model DIR --dtype bf16 --gradient-checkpointing --steps 2 [--threads N]
 """
 
+import argparse
 import json
 import resource
 import statistics
-import sys
 import time
 
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 TOKENS = 256
-STEPS = 7  # the median step is reported: this machine's speed drifts
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def main() -> None:
-    config = LlamaConfig(**json.loads(sys.argv[1]))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config", nargs="?", help="HF config JSON of a model shape (random weights)")
+    parser.add_argument("threads", nargs="?", type=int)
+    parser.add_argument("--threads", dest="threads_flag", type=int)
+    parser.add_argument("--model", help="a checkpoint directory to load instead of random weights")
+    parser.add_argument("--dtype", choices=DTYPES, default="fp32")
+    # The median step is reported: this machine's speed drifts.
+    parser.add_argument("--steps", type=int, default=7)
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    args = parser.parse_args()
+    threads = args.threads_flag or args.threads
     torch.manual_seed(0)
-    torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else torch.get_num_threads())
-    model = LlamaForCausalLM(config).float()
+    if threads:
+        torch.set_num_threads(threads)
+    dtype = DTYPES[args.dtype]
+    start = time.perf_counter()
+    if args.model:
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype, device_map="cpu")
+    else:
+        model = LlamaForCausalLM(LlamaConfig(**json.loads(args.config))).to(dtype)
+    load_seconds = time.perf_counter() - start
+    config = model.config
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     lora = LoraConfig(
         r=16,
         lora_alpha=32,
@@ -44,13 +68,13 @@ def main() -> None:
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         logits = model(input_ids=inputs).logits
-        loss = torch.nn.functional.cross_entropy(logits.view(-1, vocab), labels.view(-1))
+        loss = torch.nn.functional.cross_entropy(logits.float().view(-1, vocab), labels.view(-1))
         loss.backward()
         optimizer.step()
 
     step()
     times = []
-    for _ in range(STEPS):
+    for _ in range(args.steps):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
@@ -59,7 +83,9 @@ def main() -> None:
         "tokensPerSecond": TOKENS / seconds,
         "msPerStep": seconds * 1000,
         "peakRss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "loadSeconds": load_seconds,
         "torch": torch.__version__,
+        "dtype": args.dtype,
         "threads": torch.get_num_threads(),
     }))
 

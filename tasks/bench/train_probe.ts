@@ -1,22 +1,44 @@
 /**
- * Child process of the bench: QLoRA training steps on the default model (SmolLM2-135M-Instruct, NF4),
- * sequence 256, batch 1, LoRA r=16 on every block linear, AdamW — the issue's reference setting. Prints one
- * JSON line: tokens/s, the time per step in each kernel, and this process's peak RSS.
+ * Child process of the bench: QLoRA training steps, sequence 256, batch 1, LoRA r=16 on every block linear,
+ * AdamW — the issue's reference setting — on the default model (SmolLM2-135M-Instruct, NF4) or `--model DIR`.
+ * Prints one JSON line: tokens/s, the time per step in each kernel, the load time and this process's peak RSS.
  *
- *   deno run -A tasks/bench/train_probe.ts [--recompute-blocks]
+ *   deno run -A tasks/bench/train_probe.ts [--recompute-blocks] [--model DIR] [--steps N]
+ *     [--compute f32|bf16] [--nf4-cache ROOT]
  */
+import { parseArgs } from "node:util";
 import type { Batch } from "../../lib/data/batch.ts";
 import { defaultModelPath } from "../../lib/io/default_model.ts";
 import { hfConfigJson } from "../../lib/pretrained/export/hf_config.ts";
 import { loadModel } from "../../lib/pretrained/load_model.ts";
 import { LoraModel } from "../../lib/lora/model.ts";
 import { AdamW } from "../../lib/train/optimizer.ts";
+import type { Compute } from "../../ffi/nf4.ts";
 import { kernelProfile, resetKernelProfile, startKernelProfile } from "../../ffi/profile.ts";
 import { median, peakRss } from "./measure.ts";
 
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    "recompute-blocks": { type: "boolean", default: false },
+    model: { type: "string" },
+    // The median step is reported: this machine's speed drifts by tens of percent within a minute.
+    steps: { type: "string", default: "7" },
+    compute: { type: "string", default: "f32" },
+    "nf4-cache": { type: "string" },
+  },
+});
 const T = 256;
-const recomputeBlocks = Deno.args.includes("--recompute-blocks");
-const { model } = await loadModel(await defaultModelPath(), { progress: false });
+const recomputeBlocks = flags["recompute-blocks"];
+const compute = flags.compute as Compute;
+const steps = Number(flags.steps);
+const cacheRoot = flags["nf4-cache"];
+const loaded = await loadModel(flags.model ?? await defaultModelPath(), {
+  progress: false,
+  nf4Cache: cacheRoot ? { root: cacheRoot } : undefined,
+});
+const { model } = loaded;
+const rssAfterLoad = peakRss();
 const c = model.config;
 const batch: Batch = {
   rows: 1,
@@ -35,15 +57,13 @@ const params = [...lora.parameters()].map(([name, t]) => ({ name, data: t.data, 
 const optimizer = new AdamW(params);
 const step = () => {
   lora.zeroGrad();
-  lora.trainingForward(batch, { recomputeBlocks });
+  lora.trainingForward(batch, { recomputeBlocks, compute });
   lora.backward();
   optimizer.step(1e-4);
 };
 startKernelProfile();
 step();
 resetKernelProfile();
-// The median step: this machine's speed drifts by tens of percent within a minute, a mean takes it all in.
-const steps = 7;
 const times: number[] = [];
 for (let s = 0; s < steps; s++) {
   const t0 = performance.now();
@@ -60,6 +80,9 @@ console.log(JSON.stringify({
     Object.entries(kernelProfile()).map(([name, t]) => [name, t.ms / steps * scale]),
   ),
   peakRss: peakRss(),
+  rssAfterLoad,
+  loadSeconds: loaded.loadSeconds,
+  nf4Cache: loaded.nf4Cache ?? "off",
   trainable: lora.parameterCount,
   // The same shape as an HF config.json, for the PyTorch + PEFT baseline (peft_reference.py).
   hfConfig: hfConfigJson(c, { tied: c.tieWordEmbeddings }),
