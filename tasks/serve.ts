@@ -27,7 +27,11 @@ const opts = new Command("deno task serve")
     [] as string[],
   )
   .option("--model-name <id>", "the name clients use for the base model", "base")
-  .option("--host <address>", "address to bind (the server has no authentication: keep it local)", "127.0.0.1")
+  .option(
+    "--host <address>",
+    "address to bind (the server has no authentication: keep it local)",
+    "127.0.0.1",
+  )
   .option("--port <n>", "port (0 = any free one)", "8000")
   .option("--queue-size <n>", "requests that may wait while one generates (more get 503)", "8")
   .option("--max-tokens <n>", "answer length for requests that set no max_tokens", "256")
@@ -42,13 +46,18 @@ const int = (flag: string, value: string) => wholeNumber("serve", flag, value);
 /** `name=dir` or a bare `dir` (named after its last folder). */
 function namedAdapter(spec: string): NamedAdapter {
   const eq = spec.indexOf("=");
-  const [name, dir] = eq > 0 ? [spec.slice(0, eq), spec.slice(eq + 1)] : [basename(spec.replace(/\/+$/, "")), spec];
+  const [name, dir] = eq > 0
+    ? [spec.slice(0, eq), spec.slice(eq + 1)]
+    : [basename(spec.replace(/\/+$/, "")), spec];
   return { name, dir: userPath(dir) };
 }
 
 try {
   setThreads(int("--threads", opts.threads));
-  const { loaded, stopTokens, template } = await loadForGeneration({ model: opts.model, quantize: opts.quantize });
+  const { loaded, stopTokens, template } = await loadForGeneration({
+    model: opts.model,
+    quantize: opts.quantize,
+  });
   const { model, tokenizer, config, source } = loaded;
   const models = new ModelRegistry(model, config, opts.modelName, opts.adapter.map(namedAdapter));
   const handler = new RequestHandler({

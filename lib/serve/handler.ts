@@ -4,7 +4,7 @@
  * Generation runs on this thread, one token per event-loop turn, so while one request generates the server
  * still answers others (a model list, a 503 for a full queue) and notices a client that has gone away.
  */
-import { type AsyncGenerateOptions, type Generation, generateAsync } from "../generate/generate.ts";
+import { type AsyncGenerateOptions, generateAsync, type Generation } from "../generate/generate.ts";
 import type { ChatMessage, ChatTemplate } from "../text/chat_template.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
 import { ApiError, errorResponse } from "./errors.ts";
@@ -13,8 +13,8 @@ import {
   chatChunk,
   chatCompletion,
   type FinishReason,
-  responseHead,
   type ResponseHead,
+  responseHead,
   textChunk,
   textCompletion,
   usageChunk,
@@ -88,7 +88,10 @@ export class RequestHandler {
   };
 
   async #route(req: Request, path: string): Promise<{ response: Response; note: string }> {
-    const routes: Record<string, { method: string; run: () => Promise<{ response: Response; note: string }> }> = {
+    const routes: Record<
+      string,
+      { method: string; run: () => Promise<{ response: Response; note: string }> }
+    > = {
       "/v1/models": { method: "GET", run: () => Promise.resolve({ response: this.#modelList(), note: "" }) },
       "/v1/chat/completions": { method: "POST", run: () => this.#completion(req, "chat") },
       "/v1/completions": { method: "POST", run: () => this.#completion(req, "completion") },
@@ -98,7 +101,13 @@ export class RequestHandler {
       ? { method: "GET", run: () => Promise.resolve({ response: this.#modelInfo(modelPath[1]), note: "" }) }
       : routes[path];
     if (route === undefined) {
-      throw new ApiError(404, `no such endpoint: ${req.method} ${path}`, "invalid_request_error", null, "unknown_url");
+      throw new ApiError(
+        404,
+        `no such endpoint: ${req.method} ${path}`,
+        "invalid_request_error",
+        null,
+        "unknown_url",
+      );
     }
     if (req.method !== route.method) {
       throw new ApiError(
@@ -145,12 +154,21 @@ export class RequestHandler {
     }
 
     const release = await turn.catch(() => {
-      throw new ApiError(499, "the client closed the request while it waited", undefined, null, "client_closed");
+      throw new ApiError(
+        499,
+        "the client closed the request while it waited",
+        undefined,
+        null,
+        "client_closed",
+      );
     });
     this.#running.add(controller);
     let g: Generation;
     try {
-      g = await generateAsync(model, this.opts.tokenizer, job.promptIds, { ...job.generate, signal: controller.signal });
+      g = await generateAsync(model, this.opts.tokenizer, job.promptIds, {
+        ...job.generate,
+        signal: controller.signal,
+      });
     } finally {
       this.#running.delete(controller);
       release();
@@ -247,7 +265,9 @@ export class RequestHandler {
       if (bad >= 0) {
         throw new ApiError(
           400,
-          `prompt[${bad}]: token id ${promptIds[bad]} is outside the vocabulary (size ${this.opts.vocabSize})`,
+          `prompt[${bad}]: token id ${
+            promptIds[bad]
+          } is outside the vocabulary (size ${this.opts.vocabSize})`,
           undefined,
           "prompt",
         );
@@ -264,7 +284,9 @@ export class RequestHandler {
     promptField: string,
   ): Job {
     const { contextLength, defaultMaxTokens } = this.opts;
-    if (promptIds.length === 0) throw new ApiError(400, "the prompt is empty (no tokens)", undefined, promptField);
+    if (promptIds.length === 0) {
+      throw new ApiError(400, "the prompt is empty (no tokens)", undefined, promptField);
+    }
     const room = contextLength - promptIds.length;
     if (room < 1 || (maxTokens != null && maxTokens > room)) {
       const asked = maxTokens != null ? ` + ${maxTokens} (max_tokens)` : "";
@@ -308,15 +330,26 @@ function finishReason(g: Generation): FinishReason {
 }
 
 function errorBody(error: unknown) {
-  return error instanceof ApiError
-    ? error.body()
-    : { error: { message: `internal error: ${(error as Error)?.message ?? error}`, type: "server_error", param: null, code: null } };
+  return error instanceof ApiError ? error.body() : {
+    error: {
+      message: `internal error: ${(error as Error)?.message ?? error}`,
+      type: "server_error",
+      param: null,
+      code: null,
+    },
+  };
 }
 
 /** The body as JSON, read no further than `limit` bytes (413 beyond). */
 async function readJson(req: Request, limit: number): Promise<unknown> {
   const tooLarge = () =>
-    new ApiError(413, `the request body is larger than ${limit} bytes`, "invalid_request_error", null, "body_too_large");
+    new ApiError(
+      413,
+      `the request body is larger than ${limit} bytes`,
+      "invalid_request_error",
+      null,
+      "body_too_large",
+    );
   const declared = Number(req.headers.get("content-length") ?? NaN);
   if (declared > limit) throw tooLarge();
   const chunks: Uint8Array[] = [];

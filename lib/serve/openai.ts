@@ -10,7 +10,11 @@ export interface Usage {
 }
 
 export function usageOf(g: Pick<Generation, "promptTokens" | "ids">): Usage {
-  return { prompt_tokens: g.promptTokens, completion_tokens: g.ids.length, total_tokens: g.promptTokens + g.ids.length };
+  return {
+    prompt_tokens: g.promptTokens,
+    completion_tokens: g.ids.length,
+    total_tokens: g.promptTokens + g.ids.length,
+  };
 }
 
 /** What every object of one response shares. */
@@ -23,20 +27,33 @@ export interface ResponseHead {
 
 export function responseHead(kind: "chat" | "completion", model: string): ResponseHead {
   const prefix = kind === "chat" ? "chatcmpl-" : "cmpl-";
-  return { id: prefix + crypto.randomUUID().replaceAll("-", ""), created: Math.floor(Date.now() / 1000), model };
+  return {
+    id: prefix + crypto.randomUUID().replaceAll("-", ""),
+    created: Math.floor(Date.now() / 1000),
+    model,
+  };
 }
 
 export function chatCompletion(head: ResponseHead, text: string, finish: FinishReason, usage: Usage) {
   return {
     ...head,
     object: "chat.completion",
-    choices: [{ index: 0, message: { role: "assistant", content: text }, logprobs: null, finish_reason: finish }],
+    choices: [{
+      index: 0,
+      message: { role: "assistant", content: text },
+      logprobs: null,
+      finish_reason: finish,
+    }],
     usage,
   };
 }
 
 /** A streamed piece of a chat answer; the first carries the role, the last an empty delta and the reason. */
-export function chatChunk(head: ResponseHead, delta: { role?: "assistant"; content?: string }, finish: FinishReason | null) {
+export function chatChunk(
+  head: ResponseHead,
+  delta: { role?: "assistant"; content?: string },
+  finish: FinishReason | null,
+) {
   return {
     ...head,
     object: "chat.completion.chunk",
@@ -54,10 +71,19 @@ export function textCompletion(head: ResponseHead, text: string, finish: FinishR
 }
 
 export function textChunk(head: ResponseHead, text: string, finish: FinishReason | null) {
-  return { ...head, object: "text_completion", choices: [{ index: 0, text, logprobs: null, finish_reason: finish }] };
+  return {
+    ...head,
+    object: "text_completion",
+    choices: [{ index: 0, text, logprobs: null, finish_reason: finish }],
+  };
 }
 
 /** The last chunk of a stream with `stream_options.include_usage`: no choices, the token counts. */
 export function usageChunk(head: ResponseHead, kind: "chat" | "completion", usage: Usage) {
-  return { ...head, object: kind === "chat" ? "chat.completion.chunk" : "text_completion", choices: [], usage };
+  return {
+    ...head,
+    object: kind === "chat" ? "chat.completion.chunk" : "text_completion",
+    choices: [],
+    usage,
+  };
 }

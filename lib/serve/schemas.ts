@@ -90,7 +90,12 @@ export function parseRequest<T>(schema: z.ZodType<T>, body: unknown): T {
   const issue = parsed.error.issues[0];
   if (issue.code === "unrecognized_keys") {
     const keys = issue.keys.join(", ");
-    throw new ApiError(400, `unrecognized or unsupported request argument(s): ${keys}`, undefined, issue.keys[0]);
+    throw new ApiError(
+      400,
+      `unrecognized or unsupported request argument(s): ${keys}`,
+      undefined,
+      issue.keys[0],
+    );
   }
   const param = fieldName(issue.path);
   const missing = issue.code === "invalid_type" && issue.input === undefined;

@@ -83,7 +83,7 @@ Deno.test("generateAsync gives the same tokens as generate and lets timers run b
   let turns = 0;
   const ticker = setInterval(() => turns++, 0);
   const slow = { ...model, newCache: model.newCache.bind(model), forward: slowed(model) };
-  const out = await generateAsync(slow, stubTokenizer, [5, 17, 42, 7], opts);
+  const out = await generateAsync(slow, stubTokenizer, [5, 17, 42, 7], { ...opts, turnEveryMs: 0 });
   clearInterval(ticker);
   assert.deepEqual(out.ids, sync.ids);
   assert.equal(out.text, sync.text);

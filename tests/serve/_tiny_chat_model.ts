@@ -14,7 +14,8 @@ export const TINY_ADAPTER = fileURLToPath(new URL("../fixtures/peft/all_linear/"
 
 const SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"];
 
-const CHATML = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + " +
+const CHATML =
+  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + " +
   "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 function tokenizerJson() {
@@ -58,7 +59,10 @@ export async function tinyChatModelDir(): Promise<string> {
   await copyFile(join(TINY_LLAMA, "model.safetensors"), join(dir, "model.safetensors"));
   // The fixture's eos id (2) is a byte here, and greedy decoding picks it first: end on <|im_end|> instead.
   const config = JSON.parse(await readFile(join(TINY_LLAMA, "config.json"), "utf8"));
-  await writeFile(join(dir, "config.json"), JSON.stringify({ ...config, bos_token_id: null, eos_token_id: 257 }));
+  await writeFile(
+    join(dir, "config.json"),
+    JSON.stringify({ ...config, bos_token_id: null, eos_token_id: 257 }),
+  );
   await writeFile(join(dir, "tokenizer.json"), JSON.stringify(tokenizerJson()));
   const settings = { eos_token: "<|im_end|>", pad_token: "<|endoftext|>", chat_template: CHATML };
   await writeFile(join(dir, "tokenizer_config.json"), JSON.stringify(settings));

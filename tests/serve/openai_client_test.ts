@@ -9,7 +9,7 @@ import { generate, type GenerateOptions } from "../../lib/generate/generate.ts";
 import { readPeftAdapter } from "../../lib/io/peft/read.ts";
 import { LoraModel } from "../../lib/lora/model.ts";
 import type { CausalLm } from "../../lib/nn/llama.ts";
-import { ChatTemplate, type ChatMessage } from "../../lib/text/chat_template.ts";
+import { type ChatMessage, ChatTemplate } from "../../lib/text/chat_template.ts";
 import { startServer, tinyChat } from "./_server.ts";
 import { TINY_ADAPTER } from "./_tiny_chat_model.ts";
 
@@ -18,9 +18,15 @@ function client(url: string): OpenAI {
 }
 
 /** What the library generates for a chat, as the server should (greedy unless told). */
-async function expectedChat(model: CausalLm | "base" | "lora", messages: ChatMessage[], opts: GenerateOptions) {
+async function expectedChat(
+  model: CausalLm | "base" | "lora",
+  messages: ChatMessage[],
+  opts: GenerateOptions,
+) {
   const { tokenizer, model: base, config } = await tinyChat();
-  const lm = model === "base" ? base : model === "lora"
+  const lm = model === "base"
+    ? base
+    : model === "lora"
     ? LoraModel.fromWeights(base, readPeftAdapter(TINY_ADAPTER, config).layers)
     : model;
   const prompt = ChatTemplate.fromTokenizer(tokenizer).render(messages, { addGenerationPrompt: true });
@@ -69,7 +75,9 @@ Deno.test("streamed chat: role first, pieces that add up to the whole answer, th
   });
   const chunks = [];
   for await (const chunk of stream) chunks.push(chunk);
-  const expected = await expectedChat("base", [{ role: "user", content: "Count to five." }], { maxNewTokens: 10 });
+  const expected = await expectedChat("base", [{ role: "user", content: "Count to five." }], {
+    maxNewTokens: 10,
+  });
   assert.ok(chunks.length >= 4, `${chunks.length} chunks`);
   assert.equal(new Set(chunks.map((c) => c.id)).size, 1, "one id for the whole stream");
   assert.ok(chunks.every((c) => c.object === "chat.completion.chunk"));
@@ -95,10 +103,24 @@ Deno.test("the model field picks the adapter per request; /v1/models lists both"
     });
   const [base, lora, baseAgain] = [await ask("base"), await ask("lora"), await ask("base")];
   const messages: ChatMessage[] = [{ role: "user", content: "Name a prime." }];
-  assert.equal(lora.choices[0].message.content, (await expectedChat("lora", messages, { maxNewTokens: 12 })).text);
-  assert.equal(base.choices[0].message.content, (await expectedChat("base", messages, { maxNewTokens: 12 })).text);
-  assert.notEqual(lora.choices[0].message.content, base.choices[0].message.content, "the adapter changes the answer");
-  assert.equal(baseAgain.choices[0].message.content, base.choices[0].message.content, "the base is left as it was");
+  assert.equal(
+    lora.choices[0].message.content,
+    (await expectedChat("lora", messages, { maxNewTokens: 12 })).text,
+  );
+  assert.equal(
+    base.choices[0].message.content,
+    (await expectedChat("base", messages, { maxNewTokens: 12 })).text,
+  );
+  assert.notEqual(
+    lora.choices[0].message.content,
+    base.choices[0].message.content,
+    "the adapter changes the answer",
+  );
+  assert.equal(
+    baseAgain.choices[0].message.content,
+    base.choices[0].message.content,
+    "the base is left as it was",
+  );
   const listed = [];
   for await (const model of openai.models.list()) listed.push(model.id);
   assert.deepEqual(listed, ["base", "lora"]);
@@ -113,7 +135,11 @@ Deno.test("text completions: whole and streamed, with a stop sequence, as the li
   // A stop sequence from the middle of the free answer: the answer must end right before it.
   const chars = [...free.text];
   const stop = chars.slice(6, 8).join("");
-  const expected = generate(model, tokenizer, promptIds, { maxNewTokens: 20, stopTokens: [257], stopSequences: [stop] });
+  const expected = generate(model, tokenizer, promptIds, {
+    maxNewTokens: 20,
+    stopTokens: [257],
+    stopSequences: [stop],
+  });
   assert.equal(expected.finishReason, "stop");
   assert.ok(expected.text.length < free.text.length);
   const openai = client(server.url);
@@ -170,7 +196,8 @@ Deno.test("bad requests reach the client as its error classes, with OpenAI's err
   await assert.rejects(
     openai.chat.completions.create({ model: "gpt-4o", messages }),
     (e: unknown) =>
-      e instanceof OpenAI.NotFoundError && e.code === "model_not_found" && /"gpt-4o" does not exist/.test(e.message),
+      e instanceof OpenAI.NotFoundError && e.code === "model_not_found" &&
+      /"gpt-4o" does not exist/.test(e.message),
   );
   await assert.rejects(
     openai.chat.completions.create({ model: "base", messages, max_tokens: 10_000 }),
@@ -178,7 +205,8 @@ Deno.test("bad requests reach the client as its error classes, with OpenAI's err
   );
   await assert.rejects(
     openai.chat.completions.create({ model: "base", messages, n: 2 }),
-    (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === "n" && /only 1 is supported/.test(e.message),
+    (e: unknown) =>
+      e instanceof OpenAI.BadRequestError && e.param === "n" && /only 1 is supported/.test(e.message),
   );
   await assert.rejects(
     openai.chat.completions.create({
@@ -186,7 +214,8 @@ Deno.test("bad requests reach the client as its error classes, with OpenAI's err
       messages,
       tools: [{ type: "function", function: { name: "f" } }],
     }),
-    (e: unknown) => e instanceof OpenAI.BadRequestError && /unsupported request argument\(s\): tools/.test(e.message),
+    (e: unknown) =>
+      e instanceof OpenAI.BadRequestError && /unsupported request argument\(s\): tools/.test(e.message),
   );
   await assert.rejects(
     openai.chat.completions.create({
@@ -194,7 +223,8 @@ Deno.test("bad requests reach the client as its error classes, with OpenAI's err
       messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "data:," } }] }],
     }),
     (e: unknown) =>
-      e instanceof OpenAI.BadRequestError && e.param === "messages[0].content" && /text parts/.test(e.message),
+      e instanceof OpenAI.BadRequestError && e.param === "messages[0].content" &&
+      /text parts/.test(e.message),
   );
   assert.ok(server.log.every((line) => !/ 5\d\d /.test(line)), server.log.join("\n"));
 });
@@ -218,5 +248,9 @@ Deno.test("raw HTTP: unknown routes 404, wrong methods 405, bodies too large 413
   await check(await post("/v1/completions", "{not json"), 400, /not valid JSON/);
   await check(await post("/v1/completions", ""), 400, /body is empty/);
   await check(await post("/v1/completions", "[1]"), 400, /must be a JSON object/);
-  await check(await post("/v1/completions", JSON.stringify({ model: "base", prompt: [5, 300] })), 400, /token id 300/);
+  await check(
+    await post("/v1/completions", JSON.stringify({ model: "base", prompt: [5, 300] })),
+    400,
+    /token id 300/,
+  );
 });
