@@ -205,6 +205,8 @@ export class RequestHandler {
           running.add(controller);
           try {
             if (job.kind === "chat") send(chatChunk(head, { role: "assistant", content: "" }, null));
+            // Let the headers (and the role) go out before the prompt pass holds the thread.
+            await new Promise((resolve) => setTimeout(resolve, 0));
             const g = await generateAsync(model, tokenizer, job.promptIds, {
               ...job.generate,
               onText: piece,

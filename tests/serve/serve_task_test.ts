@@ -40,10 +40,20 @@ Deno.test("serve: SIGTERM lets the streaming answer in flight finish, then exits
   try {
     const url = await servingUrl(child.stdout);
     const models = await (await fetch(`${url}/v1/models`)).json();
-    assert.deepEqual(models.data.map((m: { id: string }) => m.id), ["base", "all_linear"], "a bare dir names itself");
+    assert.deepEqual(
+      models.data.map((m: { id: string }) => m.id),
+      ["base", "all_linear"],
+      "a bare dir names itself",
+    );
     const response = await fetch(`${url}/v1/completions`, {
       method: "POST",
-      body: JSON.stringify({ model: "all_linear", prompt: "abc", max_tokens: 200, temperature: 0, stream: true }),
+      body: JSON.stringify({
+        model: "all_linear",
+        prompt: "abc",
+        max_tokens: 200,
+        temperature: 0,
+        stream: true,
+      }),
     });
     const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
     let body = (await reader.read()).value ?? "";
