@@ -5,7 +5,7 @@
  * still answers others (a model list, a 503 for a full queue) and notices a client that has gone away.
  */
 import { type AsyncGenerateOptions, generateAsync, type Generation } from "../generate/generate.ts";
-import type { ChatMessage, ChatTemplate } from "../text/chat_template.ts";
+import { type ChatMessage, type ChatTemplate, ChatTemplateError } from "../text/chat_template.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import type { ModelLookup } from "./models.ts";
@@ -249,7 +249,19 @@ export class RequestHandler {
       role: m.role === "developer" ? "system" : m.role,
       content: typeof m.content === "string" ? m.content : m.content.map((part) => part.text).join(""),
     }));
-    const prompt = template.render(messages, { addGenerationPrompt: true });
+    let prompt: string;
+    try {
+      prompt = template.render(messages, { addGenerationPrompt: true });
+    } catch (error) {
+      // Templates refuse what the model was not trained on (e.g. roles that do not alternate).
+      if (!(error instanceof ChatTemplateError)) throw error;
+      throw new ApiError(
+        400,
+        `the model's chat template refuses these messages: ${error.message}`,
+        undefined,
+        "messages",
+      );
+    }
     const promptIds = this.opts.tokenizer.encode(prompt, { addSpecialTokens: false });
     const maxTokens = req.max_completion_tokens ?? req.max_tokens;
     return this.#job("chat", req, promptIds, maxTokens, "messages");

@@ -28,7 +28,7 @@ Deno.test("a full queue answers 503 (queue_full) at once; waiting requests are s
   const running = await openai.chat.completions.create({
     model: "base",
     ...ask,
-    max_tokens: 60,
+    max_tokens: 150,
     stream: true,
   });
   const reader = running[Symbol.asyncIterator]();
