@@ -62,12 +62,18 @@ interface Job {
 }
 
 export class RequestHandler {
+  /** Requests in line or generating: what abortAll ends. */
   readonly #running = new Set<AbortController>();
+  #stopping = false;
 
   constructor(readonly opts: HandlerOptions) {}
 
-  /** Ends every generation now (their answers end with what they have): a second Ctrl-C. */
+  /**
+   * Ends every generation now (their answers end with what they have) and refuses those still waiting:
+   * a second Ctrl-C.
+   */
   abortAll(): void {
+    this.#stopping = true;
     for (const controller of this.#running) controller.abort(new Error("the server is shutting down"));
   }
 
@@ -147,6 +153,7 @@ export class RequestHandler {
       if (!(error instanceof QueueFullError)) throw error;
       throw new ApiError(503, error.message, "server_error", null, "queue_full", { "retry-after": "1" });
     }
+    this.#running.add(controller);
     const head = responseHead(kind, job.modelId);
     const note = `model=${job.modelId} prompt=${job.promptIds.length} tokens`;
     if (job.stream) {
@@ -154,15 +161,17 @@ export class RequestHandler {
     }
 
     const release = await turn.catch(() => {
-      throw new ApiError(
-        499,
-        "the client closed the request while it waited",
-        undefined,
-        null,
-        "client_closed",
-      );
+      this.#running.delete(controller);
+      throw this.#stopping
+        ? new ApiError(503, "the server is shutting down", "server_error", null, "shutting_down")
+        : new ApiError(
+          499,
+          "the client closed the request while it waited",
+          undefined,
+          null,
+          "client_closed",
+        );
     });
-    this.#running.add(controller);
     let g: Generation;
     try {
       g = await generateAsync(model, this.opts.tokenizer, job.promptIds, {
@@ -190,7 +199,8 @@ export class RequestHandler {
     controller: AbortController,
   ): Response {
     const { tokenizer, log } = this.opts;
-    const running = this.#running;
+    const done = () => this.#running.delete(controller);
+    const stopping = () => this.#stopping;
     // The client can leave (cancel) or the server abort generation at shutdown (then the stream ends properly).
     let gone = false;
     const body = new ReadableStream<Uint8Array>({
@@ -202,7 +212,6 @@ export class RequestHandler {
           send(job.kind === "chat" ? chatChunk(head, { content: text }, null) : textChunk(head, text, null));
         const run = async () => {
           const release = await turn;
-          running.add(controller);
           try {
             if (job.kind === "chat") send(chatChunk(head, { role: "assistant", content: "" }, null));
             // Let the headers (and the role) go out before the prompt pass holds the thread.
@@ -217,15 +226,22 @@ export class RequestHandler {
             if (job.includeUsage) send(usageChunk(head, job.kind, usageOf(g)));
             log?.(`  ${head.id}: ${g.ids.length} generated, ${gone ? "client left" : g.finishReason}`);
           } finally {
-            running.delete(controller);
             release();
           }
         };
         run().catch((error) => {
+          if (gone) return log?.(`  ${head.id}: client left before generating`);
           // Headers are out: the error travels as an event in OpenAI's shape.
-          if (!gone) send(errorBody(error));
-          else log?.(`  ${head.id}: client left while waiting`);
+          const shutdown = new ApiError(
+            503,
+            "the server is shutting down",
+            "server_error",
+            null,
+            "shutting_down",
+          );
+          send(errorBody(stopping() ? shutdown : error));
         }).finally(() => {
+          done();
           if (gone) return;
           out.enqueue(SSE_DONE);
           out.close();

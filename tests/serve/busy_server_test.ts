@@ -93,3 +93,33 @@ Deno.test("a client leaving a whole (non-streamed) request ends its generation t
   const generated = Number(/(\d+) generated/.exec(line)![1]);
   assert.ok(generated < 100, `stopped after ${generated} of 200 tokens: ${line}`);
 });
+
+Deno.test("abortAll (a second Ctrl-C) ends the running stream properly and refuses the waiting request", async () => {
+  await using server = await startServer({ queueSize: 1, msPerToken: 10 });
+  const openai = client(server.url);
+  const stream = await openai.chat.completions.create({
+    model: "base",
+    ...ask,
+    max_tokens: 200,
+    stream: true,
+  });
+  const reader = stream[Symbol.asyncIterator]();
+  await reader.next();
+  const waiting = fetch(`${server.url}/v1/chat/completions`, {
+    method: "POST",
+    body: JSON.stringify({ model: "base", ...ask, max_tokens: 3 }),
+  });
+  await until(() => server.handler.opts.queue.waiting === 1, "the second request to wait");
+  server.handler.abortAll();
+  let chunks = 1;
+  let finish;
+  for (let r = await reader.next(); !r.done; r = await reader.next()) {
+    chunks++;
+    finish ??= r.value.choices[0]?.finish_reason;
+  }
+  assert.equal(finish, "stop", "the stream ended with a last chunk (and [DONE], or the client would throw)");
+  assert.ok(chunks < 100, `${chunks} chunks of 200 tokens`);
+  const refused = await waiting;
+  assert.equal(refused.status, 503);
+  assert.equal((await refused.json()).error.code, "shutting_down");
+});
