@@ -10,6 +10,7 @@ import process from "node:process";
 import { createInterface } from "node:readline";
 import { setThreads } from "../ffi/runtime.ts";
 import { ChatSession } from "../lib/generate/chat_session.ts";
+import { validateSampling } from "../lib/generate/sampler.ts";
 import { describeModelSpec } from "../lib/io/resolve_model.ts";
 import { loadForGeneration } from "./load_for_generation.ts";
 import { wholeNumber } from "./whole_number.ts";
@@ -41,6 +42,7 @@ try {
     topK: int("--top-k", opts.topK),
     topP: Number(opts.topP),
   };
+  validateSampling(sampling); // a bad --temperature fails before the model loads
   const seed = int("--seed", opts.seed);
   const { loaded, model, stopTokens, template } = await loadForGeneration(opts);
   if (template === null) {

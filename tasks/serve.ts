@@ -52,6 +52,12 @@ function namedAdapter(spec: string): NamedAdapter {
   return { name, dir: userPath(dir) };
 }
 
+// Numbers first, so a typo fails before the model loads.
+const port = int("--port", opts.port);
+const queueSize = int("--queue-size", opts.queueSize);
+const defaultMaxTokens = Math.max(1, int("--max-tokens", opts.maxTokens));
+const maxBodyBytes = int("--max-body-bytes", opts.maxBodyBytes);
+
 try {
   setThreads(int("--threads", opts.threads));
   const { loaded, stopTokens, template } = await loadForGeneration({
@@ -67,14 +73,14 @@ try {
     stopTokens,
     contextLength: config.maxPositionEmbeddings,
     vocabSize: config.vocabSize,
-    defaultMaxTokens: Math.max(1, int("--max-tokens", opts.maxTokens)),
-    maxBodyBytes: int("--max-body-bytes", opts.maxBodyBytes),
-    queue: new GenerationQueue(int("--queue-size", opts.queueSize)),
+    defaultMaxTokens,
+    maxBodyBytes,
+    queue: new GenerationQueue(queueSize),
     log: (line) => console.error(line),
   });
   const server = await listen(handler, {
     hostname: opts.host,
-    port: int("--port", opts.port),
+    port,
     onListen: (url) => console.log(`serving ${models.ids().join(", ")} (${source}) at ${url}/v1`),
   });
   let stopping = false;
