@@ -14,5 +14,6 @@ pub mod ggml;
 pub mod handles;
 pub mod nf4;
 pub mod ops;
+pub mod report;
 pub mod simd;
 pub mod threads;
