@@ -1,20 +1,16 @@
 /**
  * Child process of the bench: loads the weights of a model directory into NF4 and prints one JSON line
- * (load seconds, NF4 model bytes, peak RSS), so the peak RSS is that of loading alone.
+ * (load seconds, NF4 model bytes, peak RSS, what the NF4 cache did), so the peak RSS is that of loading alone.
  *
- *   deno run -A tasks/bench/load_probe.ts <model dir>
+ *   deno run -A tasks/bench/load_probe.ts <model dir> [<NF4 cache root>]
  */
-import { join } from "node:path";
-import { loadModelConfig } from "../../lib/nn/config.ts";
-import { buildModel } from "../../lib/pretrained/load_model.ts";
-import { SafetensorsSource } from "../../lib/pretrained/weight_source.ts";
+import { loadModel } from "../../lib/pretrained/load_model.ts";
 import { peakRss } from "./measure.ts";
 
-const dir = Deno.args[0];
-const t0 = performance.now();
-const config = await loadModelConfig(join(dir, "config.json"));
-using source = SafetensorsSource.open(dir);
-const model = buildModel(source, config, { progress: true });
-const loadSeconds = (performance.now() - t0) / 1000;
-console.log(JSON.stringify({ loadSeconds, weightBytes: model.weightBytes, peakRss: peakRss() }));
+const [dir, cacheRoot] = Deno.args;
+const { model, loadSeconds, nf4Cache } = await loadModel(dir, {
+  progress: true,
+  nf4Cache: cacheRoot ? { root: cacheRoot } : undefined,
+});
+console.log(JSON.stringify({ loadSeconds, weightBytes: model.weightBytes, peakRss: peakRss(), nf4Cache }));
 model.close();

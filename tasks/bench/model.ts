@@ -48,10 +48,21 @@ export async function bench7bLoad(): Promise<void> {
   const params = writeSyntheticModel(dir);
   const writeSeconds = (performance.now() - t0) / 1000;
   const probe = fileURLToPath(new URL("./load_probe.ts", import.meta.url));
-  const out = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", probe, dir], stderr: "inherit" })
-    .output();
-  if (!out.success) throw new Error(`load probe failed with code ${out.code}`);
-  const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+  const cache = join(cacheRoot(), "bench", "nf4-cache-load");
+  rmSync(cache, { recursive: true, force: true });
+  const load = async (args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", probe, dir, ...args],
+      stderr: "inherit",
+    })
+      .output();
+    if (!out.success) throw new Error(`load probe failed with code ${out.code}`);
+    return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+  };
+  const r = await load([]);
+  const written = await load([cache]);
+  const read = await load([cache]);
+  rmSync(cache, { recursive: true, force: true });
   const gib = (b: number) => (b / 2 ** 30).toFixed(2);
   console.log(
     `\nMistral-7B-shaped model (${
@@ -61,9 +72,12 @@ export async function bench7bLoad(): Promise<void> {
   printTable(["measure", "value"], [
     ["synthetic checkpoint ready in s", writeSeconds.toFixed(1)],
     ["load (bf16 safetensors → NF4) s", r.loadSeconds.toFixed(1)],
+    ["load + write the NF4 cache s", written.loadSeconds.toFixed(1)],
+    ["load from the NF4 cache s", read.loadSeconds.toFixed(1)],
     ["model in memory GiB (NF4 + bf16 embed/head)", gib(r.weightBytes)],
     ["peak RSS of the load GiB", gib(r.peakRss)],
     ["peak RSS − model GiB", gib(r.peakRss - r.weightBytes)],
+    ["peak RSS of a load from the cache GiB", gib(read.peakRss)],
   ]);
 }
 
