@@ -76,7 +76,11 @@ async function main(args: TrainingArgs): Promise<void> {
   const resolved = await resolveModel(args.model === "default" ? undefined : args.model);
   const { model, tokenizer, config, source, loadSeconds, nf4Cache } = await loadModel(
     resolved.kind === "gguf" ? resolved.path : resolved.dir,
-    { nf4Cache: args.nf4Cache ? { root: join(cacheRoot(), "nf4") } : undefined },
+    {
+      nf4Cache: args.nf4Cache ? { root: join(cacheRoot(), "nf4") } : undefined,
+      // Saving memory: the embedding table stays in its file too (rows read per batch).
+      embeddingsOnDisk: args.gradientCheckpointing,
+    },
   );
   const via = nf4Cache === "read" ? " (from the NF4 cache)" : "";
   console.error(`model ${source} loaded in ${loadSeconds.toFixed(1)} s${via}`);

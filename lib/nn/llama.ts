@@ -52,8 +52,24 @@ export interface DecoderLayerWeights {
   mlp: MlpWeights;
 }
 
+/**
+ * The token embedding table: a `Bf16Matrix` in memory, or rows read from the checkpoint on demand
+ * (`DiskBf16Rows`, a 7B model's 262 MB kept out of RSS while training).
+ */
+export interface EmbeddingTable {
+  readonly rows: number;
+  readonly cols: number;
+  /** Bytes held in memory. */
+  readonly bytes: number;
+  /** The whole table (for exports; a disk-backed table reads it). */
+  readonly bits: Uint16Array;
+  /** `[ids.length, cols]` f32 rows. */
+  gatherRows(ids: Uint32Array): Float32Array;
+  close?(): void;
+}
+
 export interface LlamaWeights {
-  embedTokens: Bf16Matrix;
+  embedTokens: EmbeddingTable;
   layers: DecoderLayerWeights[];
   norm: Float32Array;
   /** The same object as `embedTokens` when the embeddings are tied. */
@@ -280,9 +296,10 @@ export class LlamaModel implements CausalLm, Disposable {
     return bytes;
   }
 
-  /** Frees the NF4 weights held by the kernel library. */
+  /** Frees the NF4 weights held by the kernel library (and closes a disk-backed embedding table). */
   close(): void {
     for (const layer of this.weights.layers) for (const m of LINEAR_MODULES) blockLinear(layer, m).close();
+    this.weights.embedTokens.close?.();
   }
 
   [Symbol.dispose](): void {

@@ -4,6 +4,8 @@
  */
 import { ShardedSafetensors } from "../io/safetensors/sharded.ts";
 import type { TensorSource } from "../io/safetensors/reader.ts";
+import { ChecksummedSafetensors } from "../io/safetensors/checksummed.ts";
+import { DiskBf16Rows } from "./disk_embeddings.ts";
 import { findBnb4bitLinears, readBnb4bitLinear } from "../io/bnb4bit.ts";
 import type { Bnb4bitLinear } from "../io/bnb4bit.ts";
 import { GgufFile } from "../io/gguf/file.ts";
@@ -19,6 +21,8 @@ export interface WeightSource extends Disposable {
   readF32(name: string): Float32Array;
   /** The tensor's bf16 bits when it is stored as bf16 (read without an f32 copy), else undefined. */
   readBf16(name: string): Uint16Array | undefined;
+  /** A `[rows, cols]` bf16 tensor left on disk and read row by row, when it is stored that way. */
+  diskBf16(name: string, rows: number, cols: number): DiskBf16Rows | undefined;
   /** For pre-quantized bnb-4bit linears (named by module path, e.g. `model.layers.0.mlp.up_proj`). */
   bnb4bit(module: string): Bnb4bitLinear | undefined;
   close(): void;
@@ -57,6 +61,14 @@ export class SafetensorsSource implements WeightSource {
   readBf16(name: string): Uint16Array | undefined {
     if (this.files.info(name).dtype !== "BF16") return undefined;
     return this.files.readTensor(name).data as Uint16Array;
+  }
+
+  diskBf16(name: string, rows: number, cols: number): DiskBf16Rows | undefined {
+    const info = this.files.info(name);
+    if (info.dtype !== "BF16") return undefined;
+    // A cache's tensors are checked when read: read this one whole once, so its rows are known good.
+    if (this.files instanceof ChecksummedSafetensors) this.files.readTensor(name).data.buffer.transfer?.(0);
+    return new DiskBf16Rows(info.file, info.offset, rows, cols, name);
   }
 
   /** Whether any linear is stored pre-quantized (bnb-4bit). */
@@ -103,6 +115,10 @@ export class GgufSource implements WeightSource {
   }
 
   readBf16(): undefined {
+    return undefined;
+  }
+
+  diskBf16(): undefined {
     return undefined;
   }
 

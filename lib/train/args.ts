@@ -127,7 +127,10 @@ export const TrainingArgsSchema = z.strictObject({
   /** Continue from the latest valid checkpoint in `outputDir` (start afresh when there is none). */
   resume: bool.default(false).describe("continue from the latest checkpoint in --output-dir"),
 
-  /** Recompute each block's activations in the backward pass (less memory, ~1/3 more compute). */
+  /**
+   * Recompute each block's activations in the backward pass (less memory, ~1/3 more compute); `deno task
+   * finetune` then also leaves an untied bf16 embedding table in its file, reading the rows of each batch.
+   */
   gradientCheckpointing: bool.default(false).describe("recompute activations in backward (saves memory)"),
   /** Precision of the frozen weights' GEMMs. */
   compute: z.enum(["f32", "bf16"], { error: "must be f32 or bf16" }).default("f32")

@@ -18,11 +18,13 @@ import { fileURLToPath } from "node:url";
 import { Nf4Weight } from "../../ffi/nf4.ts";
 import { readBnb4bitLinear } from "../../lib/io/bnb4bit.ts";
 import { quantStateJson } from "../../lib/io/bnb4bit_writer.ts";
+import { f32ToBf16 } from "../../lib/io/dtype.ts";
 import { SafetensorsReader } from "../../lib/io/safetensors/reader.ts";
 import { ShardedSafetensors } from "../../lib/io/safetensors/sharded.ts";
 import { writeSafetensors } from "../../lib/io/safetensors/writer.ts";
 import { LINEAR_MODULES, modulePath } from "../../lib/nn/config.ts";
 import { blockLinear, type LlamaModel } from "../../lib/nn/llama.ts";
+import { DiskBf16Rows } from "../../lib/pretrained/disk_embeddings.ts";
 import { loadModel } from "../../lib/pretrained/load_model.ts";
 import { findNf4Cache, MANIFEST_FILE, nf4CacheDir } from "../../lib/pretrained/nf4_cache.ts";
 
@@ -193,4 +195,39 @@ Deno.test("the quant state text is bitsandbytes' own (Python json.dumps of its d
   const linear = readBnb4bitLinear(files, "model.layers.0.self_attn.q_proj");
   assert.ok(linear.doubleQuant);
   assert.equal(quantStateJson(linear.dtype, linear.shape, linear.offset), stored);
+});
+
+Deno.test("an embedding table left on disk gives the same model, from the source and from the cache", async () => {
+  const s = setup();
+  try {
+    // The table stored as bf16, as in bf16 checkpoints (only such a table can be read row by row).
+    const path = join(s.model, "model.safetensors");
+    const reader = SafetensorsReader.open(path);
+    const tensors = reader.names().map((name) => {
+      const t = reader.readTensor(name);
+      return name === "model.embed_tokens.weight"
+        ? { name, dtype: "BF16" as const, shape: t.shape, data: f32ToBf16(t.data as Float32Array) }
+        : { name, dtype: t.dtype, shape: t.shape, data: t.data };
+    });
+    reader.close();
+    writeSafetensors(path, tensors, { format: "pt" });
+    const expected = await uncachedLogits(s.model);
+    for (const via of ["written", "read"]) {
+      const r = await loadModel(s.model, {
+        progress: false,
+        embeddingsOnDisk: true,
+        nf4Cache: { root: s.root, log: () => {} },
+      });
+      assert.equal(r.nf4Cache, via);
+      const table = r.model.weights.embedTokens;
+      assert.ok(table instanceof DiskBf16Rows, "the table stays on disk");
+      assert.equal(table.bytes, 0);
+      assertSameBits(logits(r.model), expected, `logits, embeddings on disk (cache ${via})`);
+      assert.throws(() => table.gatherRows(Uint32Array.of(1, 300)), /token id 300 is beyond the 300 rows/);
+      r.model.close();
+      assert.throws(() => table.gatherRows(Uint32Array.of(1)), /read after close/);
+    }
+  } finally {
+    rmSync(join(s.root, ".."), { recursive: true, force: true });
+  }
 });

@@ -37,7 +37,9 @@ async function finetune(cacheRoot: string, outputDir: string, extra: string[] = 
 }
 
 function losses(dir: string): [number, unknown][] {
-  return readMetrics(join(dir, "metrics.jsonl")).filter((e) => e.event === "train").map((e) => [e.step, e.loss]);
+  return readMetrics(join(dir, "metrics.jsonl")).filter((e) => e.event === "train").map((
+    e,
+  ) => [e.step, e.loss]);
 }
 
 function adapterBytes(dir: string): Uint8Array {
