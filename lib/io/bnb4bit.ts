@@ -136,6 +136,11 @@ export function readBnb4bitLinear(source: TensorSource, linear: string): Bnb4bit
   };
 }
 
+/** The `[out, in]` shape of a quantized linear, from its quant state alone (no codes read). */
+export function bnb4bitShape(source: TensorSource, linear: string): [number, number] {
+  return parseQuantState(source, `${linear}.weight.quant_state.bitsandbytes__nf4`).shape;
+}
+
 interface QuantState {
   shape: [number, number];
   dtype: string;

@@ -6,7 +6,7 @@ import { ShardedSafetensors } from "../io/safetensors/sharded.ts";
 import type { TensorSource } from "../io/safetensors/reader.ts";
 import { ChecksummedSafetensors } from "../io/safetensors/checksummed.ts";
 import { DiskBf16Rows } from "./disk_embeddings.ts";
-import { findBnb4bitLinears, readBnb4bitLinear } from "../io/bnb4bit.ts";
+import { bnb4bitShape, findBnb4bitLinears, readBnb4bitLinear } from "../io/bnb4bit.ts";
 import type { Bnb4bitLinear } from "../io/bnb4bit.ts";
 import { GgufFile } from "../io/gguf/file.ts";
 import { GgufHfView } from "../io/gguf/hf_view.ts";
@@ -47,7 +47,7 @@ export class SafetensorsSource implements WeightSource {
 
   shape(name: string): number[] {
     const module = name.replace(/\.weight$/, "");
-    if (this.linears.has(module)) return [...readBnb4bitLinear(this.files, module).shape];
+    if (this.linears.has(module)) return bnb4bitShape(this.files, module);
     return [...this.files.info(name).shape];
   }
 
