@@ -14,14 +14,16 @@
  * A non-finite loss or gradient norm stops the run before the update, with the last good checkpoint
  * untouched (the bad state is never saved).
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import { type Batch, BatchStream } from "../data/batch.ts";
 import type { AdapterConfig } from "../io/peft/config.ts";
 import { parseTrainingArgs, type TrainingArgs, type TrainingArgsInput } from "./args.ts";
 import {
+  BEST_FILE,
   checkpointDirs,
   type CheckpointRef,
+  findBestCheckpoint,
   findLatestCheckpoint,
   loadCheckpoint,
   pointLatestAt,
@@ -32,6 +34,7 @@ import {
   type TrainerState,
 } from "./checkpoint.ts";
 import { clipFactor, gradNorm, scaleGrads } from "./clip.ts";
+import { earlyStoppingVerdict } from "./early_stopping.ts";
 import { METRICS_FILE, MetricsLog } from "./metrics_log.ts";
 import { AdamW, type Parameter } from "./optimizer.ts";
 import { TrainProgress } from "./progress.ts";
@@ -137,9 +140,13 @@ export interface TrainResult {
   bestEvalStep: number | null;
   /** The last checkpoint written or resumed from. */
   checkpoint?: CheckpointRef;
+  /** The checkpoint of the best eval loss (with `keepBest`), kept whatever its age. */
+  bestCheckpoint?: CheckpointRef;
   elapsedSeconds: number;
   /** True when `requestStop()` ended the run early (after saving a checkpoint). */
   stopped: boolean;
+  /** True when early stopping ended the run (after saving a checkpoint). */
+  earlyStopped: boolean;
 }
 
 /** The loss or the gradients stopped being finite; nothing of that step was applied or saved. */
@@ -239,6 +246,7 @@ export class Trainer {
         );
       }
       removeCheckpointsAfter(dir, -1);
+      rmSync(join(dir, BEST_FILE), { force: true });
       this.#log = MetricsLog.truncate(metricsPath);
       return undefined;
     }
@@ -368,18 +376,33 @@ export class Trainer {
     return { step: s.step, loss, perplexity: Math.exp(loss), lossTokens, batches: n, seconds, best };
   }
 
-  /** Writes the checkpoint of the current step into `outputDir` (keeping `keepCheckpoints`). */
-  save(): SaveReport {
+  /** Writes the checkpoint of the current step into `outputDir` (keeping `keepCheckpoints`, and the best). */
+  save(options: { best?: boolean } = {}): SaveReport {
     this.state.stream = this.stream.state;
     this.state.rng = this.model.rng ? [...this.model.rng.state] : null;
-    const dir = saveCheckpoint(this.args.outputDir, {
-      trainer: { ...this.state, args: this.args },
-      parameters: this.params,
-      optimizer: this.optimizer.state(),
-      adapter: this.adapter,
-    }, this.args.keepCheckpoints);
+    const dir = saveCheckpoint(
+      this.args.outputDir,
+      {
+        trainer: { ...this.state, args: this.args },
+        parameters: this.params,
+        optimizer: this.optimizer.state(),
+        adapter: this.adapter,
+      },
+      this.args.keepCheckpoints,
+      options,
+    );
     this.lastCheckpoint = { dir, step: this.state.step };
     return { step: this.state.step, dir };
+  }
+
+  /** A message through the progress display (callbacks use it so their lines do not break the bar). */
+  note(text: string): void {
+    this.#message(text);
+  }
+
+  /** Appends an event to metrics.jsonl while `run` is running (e.g. sample generations). */
+  record(event: { event: string; step: number } & Record<string, unknown>): void {
+    this.#log?.append(event);
   }
 
   /** Ends `run` after the current step, saving a checkpoint first (e.g. on Ctrl-C). */
@@ -394,7 +417,7 @@ export class Trainer {
     if (this.#showProgress) this.#progress = new TrainProgress(this.totalSteps, this.state.step);
     let last: StepReport | undefined;
     try {
-      while (this.state.step < this.totalSteps) {
+      while (this.state.step < this.totalSteps && !this.state.earlyStopped) {
         let report: StepReport;
         try {
           report = this.step();
@@ -421,9 +444,20 @@ export class Trainer {
         this.callbacks.onStep?.(report, this);
 
         const final = step === this.totalSteps;
+        let newBest = false;
+        let earlyStop = false;
         if (this.valid.length > 0 && (final || (a.evalEvery > 0 && step % a.evalEvery === 0))) {
           const ev = this.evaluate();
           this.lastEval = ev;
+          const verdict = earlyStoppingVerdict(
+            ev.loss,
+            this.state.bestEvalLoss,
+            this.state.evalsWithoutImprovement ?? 0,
+            { patience: a.earlyStoppingPatience, threshold: a.earlyStoppingThreshold },
+          );
+          this.state.evalsWithoutImprovement = verdict.evalsWithoutImprovement;
+          earlyStop = verdict.stop && !final;
+          newBest = ev.best;
           if (ev.best) [this.state.bestEvalLoss, this.state.bestEvalStep] = [ev.loss, step];
           this.#log.append({
             event: "eval",
@@ -438,12 +472,23 @@ export class Trainer {
           );
           this.callbacks.onEval?.(ev, this);
         }
+        if (earlyStop) {
+          this.state.earlyStopped = true;
+          const reason = `no eval-loss improvement in ${a.earlyStoppingPatience} evaluations (best ` +
+            `${this.state.bestEvalLoss?.toFixed(4)} at step ${this.state.bestEvalStep})`;
+          this.#log.append({ event: "stop", step, reason: `early stopping: ${reason}` });
+          this.#message(`step ${step}: early stopping, ${reason}`);
+        }
         const stopping = this.#stopRequested && !final;
-        if (final || stopping || (a.saveEvery > 0 && step % a.saveEvery === 0)) {
-          const saved = this.save();
-          this.#log.append({ event: "save", step, dir: saved.dir });
+        const keepBest = a.keepBest && newBest;
+        if (
+          final || stopping || earlyStop || keepBest || (a.saveEvery > 0 && step % a.saveEvery === 0)
+        ) {
+          const saved = this.save({ best: keepBest });
+          this.#log.append({ event: "save", step, dir: saved.dir, ...(keepBest ? { best: true } : {}) });
           this.callbacks.onSave?.(saved, this);
         }
+        if (earlyStop) break;
         if (stopping) {
           this.#message(`stopped at step ${step}; ${this.lastCheckpoint!.dir} holds it (--resume continues)`);
           break;
@@ -464,8 +509,10 @@ export class Trainer {
       bestEvalLoss: this.state.bestEvalLoss,
       bestEvalStep: this.state.bestEvalStep,
       checkpoint: this.lastCheckpoint,
+      bestCheckpoint: a.keepBest ? findBestCheckpoint(a.outputDir) : undefined,
       elapsedSeconds: this.state.elapsedSeconds,
-      stopped: this.state.step < this.totalSteps,
+      stopped: this.state.step < this.totalSteps && !this.state.earlyStopped,
+      earlyStopped: this.state.earlyStopped ?? false,
     };
   }
 
