@@ -362,18 +362,24 @@ export class Trainer {
       ? Math.min(this.args.evalBatches, this.valid.length)
       : this.valid.length;
     if (n === 0) throw new Error("evaluate: there are no validation batches");
+    const { loss, perplexity, lossTokens } = this.lossOn(this.valid.slice(0, n));
+    const s = this.state;
+    const best = Number.isFinite(loss) && (s.bestEvalLoss === null || loss < s.bestEvalLoss);
+    const seconds = (performance.now() - t0) / 1000;
+    return { step: s.step, loss, perplexity, lossTokens, batches: n, seconds, best };
+  }
+
+  /** Mean token loss and perplexity over `batches` in evaluation mode (e.g. a test set). */
+  lossOn(batches: readonly Batch[]): { loss: number; perplexity: number; lossTokens: number } {
     let lossSum = 0;
     let lossTokens = 0;
-    for (let i = 0; i < n; i++) {
-      const r = this.model.loss(this.valid[i]);
+    for (const batch of batches) {
+      const r = this.model.loss(batch);
       lossSum += r.lossSum;
       lossTokens += r.lossTokens;
     }
     const loss = lossSum / lossTokens;
-    const s = this.state;
-    const best = Number.isFinite(loss) && (s.bestEvalLoss === null || loss < s.bestEvalLoss);
-    const seconds = (performance.now() - t0) / 1000;
-    return { step: s.step, loss, perplexity: Math.exp(loss), lossTokens, batches: n, seconds, best };
+    return { loss, perplexity: Math.exp(loss), lossTokens };
   }
 
   /** Writes the checkpoint of the current step into `outputDir` (keeping `keepCheckpoints`, and the best). */
