@@ -10,16 +10,19 @@ import { exactMatch } from "../lib/data/metrics.ts";
 import { defaultStopTokens } from "../lib/generate/generate.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
 import { loadModel } from "../lib/pretrained/load_model.ts";
+import { pairBooleans } from "./boolean_flags.ts";
 import { wholeNumber } from "./whole_number.ts";
 
-const opts = new Command("deno run -A tasks/eval_dataset.ts")
-  .description("Exact match of greedy answers on a validation set (messages or prompt/completion JSONL).")
-  .option("--model <spec>", describeModelSpec(), "default")
-  .option("--data <file>", "JSONL file to evaluate", "data/dates/valid.jsonl")
-  .option("--limit <n>", "evaluate the first n records only (0 = all)", "0")
-  .option("--samples <n>", "outputs to print", "8")
-  .option("--verbose", "print every record's output", false)
-  .option("--threads <n>", "kernel threads (0 = all cores)", "0")
+const opts = pairBooleans(
+  new Command("deno run -A tasks/eval_dataset.ts")
+    .description("Exact match of greedy answers on a validation set (messages or prompt/completion JSONL).")
+    .option("--model <spec>", describeModelSpec(), "default")
+    .option("--data <file>", "JSONL file to evaluate", "data/dates/valid.jsonl")
+    .option("--limit <n>", "evaluate the first n records only (0 = all)", "0")
+    .option("--samples <n>", "outputs to print", "8")
+    .option("--verbose", "print every record's output", false)
+    .option("--threads <n>", "kernel threads (0 = all cores)", "0"),
+)
   .parse(Deno.args, { from: "user" })
   .opts();
 

@@ -14,16 +14,19 @@ import { exportMergedModel } from "../lib/pretrained/export_merged.ts";
 import { readPeftAdapter } from "../lib/io/peft/read.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
 import { loadModel } from "../lib/pretrained/load_model.ts";
+import { pairBooleans } from "./boolean_flags.ts";
 
-const opts = new Command("deno task merge")
-  .description("Merge a LoRA adapter into its base model and save a transformers model directory (bf16).")
-  .option("--model <spec>", describeModelSpec(), "default")
-  .option("--adapter <dir>", "the PEFT LoRA adapter directory (without it: the base model is converted)")
-  .requiredOption("--out <dir>", "the model directory to write (refused if it exists and is not empty)")
-  .option("--no-quantize", "load the base unquantized (exact merge; f32 in RAM) instead of NF4")
-  .option("--overwrite", "replace --out if it exists", false)
-  .option("--max-shard-gb <n>", "largest safetensors file before sharding, in GB", "2")
-  .option("--threads <n>", "kernel threads (0 = all cores)", "0")
+const opts = pairBooleans(
+  new Command("deno task merge")
+    .description("Merge a LoRA adapter into its base model and save a transformers model directory (bf16).")
+    .option("--model <spec>", describeModelSpec(), "default")
+    .option("--adapter <dir>", "the PEFT LoRA adapter directory (without it: the base model is converted)")
+    .requiredOption("--out <dir>", "the model directory to write (refused if it exists and is not empty)")
+    .option("--no-quantize", "load the base unquantized (exact merge; f32 in RAM) instead of NF4")
+    .option("--overwrite", "replace --out if it exists", false)
+    .option("--max-shard-gb <n>", "largest safetensors file before sharding, in GB", "2")
+    .option("--threads <n>", "kernel threads (0 = all cores)", "0"),
+)
   .parse(Deno.args, { from: "user" })
   .opts();
 
