@@ -10,6 +10,7 @@ import { exactMatch } from "../lib/data/metrics.ts";
 import { defaultStopTokens } from "../lib/generate/generate.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
 import { loadModel } from "../lib/pretrained/load_model.ts";
+import { currentUserDirectory, resolveUserModel, resolveUserPath } from "../lib/train/user_paths.ts";
 import { pairBooleans } from "./boolean_flags.ts";
 import { wholeNumber } from "./whole_number.ts";
 
@@ -31,9 +32,10 @@ const int = (flag: string, value: string) => wholeNumber("eval_dataset", flag, v
 try {
   setThreads(int("--threads", opts.threads));
   const limit = int("--limit", opts.limit);
-  const { records: all, format } = await readRecords(opts.data);
+  const { records: all, format } = await readRecords(resolveUserPath(opts.data, currentUserDirectory()));
   const records = limit > 0 ? all.slice(0, limit) : all;
-  const resolved = await resolveModel(opts.model === "default" ? undefined : opts.model);
+  const spec = resolveUserModel(opts.model, currentUserDirectory());
+  const resolved = await resolveModel(spec === "default" ? undefined : spec);
   const { model, tokenizer, config, source, loadSeconds } = await loadModel(
     resolved.kind === "gguf" ? resolved.path : resolved.dir,
   );

@@ -11,6 +11,7 @@ import { readPeftAdapter } from "../lib/io/peft/read.ts";
 import { LoraModel } from "../lib/lora/model.ts";
 import { ChatTemplate } from "../lib/text/chat_template.ts";
 import { defaultStopTokens, generate } from "../lib/generate/generate.ts";
+import { currentUserDirectory, resolveUserModel, resolveUserPath } from "../lib/train/user_paths.ts";
 import { pairBooleans } from "./boolean_flags.ts";
 import { wholeNumber } from "./whole_number.ts";
 
@@ -40,12 +41,14 @@ const int = (flag: string, value: string) => wholeNumber("generate", flag, value
 
 try {
   setThreads(int("--threads", opts.threads));
-  const resolved = await resolveModel(opts.model === "default" ? undefined : opts.model);
+  const here = currentUserDirectory();
+  const spec = resolveUserModel(opts.model, here);
+  const resolved = await resolveModel(spec === "default" ? undefined : spec);
   const path = resolved.kind === "gguf" ? resolved.path : resolved.dir;
   const loaded = await loadModel(path, { quantize: opts.quantize ? "nf4" : "none" });
   const { tokenizer, config, loadSeconds } = loaded;
   const model = opts.adapter
-    ? LoraModel.fromWeights(loaded.model, readPeftAdapter(opts.adapter, config).layers)
+    ? LoraModel.fromWeights(loaded.model, readPeftAdapter(resolveUserPath(opts.adapter, here), config).layers)
     : loaded.model;
   let prompt = opts.prompt;
   if (!opts.raw) {

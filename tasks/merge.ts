@@ -14,6 +14,7 @@ import { exportMergedModel } from "../lib/pretrained/export_merged.ts";
 import { readPeftAdapter } from "../lib/io/peft/read.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
 import { loadModel } from "../lib/pretrained/load_model.ts";
+import { currentUserDirectory, resolveUserModel, resolveUserPath } from "../lib/train/user_paths.ts";
 import { pairBooleans } from "./boolean_flags.ts";
 
 const opts = pairBooleans(
@@ -37,13 +38,17 @@ try {
   if (!(shardGb > 0)) throw new Error(`--max-shard-gb must be > 0, got "${opts.maxShardGb}"`);
   setThreads(threads);
 
-  const resolved = await resolveModel(opts.model === "default" ? undefined : opts.model);
+  const here = currentUserDirectory();
+  const spec = resolveUserModel(opts.model, here);
+  const resolved = await resolveModel(spec === "default" ? undefined : spec);
   const path = resolved.kind === "gguf" ? resolved.path : resolved.dir;
   const { model, config, loadSeconds } = await loadModel(path, { quantize: opts.quantize ? "nf4" : "none" });
   console.error(
     `model ${path} loaded in ${loadSeconds.toFixed(1)} s (${opts.quantize ? "NF4" : "unquantized"})`,
   );
-  const adapters = opts.adapter ? readPeftAdapter(opts.adapter, config).layers : undefined;
+  const adapters = opts.adapter
+    ? readPeftAdapter(resolveUserPath(opts.adapter, here), config).layers
+    : undefined;
 
   const t0 = performance.now();
   const bar = new cliProgress.SingleBar({
@@ -51,7 +56,7 @@ try {
     stream: process.stderr,
   });
   let started = false;
-  const result = await exportMergedModel(opts.out, {
+  const result = await exportMergedModel(resolveUserPath(opts.out, here), {
     model,
     adapters,
     source: resolved,

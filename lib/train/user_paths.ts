@@ -12,6 +12,21 @@ export function userDirectory(env: { get(name: string): string | undefined }, cw
   return env.get("INIT_CWD") || cwd;
 }
 
+/** A path the user typed, made absolute against their directory (absolute paths are kept). */
+export function resolveUserPath(path: string, base: string): string {
+  return isAbsolute(path) ? path : resolve(base, path);
+}
+
+/** A model spec the user typed: a path is resolved like any other; "default" and hub ids are kept. */
+export function resolveUserModel(spec: string, base: string): string {
+  return spec !== "default" && !isAbsolute(spec) && looksLikePath(spec, base) ? resolve(base, spec) : spec;
+}
+
+/** The user's directory of this process (INIT_CWD under `deno task`). */
+export function currentUserDirectory(): string {
+  return userDirectory(Deno.env, Deno.cwd());
+}
+
 /** Fields holding a path (config/flag names as in args.ts); values that are not paths are kept. */
 const PATH_FIELDS = [
   ["data", "dir"],
@@ -38,10 +53,7 @@ export function resolveUserPaths(input: Record<string, unknown>, base: string): 
     }
   }
   // A model is a path only when it names one (else it is "default" or a hub id such as org/name).
-  const model = input.model;
-  if (typeof model === "string" && model !== "default" && !isAbsolute(model) && looksLikePath(model, base)) {
-    input.model = resolve(base, model);
-  }
+  if (typeof input.model === "string") input.model = resolveUserModel(input.model, base);
 }
 
 function looksLikePath(spec: string, base: string): boolean {
