@@ -132,3 +132,19 @@ Deno.test("cli: relative paths resolve against INIT_CWD; hub ids, defaults and a
   assert.equal(userDirectory(env("/home/me/project"), "/repo"), "/home/me/project");
   assert.equal(userDirectory(env(undefined), "/repo"), "/repo");
 });
+
+Deno.test("cli: the README's YAML config is valid as written", () => {
+  const readme = Deno.readTextFileSync(new URL("../../README.md", import.meta.url));
+  const yaml = /```yaml\n([\s\S]*?)```/.exec(readme)![1];
+  inTempDir((dir) => {
+    writeFileSync(join(dir, "run.yaml"), yaml);
+    const a = parse(["-c", "run.yaml"], dir);
+    assert.equal(a.model, "HuggingFaceTB/SmolLM2-360M-Instruct");
+    assert.equal(a.data.dir, join(dir, "my_dir"));
+    assert.equal(a.lr, 1e-4);
+    assert.equal(a.steps, 600);
+    assert.deepEqual([a.lora.rank, a.lora.alpha], [8, 16]);
+    assert.equal(a.sampleEvery, 100);
+    assert.deepEqual(a.samplePrompt, ["What is the capital of Peru?"]);
+  });
+});
