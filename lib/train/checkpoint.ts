@@ -309,9 +309,9 @@ export function checkpointName(step: number): string {
  */
 export function pruneCheckpoints(outputDir: string, keep: number, step: number): void {
   const best = bestName(outputDir);
-  const older = checkpointDirs(outputDir).filter((c) => c.step <= step && basename(c.dir) !== best);
+  const older = checkpointDirs(outputDir).filter((c) => c.step <= step);
   for (const c of older.slice(0, Math.max(0, older.length - keep))) {
-    rmSync(c.dir, { recursive: true, force: true });
+    if (basename(c.dir) !== best) rmSync(c.dir, { recursive: true, force: true });
   }
 }
 

@@ -104,3 +104,9 @@ Deno.test("early stopping: the threshold decides what counts as an improvement",
   assert.deepEqual(earlyStoppingVerdict(NaN, null, 0, opts), { evalsWithoutImprovement: 1, stop: false });
   assert.equal(earlyStoppingVerdict(9, 1, 50, { patience: 0, threshold: 0 }).stop, false);
 });
+
+Deno.test("keep best: a best that is also among the newest counts as one of them (nothing extra kept)", async () => {
+  const { dir } = await run([5, 3, 4, 2], { steps: 4 });
+  assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith("checkpoint-")), ["checkpoint-4"]);
+  assert.equal(readFileSync(join(dir, "best"), "utf8"), "checkpoint-4\n");
+});
