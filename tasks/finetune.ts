@@ -82,7 +82,7 @@ async function main(args: TrainingArgs): Promise<void> {
   // --- Data --------------------------------------------------------------------------------------------
   const files = dataFiles(args.data);
   const chatTemplate = args.data.chatTemplate === "" ? undefined : new ChatTemplate(
-    readFileSync(args.data.chatTemplate, "utf8"),
+    readTemplate(args.data.chatTemplate),
     { bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken, padToken: tokenizer.padToken },
     args.data.chatTemplate,
   );
@@ -286,6 +286,15 @@ async function main(args: TrainingArgs): Promise<void> {
     );
   }
   model.close();
+}
+
+/** A `--chat-template` file's text, or an error naming it. */
+function readTemplate(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new ArgsError(`--chat-template ${path}: cannot read it (${(error as Error).message})`);
+  }
 }
 
 /**

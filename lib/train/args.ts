@@ -163,7 +163,7 @@ export const TrainingArgsSchema = z.strictObject({
   samplePrompt: z.preprocess(
     (v) => typeof v === "string" ? [v] : v,
     z.array(str, { error: "must be a string or a list of strings" }),
-  ).default([]).describe("a prompt to sample (repeatable; default: the first 2 of the eval set)"),
+  ).default([]).describe("a prompt to sample, repeatable (none: the first 2 eval prompts)"),
   /** Tokens generated per sample at most. */
   sampleMaxTokens: int(1).default(48).describe("tokens per sample generation at most"),
 
