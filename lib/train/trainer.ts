@@ -199,6 +199,11 @@ export class Trainer {
     }
     this.stream = opts.data.train;
     this.valid = opts.data.valid ?? [];
+    if (a.earlyStoppingPatience > 0 && this.valid.length === 0) {
+      throw new RangeError(
+        "early stopping needs validation data to watch (--valid FILE or --valid-fraction F)",
+      );
+    }
     this.callbacks = opts.callbacks ?? {};
     this.adapter = opts.adapter;
     this.#showProgress = opts.progress ?? true;

@@ -110,3 +110,15 @@ Deno.test("keep best: a best that is also among the newest counts as one of them
   assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith("checkpoint-")), ["checkpoint-4"]);
   assert.equal(readFileSync(join(dir, "best"), "utf8"), "checkpoint-4\n");
 });
+
+Deno.test("early stopping without validation data is refused up front", async () => {
+  await assert.rejects(
+    train({
+      model: new FakeModel(),
+      data: { train: fakeStream(EXAMPLES, 4, 3) },
+      args: { steps: 2, earlyStoppingPatience: 2, outputDir: Deno.makeTempDirSync() },
+      progress: false,
+    }),
+    /early stopping needs validation data to watch \(--valid FILE or --valid-fraction F\)/,
+  );
+});
