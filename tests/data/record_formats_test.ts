@@ -149,3 +149,16 @@ Deno.test("columns: keys are renamed before the format is recognised; a missing 
   );
   rejects([{ q: "a" }], /^d\.jsonl: --columns promt=q: "promt" is not a record key/, { promt: "q" });
 });
+
+Deno.test("tools stored as JSON text (as some ShareGPT sets do) are parsed; bad JSON names the line", () => {
+  const tools = [{ type: "function", function: { name: "f" } }];
+  const file = parse([{
+    conversations: [{ from: "human", value: "q" }, { from: "gpt", value: "a" }],
+    tools: JSON.stringify(tools),
+  }]);
+  assert.deepEqual(file.records[0].format === "chat" && file.records[0].tools, tools);
+  rejects(
+    [{ messages: [{ role: "user", content: "q" }], tools: "[{oops" }],
+    /^d\.jsonl:1: tools: not valid JSON/,
+  );
+});

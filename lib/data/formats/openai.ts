@@ -79,9 +79,21 @@ export const messageSchema = z.strictObject({
   }
 });
 
-export const toolsSchema = z.array(
-  z.object({}, { error: 'expected a tool object ({type: "function", function: {...}})' }).loose(),
-  { error: "expected a list of tools" },
+/** The tools the model may call; some published sets store the list as JSON text, which is parsed. */
+export const toolsSchema = z.preprocess(
+  (v, ctx) => {
+    if (typeof v !== "string") return v;
+    try {
+      return JSON.parse(v);
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: `not valid JSON (${(error as Error).message})` });
+      return z.NEVER;
+    }
+  },
+  z.array(
+    z.object({}, { error: 'expected a tool object ({type: "function", function: {...}})' }).loose(),
+    { error: "expected a list of tools" },
+  ),
 );
 
 /** One turn as the chat template receives it (content always a string). */
