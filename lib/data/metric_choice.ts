@@ -53,5 +53,5 @@ export function exactMatchFits(
     }
     longest = Math.max(longest, tokens);
   }
-  return { fits: true, reason: `single short answers (the longest ${longest} tokens)` };
+  return { fits: true, reason: `one short answer per record, the longest ${longest} tokens` };
 }
