@@ -99,3 +99,13 @@ function readText(path: string): string | undefined {
     return undefined;
   }
 }
+
+if (import.meta.main) {
+  try {
+    const mpi = await setupMpi();
+    console.log(`MPI ready: ${mpi.mpiexec} (library ${mpi.lib})`);
+  } catch (error) {
+    console.error(`mpi:setup: ${(error as Error).message}`);
+    Deno.exit(1);
+  }
+}
