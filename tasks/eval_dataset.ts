@@ -9,7 +9,7 @@ import { readRecords } from "../lib/data/formats.ts";
 import { exactMatch } from "../lib/data/metrics.ts";
 import { defaultStopTokens } from "../lib/generate/generate.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
-import { loadModel } from "../lib/nn/load_model.ts";
+import { loadModel } from "../lib/pretrained/load_model.ts";
 import { wholeNumber } from "./whole_number.ts";
 
 const opts = new Command("deno run -A tasks/eval_dataset.ts")

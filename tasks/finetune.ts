@@ -13,26 +13,26 @@
  */
 import { Command } from "commander";
 import { join } from "node:path";
-import { applyAdapters } from "../lib/train/apply_adapter.ts";
 import { setThreads } from "../ffi/runtime.ts";
 import { type Batch, BatchStream, orderedBatches, padTokenId } from "../lib/data/batch.ts";
 import { describeSplit, type Example, loadDataset } from "../lib/data/dataset.ts";
 import { exactMatch, type ExactMatchReport } from "../lib/data/metrics.ts";
 import { defaultStopTokens } from "../lib/generate/generate.ts";
-import { exportMergedModel } from "../lib/io/export_merged.ts";
+import { exportMergedModel } from "../lib/pretrained/export_merged.ts";
 import { readPeftAdapter } from "../lib/io/peft/read.ts";
-import { loadAdapterInto } from "../lib/train/load_adapter.ts";
+import { loadAdapterInto } from "../lib/lora/load_weights.ts";
 import { trainable as asTrainable } from "../lib/train/trainable.ts";
 import { ALL_LINEAR, createAdapterConfig } from "../lib/io/peft/config.ts";
 import { writeGgufLora } from "../lib/io/peft/gguf_lora.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
-import { LlamaModel } from "../lib/nn/llama.ts";
-import { loadModel } from "../lib/nn/load_model.ts";
+import type { CausalLm } from "../lib/nn/llama.ts";
+import { loadModel } from "../lib/pretrained/load_model.ts";
 import type { Tokenizer } from "../lib/text/tokenizer.ts";
 import { ArgsError, cliOptions, resolveTrainingArgs, type TrainingArgs } from "../lib/train/args.ts";
 import { saveParameters } from "../lib/train/checkpoint.ts";
 import { METRICS_FILE, MetricsLog } from "../lib/train/metrics_log.ts";
-import { type LinearModule, LoraModel } from "../lib/train/lora_model.ts";
+import { LoraModel } from "../lib/lora/model.ts";
+import type { LinearModule } from "../lib/nn/config.ts";
 import { Trainer, TrainingDivergedError } from "../lib/train/trainer.ts";
 import {
   checkMicroBatches,
@@ -161,7 +161,7 @@ async function main(args: TrainingArgs): Promise<void> {
     useRslora: args.lora.rslora,
     baseModelNameOrPath: resolved.kind === "hf-dir" && resolved.repo ? resolved.repo.id : null,
   });
-  const trainable = asTrainable(lora, { checkpointing: args.gradientCheckpointing, compute: args.compute });
+  const trainable = asTrainable(lora, { recomputeBlocks: args.gradientCheckpointing, compute: args.compute });
   const count = trainable.parameters().reduce((n, p) => n + p.data.length, 0);
   console.error(`${lora.adapters.size} adapters, ${count.toLocaleString("en")} trainable parameters`);
 
@@ -225,8 +225,7 @@ async function main(args: TrainingArgs): Promise<void> {
   }
 
   // --- After -------------------------------------------------------------------------------------------
-  const tuned = applyAdapters(model, lora.adapterWeights());
-  const metricAfter = scoring ? score("after", tuned, tokenizer, evalRecords, stopTokens) : undefined;
+  const metricAfter = scoring ? score("after", lora, tokenizer, evalRecords, stopTokens) : undefined;
   if (metricAfter) {
     log.append({ event: "metric", step: result.step, name: args.metric, value: metricAfter.rate });
   }
@@ -247,7 +246,7 @@ async function main(args: TrainingArgs): Promise<void> {
   }
   const samples = metricAfter?.samples ??
     (evalRecords.length > 0 && dataset.format !== "text"
-      ? exactMatch(tuned, tokenizer, evalRecords.slice(0, 3), { stopTokens, samples: 3 }).samples
+      ? exactMatch(lora, tokenizer, evalRecords.slice(0, 3), { stopTokens, samples: 3 }).samples
       : []);
   for (const s of samples.slice(0, 3)) {
     console.log(
@@ -284,7 +283,7 @@ async function main(args: TrainingArgs): Promise<void> {
 /** Exact match of greedy answers, with a progress line every 10 records. */
 function score(
   when: string,
-  model: LlamaModel,
+  model: CausalLm,
   tokenizer: Tokenizer,
   records: Parameters<typeof exactMatch>[2],
   stopTokens: number[],

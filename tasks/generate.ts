@@ -6,9 +6,9 @@ import { Command } from "@commander-js/extra-typings";
 import process from "node:process";
 import { setThreads } from "../ffi/runtime.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
-import { loadModel } from "../lib/nn/load_model.ts";
+import { loadModel } from "../lib/pretrained/load_model.ts";
 import { readPeftAdapter } from "../lib/io/peft/read.ts";
-import { applyAdapters } from "../lib/train/apply_adapter.ts";
+import { LoraModel } from "../lib/lora/model.ts";
 import { ChatTemplate } from "../lib/text/chat_template.ts";
 import { defaultStopTokens, generate } from "../lib/generate/generate.ts";
 import { wholeNumber } from "./whole_number.ts";
@@ -42,7 +42,7 @@ try {
   const loaded = await loadModel(path, { quantize: opts.quantize ? "nf4" : "none" });
   const { tokenizer, config, loadSeconds } = loaded;
   const model = opts.adapter
-    ? applyAdapters(loaded.model, readPeftAdapter(opts.adapter, config).layers)
+    ? LoraModel.fromWeights(loaded.model, readPeftAdapter(opts.adapter, config).layers)
     : loaded.model;
   let prompt = opts.prompt;
   if (!opts.raw) {

@@ -10,10 +10,10 @@ import { Command } from "@commander-js/extra-typings";
 import process from "node:process";
 import cliProgress from "cli-progress";
 import { setThreads } from "../ffi/runtime.ts";
-import { exportMergedModel } from "../lib/io/export_merged.ts";
+import { exportMergedModel } from "../lib/pretrained/export_merged.ts";
 import { readPeftAdapter } from "../lib/io/peft/read.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
-import { loadModel } from "../lib/nn/load_model.ts";
+import { loadModel } from "../lib/pretrained/load_model.ts";
 
 const opts = new Command("deno task merge")
   .description("Merge a LoRA adapter into its base model and save a transformers model directory (bf16).")

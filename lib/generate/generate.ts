@@ -2,7 +2,7 @@
  * Text generation with a KV cache: the prompt runs once, then one token per step; stops at a stop token or
  * the token limit; text is streamed as it becomes printable.
  */
-import type { LlamaModel } from "../nn/llama.ts";
+import type { CausalLm } from "../nn/llama.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
 import { Rng } from "../random.ts";
 import { sample, type SamplingOptions, validateSampling } from "./sampler.ts";
@@ -27,7 +27,7 @@ export interface Generation {
 }
 
 export function generate(
-  model: LlamaModel,
+  model: CausalLm,
   tokenizer: Tokenizer,
   promptIds: readonly number[],
   opts: GenerateOptions = {},

@@ -32,7 +32,8 @@ import {
 import { join } from "node:path";
 import type { StreamState } from "../data/batch.ts";
 import type { AdapterConfig } from "../io/peft/config.ts";
-import { ADAPTER_WEIGHTS_FILE, type LoraWeights } from "../io/peft/read.ts";
+import { ADAPTER_WEIGHTS_FILE } from "../io/peft/read.ts";
+import type { LoraWeights } from "../lora/weights.ts";
 import { rankOf } from "../io/peft/targets.ts";
 import { writePeftAdapter } from "../io/peft/write.ts";
 import { SafetensorsReader } from "../io/safetensors/reader.ts";
@@ -129,10 +130,15 @@ export function saveCheckpoint(outputDir: string, contents: CheckpointContents, 
   rmSync(dir, { recursive: true, force: true });
   renameSync(tmp, dir);
   syncDir(outputDir);
-  writeFileDurably(join(outputDir, LATEST_FILE), name + "\n");
-  syncDir(outputDir);
+  pointLatestAt(outputDir, name);
   pruneCheckpoints(outputDir, keep, step);
   return dir;
+}
+
+/** Replaces the `latest` pointer (a kill between a checkpoint's rename and this leaves it one behind). */
+export function pointLatestAt(outputDir: string, checkpointName: string): void {
+  writeFileDurably(join(outputDir, LATEST_FILE), checkpointName + "\n");
+  syncDir(outputDir);
 }
 
 /** The valid checkpoint with the highest step, or undefined. */

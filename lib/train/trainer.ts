@@ -19,7 +19,7 @@
  * (step_gradients.ts), every process applies the same update, and rank 0 alone logs, evaluates and saves.
  */
 import { mkdirSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { type Batch, BatchStream } from "../data/batch.ts";
 import type { AdapterConfig } from "../io/peft/config.ts";
 import { parseTrainingArgs, type TrainingArgs, type TrainingArgsInput } from "./args.ts";
@@ -29,6 +29,7 @@ import {
   findLatestCheckpoint,
   loadCheckpoint,
   type LoadedCheckpoint,
+  pointLatestAt,
   pruneCheckpoints,
   removeCheckpointsAfter,
   removePartialCheckpoints,
@@ -279,6 +280,7 @@ export class Trainer {
     this.restore(latest.dir);
     removeCheckpointsAfter(dir, latest.step);
     pruneCheckpoints(dir, this.args.keepCheckpoints, latest.step);
+    pointLatestAt(dir, basename(latest.dir));
     this.#log = MetricsLog.resumeAt(metricsPath, latest.step);
     this.#message(`resumed from ${latest.dir} (step ${latest.step}/${this.totalSteps})`);
     return latest;

@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { generate } from "../../lib/generate/generate.ts";
 import { loadModelConfig } from "../../lib/nn/config.ts";
-import { buildModel } from "../../lib/nn/load_model.ts";
-import { CheckpointSource } from "../../lib/nn/weight_source.ts";
+import { buildModel } from "../../lib/pretrained/load_model.ts";
+import { SafetensorsSource } from "../../lib/pretrained/weight_source.ts";
 import type { Tokenizer } from "../../lib/text/tokenizer.ts";
 
 const TINY = fileURLToPath(new URL("../fixtures/model/tiny_llama/", import.meta.url));
@@ -16,7 +16,7 @@ const stubTokenizer = {
 } as unknown as Tokenizer;
 
 async function tinyModel() {
-  using source = CheckpointSource.open(TINY);
+  using source = SafetensorsSource.open(TINY);
   return buildModel(source, await loadModelConfig(join(TINY, "config.json")));
 }
 

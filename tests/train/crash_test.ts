@@ -77,15 +77,16 @@ Deno.test("crash: SIGKILL at random moments + resume = an uninterrupted run, wit
     const rng = new Rng(20240611);
     const reached: number[] = [];
     let kills = 0;
-    for (let attempt = 0; attempt < KILLS; attempt++) {
-      const { killed, finished } = await runChild(dir, 100 + Math.floor(rng.next() * 600));
+    let finished = false;
+    for (let attempt = 0; attempt < KILLS && !finished; attempt++) {
+      const run = await runChild(dir, 100 + Math.floor(rng.next() * 600));
       reached.push(findLatestCheckpoint(dir)?.step ?? 0);
-      if (killed) kills++;
-      if (finished) break;
+      if (run.killed) kills++;
+      finished = run.finished;
     }
-    if (!reached.includes(CRASH_ARGS.steps!)) {
-      assert.ok((await runChild(dir)).finished, "the last run completes");
-    }
+    // Even when the last checkpoint was written, a kill may have cut what follows it (the `latest` pointer,
+    // pruning): the run that completes is a resume like any other.
+    if (!finished) assert.ok((await runChild(dir)).finished, "the last run completes");
     assert.ok(kills >= 3, `only ${kills} kills landed (checkpoint steps reached: ${reached.join(", ")})`);
 
     // Same final state as the uninterrupted run.
