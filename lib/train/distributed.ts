@@ -275,16 +275,25 @@ function split(flat: Float32Array, params: readonly Parameter[]): Float32Array[]
   return params.map((p) => flat.slice(at, at += p.data.length));
 }
 
+/** Variables an MPI launcher sets for its ranks: Hydra's PMI (file descriptor or port), PMIx (Slurm, PRRTE). */
+const LAUNCHER_VARIABLES = ["PMI_RANK", "PMI_SIZE", "PMI_FD", "PMI_PORT", "PMI_ID", "PMIX_RANK"];
+
+/** True in a process an MPI launcher started. */
+export function startedByMpiLauncher(): boolean {
+  return LAUNCHER_VARIABLES.some((v) => Deno.env.get(v) !== undefined);
+}
+
 /**
- * This process's rank in an MPI job: when an MPI launcher (Hydra's `mpiexec`, Slurm's PMI) started it with
- * more than one rank, MPI is initialised and the world returned; otherwise undefined and MPI is never loaded.
+ * This process's rank in an MPI job: when an MPI launcher started it (`mpiexec`, `srun`), MPI is initialised
+ * and the world returned if it has more than one rank; otherwise undefined, and MPI is never loaded.
  */
 export async function joinMpiJob(): Promise<MpiWorld | undefined> {
-  const size = Number(Deno.env.get("PMI_SIZE") ?? "1");
-  if (!(size > 1) && Deno.env.get("PMIX_RANK") === undefined) return undefined;
+  if (!startedByMpiLauncher()) return undefined;
   const { MpiWorld } = await import("../../ffi/mpi.ts");
   const world = MpiWorld.init();
-  return world.size > 1 ? world : undefined;
+  if (world.size > 1) return world;
+  world.finalize();
+  return undefined;
 }
 
 /** Ranks of this job on this machine (Hydra says so), for a default thread count that does not oversubscribe. */

@@ -3,6 +3,7 @@
  * MPICH installed into .venv-mpi/ on first use) and waits for them. Extra launcher options (a hostfile for
  * several machines) come from `QLORA_MPIEXEC_ARGS`.
  */
+import { startedByMpiLauncher } from "../../lib/train/distributed.ts";
 import { setupMpi } from "./setup.ts";
 
 /** Runs the ranks; returns the launcher's exit code (non-zero when any rank failed). */
@@ -43,7 +44,7 @@ export async function runWithNproc(value: string, script: string, outputDir: str
     console.error(`--nproc: must be a whole number ≥ 1 (got ${JSON.stringify(value)})`);
     return 2;
   }
-  if (Deno.env.get("PMI_RANK") !== undefined) {
+  if (startedByMpiLauncher()) {
     console.error("--nproc inside an MPI job: give either mpiexec -n or --nproc, not both");
     return 2;
   }

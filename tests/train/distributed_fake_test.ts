@@ -25,8 +25,12 @@ async function singleProcess(gradAccumulation: number): Promise<{ losses: number
   }
 }
 
-for (const [ranks, accumulation] of [[3, 6], [4, 4]]) {
-  Deno.test(`distributed (fake model): ${ranks} ranks × ${accumulation / ranks} micro-batches = 1 process, bit for bit`, async () => {
+// Hydra's two ways of reaching its ranks: an inherited file descriptor (default) and a port (`-pmi-port`, what
+// ranks started through wrappers such as npx need).
+const CASES: [number, number, string[]][] = [[3, 6, []], [4, 4, ["-pmi-port"]]];
+
+for (const [ranks, accumulation, launcher] of CASES) {
+  Deno.test(`distributed (fake model): ${ranks} ranks × ${accumulation / ranks} micro-batches = 1 process, bit for bit ${launcher.join(" ")}`, async () => {
     const mpi = await setupMpi();
     const dir = Deno.makeTempDirSync({ prefix: "distributed_fake_" });
     try {
