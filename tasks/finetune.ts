@@ -38,10 +38,10 @@ import {
   checkMicroBatches,
   checkSameRun,
   DistributedGradients,
+  DistributedRunError,
   examplesDigest,
   joinMpiJob,
   ranksOnThisHost,
-  DistributedRunError,
 } from "../lib/train/distributed.ts";
 import { runWithNproc } from "./mpi/launch.ts";
 import { fileURLToPath } from "node:url";
@@ -76,7 +76,10 @@ if (flags.nproc !== undefined) {
   Deno.exit(await runWithNproc(String(flags.nproc), fileURLToPath(import.meta.url), args.outputDir));
 }
 
-const world = await joinMpiJob();
+const world = await joinMpiJob().catch((error: Error) => {
+  console.error(`finetune: ${error.message}`);
+  Deno.exit(1);
+});
 const say = console.error;
 if (world && world.rank !== 0) {
   // Rank 0 alone talks; the others keep only their own errors.

@@ -15,6 +15,7 @@
  * be resumed with another number of processes.
  */
 import { createHash } from "node:crypto";
+import { readlinkSync } from "node:fs";
 import { addScaled } from "../../ffi/ops.ts";
 import type { MpiBuffer, MpiWorld } from "../../ffi/mpi.ts";
 import type { Example } from "../data/dataset.ts";
@@ -289,11 +290,28 @@ export function startedByMpiLauncher(): boolean {
  */
 export async function joinMpiJob(): Promise<MpiWorld | undefined> {
   if (!startedByMpiLauncher()) return undefined;
+  const fd = Deno.env.get("PMI_FD");
+  if (fd !== undefined && Deno.build.os === "linux" && !isSocket(`/proc/self/fd/${fd}`)) {
+    // A wrapper between mpiexec and us (npx: node passes only stdio on) dropped Hydra's socket, and the number
+    // now names one of deno's own files: MPICH would talk to that file, then abort on an assertion.
+    throw new Error(
+      `the MPI launcher's connection (PMI_FD=${fd}) did not reach this process: something between mpiexec ` +
+        `and deno closed it (npx does); start the ranks with \`mpiexec -pmi-port …\`, or use --nproc`,
+    );
+  }
   const { MpiWorld } = await import("../../ffi/mpi.ts");
   const world = MpiWorld.init();
   if (world.size > 1) return world;
   world.finalize();
   return undefined;
+}
+
+function isSocket(fdPath: string): boolean {
+  try {
+    return readlinkSync(fdPath).startsWith("socket:");
+  } catch {
+    return false;
+  }
 }
 
 /** Ranks of this job on this machine (Hydra says so), for a default thread count that does not oversubscribe. */
