@@ -5,8 +5,10 @@
  *
  * Calls block the calling thread until the collective completes on every rank (MPI semantics); they are
  * coarse (a few per optimizer step, megabytes each), so the FFI cost is nothing beside the transfer.
+ * `QLORA_MPI_TIMEOUT` puts a deadline on them (mpi_watchdog.ts).
  */
 import { type MpiFunctions, mpiLibrary } from "./mpi_load.ts";
+import { MpiWatchdog, watchdogSeconds, WATCHED_CALLS } from "./mpi_watchdog.ts";
 
 /** Handle and constant values of the MPICH ABI (from MPICH 5.0.2's mpi.h). */
 export const MPICH_ABI = {
@@ -36,6 +38,7 @@ const MAX_COUNT = 2 ** 31 - 1;
 
 export class MpiWorld {
   static #world: MpiWorld | undefined;
+  #watchdog: MpiWatchdog | undefined;
 
   private constructor(
     readonly rank: number,
@@ -64,8 +67,11 @@ export class MpiWorld {
     check(fns, fns.MPI_Comm_rank(MPICH_ABI.COMM_WORLD, out), "MPI_Comm_rank");
     const rank = out[0];
     check(fns, fns.MPI_Comm_size(MPICH_ABI.COMM_WORLD, out), "MPI_Comm_size");
-    MpiWorld.#world = new MpiWorld(rank, out[0], libraryVersion(fns), fns);
-    return MpiWorld.#world;
+    const world = new MpiWorld(rank, out[0], libraryVersion(fns), fns);
+    const seconds = watchdogSeconds();
+    if (seconds !== undefined) world.#watchdog = new MpiWatchdog(rank, seconds);
+    MpiWorld.#world = world;
+    return world;
   }
 
   /** `recv[r·n … (r+1)·n)` = rank r's `send` (n = send.length), on every rank. */
@@ -77,7 +83,13 @@ export class MpiWorld {
       );
     }
     const [type, n] = [datatype(send), countOf(send.length, "allgather")];
-    this.#check(this.fns.MPI_Allgather(send, n, type, recv, n, type, MPICH_ABI.COMM_WORLD), "MPI_Allgather");
+    this.#check(
+      this.#watched(
+        "allgather",
+        () => this.fns.MPI_Allgather(send, n, type, recv, n, type, MPICH_ABI.COMM_WORLD),
+      ),
+      "MPI_Allgather",
+    );
   }
 
   /** Rank r's `send` is `size` equal blocks; block j goes to rank j, which stores it as block r of `recv`. */
@@ -90,17 +102,29 @@ export class MpiWorld {
       );
     }
     const [type, n] = [datatype(send), countOf(send.length / this.size, "alltoall")];
-    this.#check(this.fns.MPI_Alltoall(send, n, type, recv, n, type, MPICH_ABI.COMM_WORLD), "MPI_Alltoall");
+    this.#check(
+      this.#watched(
+        "alltoall",
+        () => this.fns.MPI_Alltoall(send, n, type, recv, n, type, MPICH_ABI.COMM_WORLD),
+      ),
+      "MPI_Alltoall",
+    );
   }
 
   /** Every rank's `buffer` becomes `root`'s. */
   bcast(buffer: MpiBuffer, root = 0): void {
     const n = countOf(buffer.length, "bcast");
-    this.#check(this.fns.MPI_Bcast(buffer, n, datatype(buffer), root, MPICH_ABI.COMM_WORLD), "MPI_Bcast");
+    this.#check(
+      this.#watched(
+        "bcast",
+        () => this.fns.MPI_Bcast(buffer, n, datatype(buffer), root, MPICH_ABI.COMM_WORLD),
+      ),
+      "MPI_Bcast",
+    );
   }
 
   barrier(): void {
-    this.#check(this.fns.MPI_Barrier(MPICH_ABI.COMM_WORLD), "MPI_Barrier");
+    this.#check(this.#watched("barrier", () => this.fns.MPI_Barrier(MPICH_ABI.COMM_WORLD)), "MPI_Barrier");
   }
 
   /** Ends every rank of the job now (a rank that cannot go on while the others wait for it). */
@@ -109,9 +133,15 @@ export class MpiWorld {
     Deno.exit(code);
   }
 
+  /** Ends MPI here (not watched: the other ranks may still be busy, e.g. rank 0 scoring and saving). */
   finalize(): void {
+    this.#watchdog?.close();
     this.#check(this.fns.MPI_Finalize(), "MPI_Finalize");
     MpiWorld.#world = undefined;
+  }
+
+  #watched(call: keyof typeof WATCHED_CALLS, fn: () => number): number {
+    return this.#watchdog ? this.#watchdog.watch(WATCHED_CALLS[call], fn) : fn();
   }
 
   #check(code: number, fn: string): void {
