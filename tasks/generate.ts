@@ -11,8 +11,8 @@ import { readPeftAdapter } from "../lib/io/peft/read.ts";
 import { LoraModel } from "../lib/lora/model.ts";
 import { ChatTemplate } from "../lib/text/chat_template.ts";
 import { defaultStopTokens, generate } from "../lib/generate/generate.ts";
-import { currentUserDirectory, resolveUserModel, resolveUserPath } from "../lib/train/user_paths.ts";
 import { pairBooleans } from "./boolean_flags.ts";
+import { userCwd, userPath } from "./user_path.ts";
 import { wholeNumber } from "./whole_number.ts";
 
 const opts = pairBooleans(
@@ -41,14 +41,12 @@ const int = (flag: string, value: string) => wholeNumber("generate", flag, value
 
 try {
   setThreads(int("--threads", opts.threads));
-  const here = currentUserDirectory();
-  const spec = resolveUserModel(opts.model, here);
-  const resolved = await resolveModel(spec === "default" ? undefined : spec);
+  const resolved = await resolveModel(opts.model === "default" ? undefined : opts.model, { cwd: userCwd() });
   const path = resolved.kind === "gguf" ? resolved.path : resolved.dir;
   const loaded = await loadModel(path, { quantize: opts.quantize ? "nf4" : "none" });
   const { tokenizer, config, loadSeconds } = loaded;
   const model = opts.adapter
-    ? LoraModel.fromWeights(loaded.model, readPeftAdapter(resolveUserPath(opts.adapter, here), config).layers)
+    ? LoraModel.fromWeights(loaded.model, readPeftAdapter(userPath(opts.adapter), config).layers)
     : loaded.model;
   let prompt = opts.prompt;
   if (!opts.raw) {

@@ -14,8 +14,8 @@ import { exportMergedModel } from "../lib/pretrained/export_merged.ts";
 import { readPeftAdapter } from "../lib/io/peft/read.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
 import { loadModel } from "../lib/pretrained/load_model.ts";
-import { currentUserDirectory, resolveUserModel, resolveUserPath } from "../lib/train/user_paths.ts";
 import { pairBooleans } from "./boolean_flags.ts";
+import { userCwd, userPath } from "./user_path.ts";
 
 const opts = pairBooleans(
   new Command("deno task merge")
@@ -38,17 +38,13 @@ try {
   if (!(shardGb > 0)) throw new Error(`--max-shard-gb must be > 0, got "${opts.maxShardGb}"`);
   setThreads(threads);
 
-  const here = currentUserDirectory();
-  const spec = resolveUserModel(opts.model, here);
-  const resolved = await resolveModel(spec === "default" ? undefined : spec);
+  const resolved = await resolveModel(opts.model === "default" ? undefined : opts.model, { cwd: userCwd() });
   const path = resolved.kind === "gguf" ? resolved.path : resolved.dir;
   const { model, config, loadSeconds } = await loadModel(path, { quantize: opts.quantize ? "nf4" : "none" });
   console.error(
     `model ${path} loaded in ${loadSeconds.toFixed(1)} s (${opts.quantize ? "NF4" : "unquantized"})`,
   );
-  const adapters = opts.adapter
-    ? readPeftAdapter(resolveUserPath(opts.adapter, here), config).layers
-    : undefined;
+  const adapters = opts.adapter ? readPeftAdapter(userPath(opts.adapter), config).layers : undefined;
 
   const t0 = performance.now();
   const bar = new cliProgress.SingleBar({
@@ -56,7 +52,7 @@ try {
     stream: process.stderr,
   });
   let started = false;
-  const result = await exportMergedModel(resolveUserPath(opts.out, here), {
+  const result = await exportMergedModel(userPath(opts.out), {
     model,
     adapters,
     source: resolved,

@@ -2,29 +2,14 @@
  * Paths a user types are relative to the directory they typed them in. `deno task` runs scripts from the
  * repository root and puts the user's directory in INIT_CWD (as npm does), so the task passes that here
  * and every relative path given in a flag or a config file is resolved against it. The defaults (the
- * shipped data set, `out/finetune`) stay relative to the repository.
+ * shipped data set, `out/finetune`) stay relative to the repository. The model spec is resolved by
+ * `resolveModel(spec, {cwd})`, which also tells a path from a hub id.
  */
-import { existsSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 
 /** The user's directory: INIT_CWD when a task runner set it, else the process's. */
 export function userDirectory(env: { get(name: string): string | undefined }, cwd: string): string {
   return env.get("INIT_CWD") || cwd;
-}
-
-/** A path the user typed, made absolute against their directory (absolute paths are kept). */
-export function resolveUserPath(path: string, base: string): string {
-  return isAbsolute(path) ? path : resolve(base, path);
-}
-
-/** A model spec the user typed: a path is resolved like any other; "default" and hub ids are kept. */
-export function resolveUserModel(spec: string, base: string): string {
-  return spec !== "default" && !isAbsolute(spec) && looksLikePath(spec, base) ? resolve(base, spec) : spec;
-}
-
-/** The user's directory of this process (INIT_CWD under `deno task`). */
-export function currentUserDirectory(): string {
-  return userDirectory(Deno.env, Deno.cwd());
 }
 
 /** Fields holding a path (config/flag names as in args.ts); values that are not paths are kept. */
@@ -52,11 +37,4 @@ export function resolveUserPaths(input: Record<string, unknown>, base: string): 
       holder[key] = resolve(base, value);
     }
   }
-  // A model is a path only when it names one (else it is "default" or a hub id such as org/name).
-  if (typeof input.model === "string") input.model = resolveUserModel(input.model, base);
-}
-
-function looksLikePath(spec: string, base: string): boolean {
-  return spec.startsWith("./") || spec.startsWith("../") || spec.toLowerCase().endsWith(".gguf") ||
-    existsSync(resolve(base, spec));
 }

@@ -94,7 +94,7 @@ Deno.test("cli: -c takes YAML (snake_case, aliases, data: DIR) with flags on top
   });
 });
 
-Deno.test("cli: relative paths resolve against INIT_CWD; hub ids, defaults and absolute paths are kept", () => {
+Deno.test("cli: relative paths resolve against INIT_CWD; model specs, defaults and absolute paths are kept", () => {
   inTempDir((dir) => {
     mkdirSync(join(dir, "models", "tiny"), { recursive: true });
     const a = parse(
@@ -116,7 +116,8 @@ Deno.test("cli: relative paths resolve against INIT_CWD; hub ids, defaults and a
     assert.equal(a.data.valid, join(dir, "..", "v.csv"));
     assert.equal(a.data.test, "/abs/t.parquet");
     assert.equal(a.outputDir, join(dir, "runs/a"));
-    assert.equal(a.model, join(dir, "models/tiny"));
+    // The model spec is kept: resolveModel(spec, {cwd: the user's directory}) tells a path from a hub id.
+    assert.equal(a.model, "models/tiny");
     assert.equal(parse(["--model", "HuggingFaceTB/SmolLM2-135M"], dir).model, "HuggingFaceTB/SmolLM2-135M");
     const defaults = parse([], dir);
     assert.equal(defaults.data.train, "data/dates/train.jsonl");
