@@ -29,6 +29,8 @@ Deno.test("boolean flags: the tasks' own help lists both forms", async () => {
       ["generate", ["--raw", "--no-raw", "--quantize", "--no-quantize"]],
       ["eval_dataset", ["--verbose", "--no-verbose"]],
       ["merge", ["--overwrite", "--no-overwrite", "--quantize", "--no-quantize"]],
+      ["chat", ["--quantize", "--no-quantize"]],
+      ["serve", ["--quantize", "--no-quantize"]],
     ] as const
   ) {
     const out = await new Deno.Command(Deno.execPath(), {
