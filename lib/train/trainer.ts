@@ -26,11 +26,14 @@ import { parseTrainingArgs, type TrainingArgs, type TrainingArgsInput } from "./
 import {
   BEST_FILE,
   checkpointDirs,
+  checkpointName,
+  checkpointProblem,
   type CheckpointRef,
   findBestCheckpoint,
   findLatestCheckpoint,
   loadCheckpoint,
   type LoadedCheckpoint,
+  pointBestAt,
   pointLatestAt,
   pruneCheckpoints,
   removeCheckpointsAfter,
@@ -296,6 +299,13 @@ export class Trainer {
     }
     this.restore(latest.dir);
     removeCheckpointsAfter(dir, latest.step);
+    // A kill between a best checkpoint's rename and its `best` pointer leaves the pointer one behind; the
+    // restored state knows the best step, so point at it again before pruning.
+    const bestStep = this.state.bestEvalStep;
+    if (this.args.keepBest && bestStep !== null) {
+      const name = checkpointName(bestStep);
+      if (checkpointProblem(join(dir, name)) === undefined) pointBestAt(dir, name);
+    }
     pruneCheckpoints(dir, this.args.keepCheckpoints, latest.step);
     pointLatestAt(dir, basename(latest.dir));
     this.#log = MetricsLog.resumeAt(metricsPath, latest.step);

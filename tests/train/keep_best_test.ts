@@ -122,3 +122,13 @@ Deno.test("early stopping without validation data is refused up front", async ()
     /early stopping needs validation data to watch \(--valid FILE or --valid-fraction F\)/,
   );
 });
+
+Deno.test("keep best: a resume repairs a `best` pointer left behind by a kill after the checkpoint's rename", async () => {
+  const { dir } = await run([5, 3, 4, 2], { steps: 4, keepCheckpoints: 4 });
+  // As if killed between checkpoint-4's rename and the pointer's update: the pointer still names step 2.
+  Deno.writeTextFileSync(join(dir, "best"), "checkpoint-2\n");
+  const again = await run([9], { steps: 4, keepCheckpoints: 1, resume: true }, dir);
+  assert.equal(readFileSync(join(dir, "best"), "utf8"), "checkpoint-4\n");
+  assert.equal(again.result.bestCheckpoint?.step, 4);
+  assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith("checkpoint-")), ["checkpoint-4"]);
+});
