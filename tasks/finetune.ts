@@ -19,7 +19,7 @@ import { setThreads } from "../ffi/runtime.ts";
 import { type Batch, BatchStream, orderedBatches, padTokenId } from "../lib/data/batch.ts";
 import { describeSplit, type Example, loadDataset } from "../lib/data/dataset.ts";
 import { exactMatch, type ExactMatchReport } from "../lib/data/metrics.ts";
-import { exactMatchFits } from "../lib/data/metric_choice.ts";
+import { chooseExactMatch } from "../lib/data/metric_choice.ts";
 import { ChatTemplate } from "../lib/text/chat_template.ts";
 import { finetuneCommand, parseFinetuneArgv } from "../lib/train/cli.ts";
 import { dataFiles } from "../lib/train/data_files.ts";
@@ -36,7 +36,6 @@ import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
 import type { CausalLm } from "../lib/nn/llama.ts";
 import { loadModel } from "../lib/pretrained/load_model.ts";
 import type { Tokenizer } from "../lib/text/tokenizer.ts";
-import type { DataRecord } from "../lib/data/formats.ts";
 import { ArgsError, type TrainingArgs } from "../lib/train/args.ts";
 import { saveParameters } from "../lib/train/checkpoint.ts";
 import { METRICS_FILE, MetricsLog } from "../lib/train/metrics_log.ts";
@@ -223,7 +222,9 @@ async function main(args: TrainingArgs): Promise<void> {
   // --- Before ------------------------------------------------------------------------------------------
   const evalRecords = dataset.valid.slice(0, args.maxEvalExamples || undefined).map((e: Example) => e.record);
   const testRecords = dataset.test.slice(0, args.maxEvalExamples || undefined).map((e: Example) => e.record);
-  const scoring = useExactMatch(args.metric, [...evalRecords, ...testRecords], tokenizer);
+  const decision = chooseExactMatch(args.metric, [...evalRecords, ...testRecords], tokenizer);
+  if (decision.note) console.error(decision.note);
+  const scoring = decision.score;
   const scoreValid = scoring && evalRecords.length > 0;
   const before = valid.length > 0 && trainer.isRoot ? trainer.evaluate() : undefined;
   if (before) console.error(`eval loss before training: ${before.loss.toFixed(4)}`);
@@ -359,27 +360,6 @@ function readTemplate(path: string): string {
   } catch (error) {
     throw new ArgsError(`--chat-template ${path}: cannot read it (${(error as Error).message})`);
   }
-}
-
-/**
- * Whether to score exact match: `auto` when the records fit it (metric_choice.ts says why not), forced by
- * `exact-match` (refused on text records, which have no answer), never with `none`.
- */
-function useExactMatch(metric: TrainingArgs["metric"], records: readonly DataRecord[], tokenizer: Tokenizer) {
-  if (metric === "none" || records.length === 0) return false;
-  if (metric === "exact-match") {
-    if (records[0].format === "text") {
-      throw new ArgsError("--metric exact-match: text records have no answer to compare; use --metric none");
-    }
-    return true;
-  }
-  const fit = exactMatchFits(records, tokenizer);
-  console.error(
-    fit.fits
-      ? `exact match: scoring (${fit.reason})`
-      : `exact match: not scored, ${fit.reason} (--metric exact-match forces it)`,
-  );
-  return fit.fits;
 }
 
 /** Exact match of greedy answers, with a progress line every 10 records. */

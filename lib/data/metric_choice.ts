@@ -55,3 +55,32 @@ export function exactMatchFits(
   }
   return { fits: true, reason: `one short answer per record, the longest ${longest} tokens` };
 }
+
+export interface MetricDecision {
+  /** Score exact match. */
+  score: boolean;
+  /** What to tell the user (undefined when there is nothing to say). */
+  note?: string;
+}
+
+/**
+ * The decision for `--metric auto|exact-match|none` on these records: `auto` follows the rule above,
+ * `exact-match` forces it (text records have no answer: an error), `none` never scores.
+ */
+export function chooseExactMatch(
+  metric: "auto" | "exact-match" | "none",
+  records: readonly DataRecord[],
+  tokenizer: Tokenizer,
+): MetricDecision {
+  if (metric === "none" || records.length === 0) return { score: false };
+  if (metric === "exact-match") {
+    if (records[0].format === "text") {
+      throw new RangeError("--metric exact-match: text records have no answer to compare; use --metric none");
+    }
+    return { score: true };
+  }
+  const fit = exactMatchFits(records, tokenizer);
+  return fit.fits
+    ? { score: true, note: `exact match: scoring (${fit.reason})` }
+    : { score: false, note: `exact match: not scored, ${fit.reason} (--metric exact-match forces it)` };
+}

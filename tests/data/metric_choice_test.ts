@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { DataRecord } from "../../lib/data/formats.ts";
-import { exactMatchFits } from "../../lib/data/metric_choice.ts";
+import { chooseExactMatch, exactMatchFits } from "../../lib/data/metric_choice.ts";
 import { smollm2Tokenizer } from "./_helpers.ts";
 
 const tokenizer = await smollm2Tokenizer();
@@ -38,4 +38,23 @@ Deno.test("exact match fits single short answers only, and says why not with fil
     }],
   };
   assert.equal(exactMatchFits([withCall], tokenizer).fits, false);
+});
+
+Deno.test("--metric: auto follows the rule and says so, exact-match forces it (not on text), none never", () => {
+  const short: DataRecord = { ...at, format: "completions", prompt: "p", completion: "42" };
+  const long = chat(["user", "q"], ["assistant", "word ".repeat(40)]);
+  assert.deepEqual(chooseExactMatch("auto", [short], tokenizer), {
+    score: true,
+    note: "exact match: scoring (one short answer per record, the longest 2 tokens)",
+  });
+  const off = chooseExactMatch("auto", [long], tokenizer);
+  assert.equal(off.score, false);
+  assert.match(off.note!, /not scored, v\.jsonl:1 has a 40-token answer.*\(--metric exact-match forces it\)/);
+  assert.deepEqual(chooseExactMatch("exact-match", [long], tokenizer), { score: true });
+  assert.deepEqual(chooseExactMatch("none", [short], tokenizer), { score: false });
+  assert.deepEqual(chooseExactMatch("auto", [], tokenizer), { score: false });
+  assert.throws(
+    () => chooseExactMatch("exact-match", [{ ...at, format: "text", text: "x" }], tokenizer),
+    /--metric exact-match: text records have no answer to compare/,
+  );
 });
