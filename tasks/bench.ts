@@ -12,26 +12,30 @@ import {
   printGemmResults,
   SMOLLM2_SHAPES,
 } from "./bench/gemm.ts";
+import { benchDistributed } from "./bench/distributed.ts";
 import { peakRss } from "./bench/measure.ts";
+import { pairBooleans } from "./boolean_flags.ts";
 import { bench7bLoad, benchDefaultModel, benchTraining, benchTraining7b } from "./bench/model.ts";
 
-const program = new Command()
-  .name("deno task bench")
-  .description("Benchmarks of qlora-deno's kernels (GFLOP/s and ratios, peak RSS).")
-  .option("--threads <n>", "kernel threads (0 = all cores)", "0")
-  .option("--kernel <path>", "force a CPU path: auto, scalar, avx2, avx512", "auto")
-  .option("--m <rows>", "activation rows M (batch × sequence)", "256")
-  .option("--seconds <s>", "minimum measuring time per shape", "0.5")
-  .option(
-    "--quick",
-    "SmolLM2 GEMM shapes and the default model only (skips Mistral-7B shapes and load)",
-    false,
-  )
-  .option(
-    "--sections <list>",
-    "comma-separated: gemm, attention, model, train, load7b, train7b (7B QLoRA vs PyTorch bf16: long)",
-    "gemm,attention,model,train,load7b",
-  )
+const program = pairBooleans(
+  new Command()
+    .name("deno task bench")
+    .description("Benchmarks of qlora-deno's kernels (GFLOP/s and ratios, peak RSS).")
+    .option("--threads <n>", "kernel threads (0 = all cores)", "0")
+    .option("--kernel <path>", "force a CPU path: auto, scalar, avx2, avx512", "auto")
+    .option("--m <rows>", "activation rows M (batch × sequence)", "256")
+    .option("--seconds <s>", "minimum measuring time per shape", "0.5")
+    .option(
+      "--quick",
+      "SmolLM2 GEMM shapes and the default model only (skips Mistral-7B shapes and load)",
+      false,
+    )
+    .option(
+      "--sections <list>",
+      "comma-separated: gemm, attention, model, train, mpi, load7b, train7b (7B QLoRA vs PyTorch bf16: long)",
+      "gemm,attention,model,train,mpi,load7b",
+    ),
+)
   .parse(Deno.args, { from: "user" });
 const opts = program.opts();
 
@@ -60,6 +64,7 @@ if (sections.has("attention")) {
 }
 if (sections.has("model")) await benchDefaultModel();
 if (sections.has("train")) await benchTraining(threads());
+if (sections.has("mpi") && !opts.quick) await benchDistributed();
 if (sections.has("load7b") && !opts.quick) await bench7bLoad();
 if (sections.has("train7b") && !opts.quick) await benchTraining7b(threads());
 const rss = peakRss();
