@@ -21,31 +21,35 @@ import {
   printGemmResults,
   SMOLLM2_SHAPES,
 } from "./bench/gemm.ts";
+import { benchDistributed } from "./bench/distributed.ts";
 import { peakRss } from "./bench/measure.ts";
+import { pairBooleans } from "./boolean_flags.ts";
 import { bench7bLoad, benchDefaultModel, benchTraining } from "./bench/model.ts";
 
-const program = new Command()
-  .name("deno task bench")
-  .description("Benchmarks of qlora-deno's kernels (GFLOP/s and ratios, peak RSS).")
-  .option("--threads <n>", "kernel threads (0 = all cores)", "0")
-  .option("--kernel <path>", "force a CPU path: auto, scalar, avx2, avx512", "auto")
-  .option(
-    "--gemm-paths <list>",
-    "GEMM section: comma-separated CPU paths to measure, or all (default: the active one)",
-    "",
-  )
-  .option("--m <rows>", "activation rows M (batch × sequence)", "256")
-  .option("--seconds <s>", "minimum measuring time per shape", "0.5")
-  .option(
-    "--quick",
-    "SmolLM2 GEMM shapes and the default model only (skips Mistral-7B shapes and load)",
-    false,
-  )
-  .option(
-    "--sections <list>",
-    "comma-separated: gemm, attention, model, train, load7b",
-    "gemm,attention,model,train,load7b",
-  )
+const program = pairBooleans(
+  new Command()
+    .name("deno task bench")
+    .description("Benchmarks of qlora-deno's kernels (GFLOP/s and ratios, peak RSS).")
+    .option("--threads <n>", "kernel threads (0 = all cores)", "0")
+    .option("--kernel <path>", "force a CPU path: auto, scalar, avx2, avx512", "auto")
+    .option(
+      "--gemm-paths <list>",
+      "GEMM section: comma-separated CPU paths to measure, or all (default: the active one)",
+      "",
+    )
+    .option("--m <rows>", "activation rows M (batch × sequence)", "256")
+    .option("--seconds <s>", "minimum measuring time per shape", "0.5")
+    .option(
+      "--quick",
+      "SmolLM2 GEMM shapes and the default model only (skips Mistral-7B shapes and load)",
+      false,
+    )
+    .option(
+      "--sections <list>",
+      "comma-separated: gemm, attention, model, train, mpi, load7b",
+      "gemm,attention,model,train,mpi,load7b",
+    ),
+)
   .parse(Deno.args, { from: "user" });
 const opts = program.opts();
 
@@ -55,11 +59,11 @@ const m = Number(opts.m);
 console.log(
   `qlora-deno bench — kernel ${kernelName()} (CPU offers ${cpuFeatures().join(", ")}), ${threads()} threads`,
 );
-// On a shared machine the CPU's speed drifts: this is what it gives now (fused multiply-adds, no memory).
 // What each kernel family runs on this path (a family without a build for it names the one it uses).
 console.log(
   `kernel families: ${Object.entries(kernelReport()).map(([f, p]) => `${f} ${p}`).join(", ")}`,
 );
+// On a shared machine the CPU's speed drifts: this is what it gives now (fused multiply-adds, no memory).
 console.log(`CPU FMA peak now: ${fmaPeakGflops(0.5).toFixed(0)} GFLOP/s on ${threads()} threads`);
 const sections = new Set(opts.sections.split(",").map((s) => s.trim()));
 if (sections.has("gemm")) {
@@ -90,6 +94,7 @@ if (sections.has("attention")) {
 }
 if (sections.has("model")) await benchDefaultModel();
 if (sections.has("train")) await benchTraining(threads());
+if (sections.has("mpi") && !opts.quick) await benchDistributed();
 if (sections.has("load7b") && !opts.quick) await bench7bLoad();
 const rss = peakRss();
 if (rss !== undefined) console.log(`\npeak RSS of this process: ${(rss / 2 ** 20).toFixed(0)} MiB`);
