@@ -1,5 +1,5 @@
 /**
- * The shape of a Llama-family model (Llama 2/3, SmolLM2, Mistral, Qwen2), read either from a Hugging Face
+ * The shape of a Llama-family model (Llama 2/3, SmolLM2, Mistral, Qwen2, Qwen3), read either from a Hugging Face
  * `config.json` or from GGUF metadata, plus the rotary inverse frequencies it implies.
  *
  * One typed `ModelConfig` serves every family: the differences that matter to the forward pass
@@ -14,6 +14,7 @@ export const SUPPORTED_ARCHITECTURES = [
   "LlamaForCausalLM",
   "MistralForCausalLM",
   "Qwen2ForCausalLM",
+  "Qwen3ForCausalLM",
 ] as const;
 export type Architecture = typeof SUPPORTED_ARCHITECTURES[number];
 
@@ -99,6 +100,8 @@ export interface ModelConfig {
   oBias: boolean;
   /** Bias on gate, up and down projections. */
   mlpBias: boolean;
+  /** An RMSNorm over each head of q and of k (weights `[headDim]`) before RoPE (Qwen3). */
+  qkNorm: boolean;
   /** Mistral's attention window; recorded only: sequences up to this length need no mask change. */
   slidingWindow: number | null;
   bosTokenId: number | null;
@@ -165,6 +168,7 @@ const FAMILY_DEFAULTS: Record<Architecture, { maxPositionEmbeddings: number; rms
   LlamaForCausalLM: { maxPositionEmbeddings: 2048, rmsNormEps: 1e-6 },
   MistralForCausalLM: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-6 },
   Qwen2ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
+  Qwen3ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
 };
 
 /** Reads and validates a Hugging Face `config.json`. */
@@ -218,7 +222,12 @@ export function parseModelConfig(json: unknown, file = "config.json"): ModelConf
   }
   const defaults = FAMILY_DEFAULTS[architecture];
   const isQwen2 = architecture === "Qwen2ForCausalLM";
+  const isQwen3 = architecture === "Qwen3ForCausalLM";
   const isLlama = architecture === "LlamaForCausalLM";
+  if (isQwen3 && hf.attention_bias === true) {
+    // Qwen3's flag also puts a bias on o_proj, which the block does not carry.
+    fail(`attention_bias: true is not supported for ${architecture} (every released Qwen3 has false)`);
+  }
   const eos = hf.eos_token_id;
   return {
     architecture,
@@ -238,7 +247,9 @@ export function parseModelConfig(json: unknown, file = "config.json"): ModelConf
     qkvBias: isQwen2 ? true : isLlama && (hf.attention_bias ?? false),
     oBias: isLlama && (hf.attention_bias ?? false),
     mlpBias: isLlama && (hf.mlp_bias ?? false),
-    slidingWindow: isQwen2 ? null : hf.sliding_window ?? null,
+    qkNorm: isQwen3,
+    // Qwen's sliding_window applies only with use_sliding_window, refused above.
+    slidingWindow: isQwen2 || isQwen3 ? null : hf.sliding_window ?? null,
     bosTokenId: hf.bos_token_id ?? null,
     eosTokenIds: eos == null ? [] : Array.isArray(eos) ? eos : [eos],
     padTokenId: hf.pad_token_id ?? null,
@@ -325,6 +336,7 @@ function show(value: unknown): string {
 const GGUF_ARCHITECTURES: Record<string, Architecture> = {
   llama: "LlamaForCausalLM",
   qwen2: "Qwen2ForCausalLM",
+  qwen3: "Qwen3ForCausalLM",
 };
 
 /**
@@ -397,6 +409,7 @@ export function configFromGguf(
     qkvBias: isQwen2 || names.has("blk.0.attn_q.bias"),
     oBias: names.has("blk.0.attn_output.bias"),
     mlpBias: names.has("blk.0.ffn_down.bias"),
+    qkNorm: names.has("blk.0.attn_q_norm.weight"),
     slidingWindow: null,
     bosTokenId: optionalId("tokenizer.ggml.bos_token_id"),
     eosTokenIds: [...new Set(eosTokenIds)],

@@ -1,5 +1,5 @@
 /**
- * The Llama-family decoder (Llama 2/3, Mistral, Qwen2, SmolLM2), written once for inference and training:
+ * The Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3, SmolLM2), written once for inference and training:
  * token embedding, per block RMSNorm → grouped-query attention with RoPE → residual, RMSNorm → SwiGLU MLP →
  * residual, final RMSNorm, LM head. Every block linear is NF4 (double quant) unless loaded unquantized;
  * embeddings and LM head are bf16; norms and biases f32. All math runs in the Rust kernels through the ops of
@@ -37,6 +37,9 @@ export interface AttentionWeights {
   qBias?: Float32Array;
   kBias?: Float32Array;
   vBias?: Float32Array;
+  /** Qwen3 only: RMSNorm weights `[headDim]` applied to every head of q and of k before RoPE. */
+  qNorm?: Float32Array;
+  kNorm?: Float32Array;
 }
 
 export interface MlpWeights {
@@ -228,6 +231,12 @@ export class LlamaModel implements CausalLm, Disposable {
     if (a.qBias) q = biasInPlace(tape, q, a.qBias);
     if (a.kBias) k = biasInPlace(tape, k, a.kBias);
     if (a.vBias) v = biasInPlace(tape, v, a.vBias);
+    if (a.qNorm && a.kNorm) {
+      const [qIn, kIn] = [q, k];
+      q = rmsnorm(tape, qIn, a.qNorm, c.rmsNormEps, c.numAttentionHeads);
+      k = rmsnorm(tape, kIn, a.kNorm, c.rmsNormEps, c.numKeyValueHeads);
+      scratch(qIn, kIn);
+    }
     q = ropeInPlace(tape, q, c.numAttentionHeads, ctx.table);
     k = ropeInPlace(tape, k, c.numKeyValueHeads, ctx.table);
     const heads = { heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim };
@@ -275,7 +284,7 @@ export class LlamaModel implements CausalLm, Disposable {
       const a = layer.attention;
       bytes += layer.inputNorm.byteLength + layer.postAttentionNorm.byteLength;
       for (const m of LINEAR_MODULES) bytes += blockLinear(layer, m).bytes;
-      for (const bias of [a.qBias, a.kBias, a.vBias]) bytes += bias?.byteLength ?? 0;
+      for (const v of [a.qBias, a.kBias, a.vBias, a.qNorm, a.kNorm]) bytes += v?.byteLength ?? 0;
     }
     return bytes;
   }

@@ -131,6 +131,8 @@ class LayerReader {
         qBias: c.qkvBias ? this.f32(`${p}.self_attn.q_proj.bias`, [qOut]) : undefined,
         kBias: c.qkvBias ? this.f32(`${p}.self_attn.k_proj.bias`, [kvOut]) : undefined,
         vBias: c.qkvBias ? this.f32(`${p}.self_attn.v_proj.bias`, [kvOut]) : undefined,
+        qNorm: c.qkNorm ? this.f32(`${p}.self_attn.q_norm.weight`, [c.headDim]) : undefined,
+        kNorm: c.qkNorm ? this.f32(`${p}.self_attn.k_norm.weight`, [c.headDim]) : undefined,
       },
       postAttentionNorm: this.f32(`${p}.post_attention_layernorm.weight`, [c.hiddenSize]),
       mlp: {

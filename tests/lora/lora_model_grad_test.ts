@@ -10,7 +10,7 @@ import type { Quantization } from "../../lib/pretrained/load_model.ts";
 import { Rng } from "../../lib/random.ts";
 import { type LoraConfig, LoraModel } from "../../lib/lora/model.ts";
 import { values } from "../autograd/_fd.ts";
-import { batchOf, tinyModel } from "../train/_tiny.ts";
+import { batchOf, tinyModel, type TinyModelName } from "../train/_tiny.ts";
 
 const SEQS = [[1, 17, 299, 0, 42, 128, 7, 9, 33, 250], [1, 5, 6, 77, 200, 13]];
 const BATCH = batchOf(SEQS, [2, 0]);
@@ -22,7 +22,7 @@ function randomizeB(lora: LoraModel, scale = 0.05): void {
   }
 }
 
-for (const name of ["tiny_llama", "tiny_qwen2"] as const) {
+for (const name of ["tiny_llama", "tiny_qwen2", "tiny_qwen3"] as const) {
   Deno.test(`${name}: fresh adapters (B = 0) leave the loss of the base model unchanged`, async () => {
     using model = await tinyModel(name, "nf4");
     const lora = new LoraModel(model, { rank: 4, alpha: 8, seed: 1 });
@@ -43,7 +43,7 @@ for (const name of ["tiny_llama", "tiny_qwen2"] as const) {
   });
 }
 
-const CASES: [string, "tiny_llama" | "tiny_qwen2", Quantization, Partial<LoraConfig>][] = [
+const CASES: [string, TinyModelName, Quantization, Partial<LoraConfig>][] = [
   ["tiny_llama", "tiny_llama", "none", {}],
   ["tiny_llama", "tiny_llama", "nf4", {}],
   ["tiny_qwen2", "tiny_qwen2", "nf4", {}],
@@ -52,6 +52,8 @@ const CASES: [string, "tiny_llama" | "tiny_qwen2", Quantization, Partial<LoraCon
     layers: [1],
     rslora: true,
   }],
+  // Per-head q/k RMSNorm: q_proj's and k_proj's gradients pass through it.
+  ["tiny_qwen3", "tiny_qwen3", "nf4", {}],
 ];
 
 for (const [label, name, quantize, extra] of CASES) {

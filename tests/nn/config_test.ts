@@ -116,12 +116,12 @@ Deno.test("bad input: each error names the file and the problem", async () => {
   fails(
     { ...raw, architectures: ["GPT2LMHeadModel"] },
     'unsupported architecture "GPT2LMHeadModel" ' +
-      "(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)",
+      "(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)",
   );
   fails(
     { ...raw, architectures: undefined },
     'missing "architectures" (expected one of LlamaForCausalLM, ' +
-      "MistralForCausalLM, Qwen2ForCausalLM)",
+      "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)",
   );
   fails({ ...raw, num_attention_heads: 0 }, '"num_attention_heads" must be a positive integer, found 0');
   fails({ ...raw, vocab_size: "49152" }, '"vocab_size" must be a positive integer, found "49152"');
@@ -212,10 +212,41 @@ Deno.test("configFromGguf: bad input names the file and key", () => {
   assert.throws(() => configFromGguf({}, [], file), /^FormatError: m.gguf: missing "general.architecture"$/);
   assert.throws(
     () => configFromGguf({ "general.architecture": "gpt2" }, [], file),
-    /m.gguf: unsupported general.architecture "gpt2" \(supported: llama, qwen2\)/,
+    /m.gguf: unsupported general.architecture "gpt2" \(supported: llama, qwen2, qwen3\)/,
   );
   assert.throws(
     () => configFromGguf({ "general.architecture": "llama", "llama.embedding_length": 64 }, [], file),
     /m.gguf: missing "llama.attention.head_count" \(needed for llama\)/,
+  );
+});
+
+Deno.test("configFromGguf: qwen3 has q/k norms (attn_q_norm), an explicit head size and no biases", () => {
+  const metadata = {
+    "general.architecture": "qwen3",
+    "qwen3.embedding_length": 1024,
+    "qwen3.block_count": 28,
+    "qwen3.feed_forward_length": 3072,
+    "qwen3.attention.head_count": 16,
+    "qwen3.attention.head_count_kv": 8,
+    "qwen3.attention.key_length": 128,
+    "qwen3.attention.layer_norm_rms_epsilon": 1e-6,
+    "qwen3.rope.freq_base": 1000000,
+    "qwen3.context_length": 40960,
+    "tokenizer.ggml.tokens": ["a", "b", "c"],
+  };
+  const config = configFromGguf(metadata, ["token_embd.weight", "blk.0.attn_q_norm.weight"]);
+  assert.equal(config.architecture, "Qwen3ForCausalLM");
+  assert.equal(config.qkNorm, true);
+  assert.equal(config.headDim, 128);
+  assert.equal(config.qkvBias, false);
+  assert.equal(config.tieWordEmbeddings, true);
+});
+
+Deno.test("Qwen3 with attention_bias: true is refused by name (its o_proj bias is not modelled)", async () => {
+  const raw = await rawConfig("qwen3-0.6b");
+  assert.throws(
+    () => parseModelConfig({ ...raw, attention_bias: true }, "q3.json"),
+    (e: Error) =>
+      e instanceof FormatError && /q3\.json.*attention_bias: true is not supported/.test(e.message),
   );
 });

@@ -130,6 +130,8 @@ function referenceModel(base: LlamaModel, adapters: ReadonlyMap<string, LoraWeig
         qBias: round(a.qBias),
         kBias: round(a.kBias),
         vBias: round(a.vBias),
+        qNorm: round(a.qNorm),
+        kNorm: round(a.kNorm),
       },
       mlp: {
         gate: at("mlp.gate_proj", layer.mlp.gate),
@@ -203,6 +205,7 @@ function assertWeightsMatch(merged: LlamaModel, reference: LlamaModel): void {
     assert.deepEqual(layer.inputNorm, ref.inputNorm);
     assert.deepEqual(layer.postAttentionNorm, ref.postAttentionNorm);
     assert.deepEqual(layer.attention.qBias, ref.attention.qBias);
+    assert.deepEqual(layer.attention.kNorm, ref.attention.kNorm);
   }
   assert.ok(flips <= total * 1e-3, `${flips} of ${total} weights one bf16 step off`);
 }
@@ -213,6 +216,7 @@ function readJson(path: string): Record<string, unknown> {
 
 const HF_LLAMA: ExportSource = { kind: "hf-dir", dir: MODEL("tiny_llama") };
 const HF_QWEN2: ExportSource = { kind: "hf-dir", dir: MODEL("tiny_qwen2") };
+const HF_QWEN3: ExportSource = { kind: "hf-dir", dir: MODEL("tiny_qwen3") };
 
 Deno.test("tiny_llama + PEFT all_linear: the merged export gives PEFT's logits within bf16 rounding", async () => {
   await withTmp(async (tmp) => {
@@ -300,6 +304,27 @@ Deno.test("tied tiny_qwen2: no lm_head.weight, q/k/v biases in bf16, logits of t
     assert.ok(maxAbsDiff(logits, reference.forward(ids)) <= 1e-4);
     const adapted = LoraModel.fromWeights(base, adapters).forward(ids);
     assert.ok(maxAbsDiff(adapted, base.forward(ids)) > 0.1, "the adapter changes the logits");
+    assert.ok(maxAbsDiff(logits, adapted) <= bf16Budget(adapted));
+  });
+});
+
+Deno.test("tiny_qwen3: q/k norms exported in bf16; the merged model loads back with the adapted logits", async () => {
+  await withTmp(async (tmp) => {
+    using base = await loadSource(HF_QWEN3, "none");
+    const adapters = randomAdapters(base);
+    const out = join(tmp, "merged");
+    await exportMergedModel(out, { model: base, adapters, source: HF_QWEN3 });
+    using file = SafetensorsReader.open(join(out, "model.safetensors"));
+    assert.equal(file.info("model.layers.1.self_attn.k_norm.weight").dtype, "BF16");
+    assert.equal(readJson(join(out, "config.json")).model_type, "qwen3");
+
+    using merged = await loadMerged(out);
+    using reference = referenceModel(base, adapters);
+    assertWeightsMatch(merged, reference);
+    const ids = Uint32Array.from([1, 17, 299, 0, 42, 128, 7]);
+    const logits = merged.forward(ids);
+    assert.ok(maxAbsDiff(logits, reference.forward(ids)) <= 1e-4);
+    const adapted = LoraModel.fromWeights(base, adapters).forward(ids);
     assert.ok(maxAbsDiff(logits, adapted) <= bf16Budget(adapted));
   });
 });

@@ -13,6 +13,7 @@ const MODEL_TYPE: Record<Architecture, string> = {
   LlamaForCausalLM: "llama",
   MistralForCausalLM: "mistral",
   Qwen2ForCausalLM: "qwen2",
+  Qwen3ForCausalLM: "qwen3",
 };
 
 /** The dtype the exported weights are stored in. */
@@ -79,6 +80,12 @@ function fromModelConfig(c: ModelConfig): Record<string, unknown> {
       break;
     case "Qwen2ForCausalLM":
       // Qwen2 always has q/k/v biases (no flag); full attention in every layer.
+      json.use_sliding_window = false;
+      json.sliding_window = null;
+      break;
+    case "Qwen3ForCausalLM":
+      // Qwen3 always has q/k norms (no flag); no biases; full attention in every layer.
+      json.attention_bias = false;
       json.use_sliding_window = false;
       json.sliding_window = null;
       break;

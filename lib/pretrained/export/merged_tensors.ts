@@ -61,6 +61,8 @@ export function mergedTensors(
     if (a.qBias) rounded(`${p}.self_attn.q_proj.bias`, a.qBias);
     if (a.kBias) rounded(`${p}.self_attn.k_proj.bias`, a.kBias);
     if (a.vBias) rounded(`${p}.self_attn.v_proj.bias`, a.vBias);
+    if (a.qNorm) rounded(`${p}.self_attn.q_norm.weight`, a.qNorm);
+    if (a.kNorm) rounded(`${p}.self_attn.k_norm.weight`, a.kNorm);
     rounded(`${p}.post_attention_layernorm.weight`, layer.postAttentionNorm);
     for (const m of ["gate_proj", "up_proj", "down_proj"] as const) {
       linear(modulePath(l, m), blockLinear(layer, m));
