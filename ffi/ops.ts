@@ -139,7 +139,10 @@ export function rmsnormBackward(
 
 // --- RoPE ----------------------------------------------------------------------------------------------
 
-/** Rotation table for a sequence: `cos`, `sin` `[tokens, headDim / 2]`, shared by q, k, layers, backward. */
+/**
+ * Rotation table for a sequence: `cos`, `sin` `[tokens, rotaryDim / 2]` (rotaryDim = headDim unless only part
+ * of each head rotates), shared by q, k, layers, backward.
+ */
 export interface RopeTable {
   tokens: number;
   half: number;
@@ -177,19 +180,31 @@ export function ropeTable(positions: Uint32Array, invFreq: Float32Array, attenti
   return { tokens, half, cos, sin };
 }
 
-function ropeApply(fn: string, x: Float32Array, heads: number, table: RopeTable, inverse: boolean): void {
+function ropeApply(
+  fn: string,
+  x: Float32Array,
+  heads: number,
+  table: RopeTable,
+  inverse: boolean,
+  headDim: number,
+): void {
   if (typeof table !== "object" || table === null) throw new TypeError(`${fn}: table must be a RopeTable`);
   const { tokens, half } = table;
-  const n = elements(fn, "x", count(fn, "table.tokens", tokens) * dim(fn, "heads", heads), 2 * half);
-  f32(fn, "x", x, n, `tokens × heads × headDim = ${tokens} × ${heads} × ${2 * half}`);
-  f32(fn, "table.cos", table.cos, tokens * half, "tokens × headDim / 2");
-  f32(fn, "table.sin", table.sin, tokens * half, "tokens × headDim / 2");
+  dim(fn, "headDim", headDim);
+  if (2 * half > headDim) {
+    throw new RangeError(`${fn}: the table turns ${2 * half} features, more than headDim ${headDim}`);
+  }
+  const n = elements(fn, "x", count(fn, "table.tokens", tokens) * dim(fn, "heads", heads), headDim);
+  f32(fn, "x", x, n, `tokens × heads × headDim = ${tokens} × ${heads} × ${headDim}`);
+  f32(fn, "table.cos", table.cos, tokens * half, "tokens × rotaryDim / 2");
+  f32(fn, "table.sin", table.sin, tokens * half, "tokens × rotaryDim / 2");
   separate(fn, [["x", x]], [["table.cos", table.cos], ["table.sin", table.sin]]);
   const status = kernels().qlora_rope_apply(
     x,
     n,
     tokens,
     heads,
+    headDim,
     2 * half,
     table.cos,
     tokens * half,
@@ -200,14 +215,27 @@ function ropeApply(fn: string, x: Float32Array, heads: number, table: RopeTable,
   check(status, fn);
 }
 
-/** Rotates `x [tokens, heads, headDim]` (q or k) in place, HF "rotate_half" layout. */
-export function ropeForward(x: Float32Array, heads: number, table: RopeTable): void {
-  ropeApply("ropeForward", x, heads, table, false);
+/**
+ * Rotates `x [tokens, heads, headDim]` (q or k) in place, HF "rotate_half" layout: the first `2 · table.half`
+ * features of each head turn, the rest pass (`headDim` defaults to the table's full rotary width).
+ */
+export function ropeForward(
+  x: Float32Array,
+  heads: number,
+  table: RopeTable,
+  headDim = 2 * table.half,
+): void {
+  ropeApply("ropeForward", x, heads, table, false, headDim);
 }
 
 /** The backward pass of `ropeForward`: rotates the gradient `dx [tokens, heads, headDim]` back, in place. */
-export function ropeBackward(dx: Float32Array, heads: number, table: RopeTable): void {
-  ropeApply("ropeBackward", dx, heads, table, true);
+export function ropeBackward(
+  dx: Float32Array,
+  heads: number,
+  table: RopeTable,
+  headDim = 2 * table.half,
+): void {
+  ropeApply("ropeBackward", dx, heads, table, true, headDim);
 }
 
 // --- SwiGLU --------------------------------------------------------------------------------------------

@@ -198,9 +198,10 @@ export const symbols = {
     result: "i32",
   },
   // int32_t qlora_rope_apply(float *x, uint32_t x_len, uint32_t tokens, uint32_t heads, uint32_t head_dim,
-  //   const float *cos, uint32_t cos_len, const float *sin, uint32_t sin_len, uint32_t inverse)
+  //   uint32_t rotary_dim, const float *cos, uint32_t cos_len, const float *sin, uint32_t sin_len,
+  //   uint32_t inverse)
   qlora_rope_apply: {
-    parameters: ["buffer", "u32", "u32", "u32", "u32", "buffer", "u32", "buffer", "u32", "u32"],
+    parameters: ["buffer", "u32", "u32", "u32", "u32", "u32", "buffer", "u32", "buffer", "u32", "u32"],
     result: "i32",
   },
   // int32_t qlora_swiglu_forward(const float *g, uint32_t g_len, const float *u, uint32_t u_len, float *h,

@@ -1,5 +1,5 @@
 /**
- * The shape of a Llama-family model (Llama 2/3, SmolLM2, Mistral, Qwen2, Qwen3), read either from a Hugging Face
+ * The shape of a Llama-family model (Llama 2/3, SmolLM2, Mistral, Qwen2, Qwen3, Phi-3/Phi-4-mini), read either from a Hugging Face
  * `config.json` or from GGUF metadata, plus the rotary inverse frequencies it implies.
  *
  * One typed `ModelConfig` serves every family: the differences that matter to the forward pass
@@ -15,11 +15,29 @@ export const SUPPORTED_ARCHITECTURES = [
   "MistralForCausalLM",
   "Qwen2ForCausalLM",
   "Qwen3ForCausalLM",
+  "Phi3ForCausalLM",
 ] as const;
 export type Architecture = typeof SUPPORTED_ARCHITECTURES[number];
 
-/** The linear layers of a Llama-family decoder block, in the order the block applies them. */
+/**
+ * Every name a decoder block's linear layers go by: the separate projections of Llama, and Phi-3's fused
+ * `qkv_proj` (q, k, v stacked by rows) and `gate_up_proj` (gate then up). A model has one set or the other
+ * (`blockModules`).
+ */
 export const LINEAR_MODULES = [
+  "q_proj",
+  "k_proj",
+  "v_proj",
+  "qkv_proj",
+  "o_proj",
+  "gate_proj",
+  "up_proj",
+  "gate_up_proj",
+  "down_proj",
+] as const;
+export type LinearModule = typeof LINEAR_MODULES[number];
+
+const SEPARATE_MODULES: readonly LinearModule[] = [
   "q_proj",
   "k_proj",
   "v_proj",
@@ -27,15 +45,19 @@ export const LINEAR_MODULES = [
   "gate_proj",
   "up_proj",
   "down_proj",
-] as const;
-export type LinearModule = typeof LINEAR_MODULES[number];
+];
+const FUSED_MODULES: readonly LinearModule[] = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"];
+
+/** The linear layers of `config`'s decoder block, in the order the block applies them. */
+export function blockModules(config: Pick<ModelConfig, "fusedLinears">): readonly LinearModule[] {
+  return config.fusedLinears ? FUSED_MODULES : SEPARATE_MODULES;
+}
 
 /** The HF module path of a block linear, e.g. `model.layers.0.self_attn.q_proj` (PEFT keys adapters by it). */
 export function modulePath(layer: number, module: LinearModule): string {
-  const parent = module === "gate_proj" || module === "up_proj" || module === "down_proj"
-    ? "mlp"
-    : "self_attn";
-  return `model.layers.${layer}.${parent}.${module}`;
+  const mlp = module === "gate_proj" || module === "up_proj" || module === "gate_up_proj" ||
+    module === "down_proj";
+  return `model.layers.${layer}.${mlp ? "mlp" : "self_attn"}.${module}`;
 }
 
 /** The weight shape `[out, in]` of a block linear. */
@@ -51,9 +73,13 @@ export function linearShape(config: ModelConfig, module: LinearModule): [number,
       return [kvDim, hidden];
     case "o_proj":
       return [hidden, qDim];
+    case "qkv_proj":
+      return [qDim + 2 * kvDim, hidden];
     case "gate_proj":
     case "up_proj":
       return [inter, hidden];
+    case "gate_up_proj":
+      return [2 * inter, hidden];
     case "down_proj":
       return [hidden, inter];
   }
@@ -75,7 +101,19 @@ export type RopeScaling =
    * GGUF files bake llama3 scaling into a `rope_freqs.weight` tensor of per-frequency divisors;
    * whoever reads the weights passes that tensor to `ropeInvFreq`.
    */
-  | { type: "freq_factors" };
+  | { type: "freq_factors" }
+  /**
+   * Phi-3 128k / Phi-4-mini (LongRoPE, "su"): every frequency divided by its own factor, `shortFactor` while
+   * a forward's positions stay within `originalMaxPositionEmbeddings`, `longFactor` once one passes it (as
+   * transformers switches per call); cos and sin are multiplied by `attentionFactor`.
+   */
+  | {
+    type: "longrope";
+    shortFactor: number[];
+    longFactor: number[];
+    originalMaxPositionEmbeddings: number;
+    attentionFactor: number;
+  };
 
 export interface ModelConfig {
   architecture: Architecture;
@@ -87,6 +125,8 @@ export interface ModelConfig {
   numKeyValueHeads: number;
   /** Usually hiddenSize / numAttentionHeads, but Mistral Nemo and others set it apart. */
   headDim: number;
+  /** The leading features of each head that RoPE turns: headDim, or a part (Phi-4-mini: 96 of 128). */
+  rotaryDim: number;
   vocabSize: number;
   rmsNormEps: number;
   ropeTheta: number;
@@ -102,7 +142,12 @@ export interface ModelConfig {
   mlpBias: boolean;
   /** An RMSNorm over each head of q and of k (weights `[headDim]`) before RoPE (Qwen3). */
   qkNorm: boolean;
-  /** Mistral's attention window; recorded only: sequences up to this length need no mask change. */
+  /** q/k/v and gate/up are stored fused, as `qkv_proj` and `gate_up_proj` (Phi-3). */
+  fusedLinears: boolean;
+  /**
+   * The attention window: a query sees itself and the `slidingWindow − 1` keys before it (Phi-3). Mistral's
+   * is recorded but not applied (sequences up to its length need no mask change).
+   */
   slidingWindow: number | null;
   bosTokenId: number | null;
   /** Generation stops on any of these. */
@@ -133,6 +178,10 @@ const ropeSettings = z.object({
   low_freq_factor: positiveNumber.optional(),
   high_freq_factor: positiveNumber.optional(),
   original_max_position_embeddings: positiveInt.optional(),
+  short_factor: z.array(positiveNumber, { error: "a list of positive numbers" }).optional(),
+  long_factor: z.array(positiveNumber, { error: "a list of positive numbers" }).optional(),
+  attention_factor: positiveNumber.optional(),
+  partial_rotary_factor: positiveNumber.optional(),
 }, { error: "an object" });
 
 const hfConfigSchema = z.object({
@@ -148,6 +197,8 @@ const hfConfigSchema = z.object({
   rope_scaling: ropeSettings.nullish(),
   rope_parameters: ropeSettings.nullish(),
   max_position_embeddings: positiveInt.optional(),
+  original_max_position_embeddings: positiveInt.optional(),
+  partial_rotary_factor: positiveNumber.max(1, { error: "a number in (0, 1]" }).optional(),
   tie_word_embeddings: flag.optional(),
   attention_bias: flag.optional(),
   mlp_bias: flag.optional(),
@@ -169,6 +220,7 @@ const FAMILY_DEFAULTS: Record<Architecture, { maxPositionEmbeddings: number; rms
   MistralForCausalLM: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-6 },
   Qwen2ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
   Qwen3ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
+  Phi3ForCausalLM: { maxPositionEmbeddings: 4096, rmsNormEps: 1e-5 },
 };
 
 /** Reads and validates a Hugging Face `config.json`. */
@@ -223,12 +275,23 @@ export function parseModelConfig(json: unknown, file = "config.json"): ModelConf
   const defaults = FAMILY_DEFAULTS[architecture];
   const isQwen2 = architecture === "Qwen2ForCausalLM";
   const isQwen3 = architecture === "Qwen3ForCausalLM";
+  const isPhi3 = architecture === "Phi3ForCausalLM";
   const isLlama = architecture === "LlamaForCausalLM";
   if (isQwen3 && hf.attention_bias === true) {
     // Qwen3's flag also puts a bias on o_proj, which the block does not carry.
     fail(`attention_bias: true is not supported for ${architecture} (every released Qwen3 has false)`);
   }
   const eos = hf.eos_token_id;
+  const headDim = hf.head_dim ?? hf.hidden_size / hf.num_attention_heads;
+  const partial = hf.rope_parameters?.partial_rotary_factor ?? hf.partial_rotary_factor ?? 1;
+  if (partial !== 1 && !isPhi3) fail(`partial_rotary_factor ${partial} is not supported for ${architecture}`);
+  // transformers: int(head_dim · factor), the pairs split in halves of it.
+  const rotaryDim = Math.floor(headDim * partial);
+  if (rotaryDim < 2 || rotaryDim % 2 !== 0) {
+    fail(
+      `partial_rotary_factor ${partial} leaves ${rotaryDim} of head_dim ${headDim} to rotate (needs an even count)`,
+    );
+  }
   return {
     architecture,
     hiddenSize: hf.hidden_size,
@@ -236,11 +299,12 @@ export function parseModelConfig(json: unknown, file = "config.json"): ModelConf
     numHiddenLayers: hf.num_hidden_layers,
     numAttentionHeads: hf.num_attention_heads,
     numKeyValueHeads,
-    headDim: hf.head_dim ?? hf.hidden_size / hf.num_attention_heads,
+    headDim,
+    rotaryDim,
     vocabSize: hf.vocab_size,
     rmsNormEps: hf.rms_norm_eps ?? defaults.rmsNormEps,
     ropeTheta: hf.rope_parameters?.rope_theta ?? hf.rope_theta ?? 10000,
-    ropeScaling: readRopeScaling(hf, file),
+    ropeScaling: readRopeScaling(hf, architecture, rotaryDim, file),
     maxPositionEmbeddings: hf.max_position_embeddings ?? defaults.maxPositionEmbeddings,
     tieWordEmbeddings: hf.tie_word_embeddings ?? false,
     // Qwen2 always has q/k/v biases and never an o bias; Llama's attention_bias covers all four.
@@ -248,6 +312,7 @@ export function parseModelConfig(json: unknown, file = "config.json"): ModelConf
     oBias: isLlama && (hf.attention_bias ?? false),
     mlpBias: isLlama && (hf.mlp_bias ?? false),
     qkNorm: isQwen3,
+    fusedLinears: isPhi3,
     // Qwen's sliding_window applies only with use_sliding_window, refused above.
     slidingWindow: isQwen2 || isQwen3 ? null : hf.sliding_window ?? null,
     bosTokenId: hf.bos_token_id ?? null,
@@ -278,11 +343,18 @@ function readArchitecture(raw: Record<string, unknown>, file: string): Architect
   return name as Architecture;
 }
 
-function readRopeScaling(hf: HfConfig, file: string): RopeScaling | null {
+function readRopeScaling(
+  hf: HfConfig,
+  architecture: Architecture,
+  rotaryDim: number,
+  file: string,
+): RopeScaling | null {
   const settings = hf.rope_parameters ?? hf.rope_scaling;
   if (settings == null) return null;
   const key = hf.rope_parameters != null ? "rope_parameters" : "rope_scaling";
-  const kind = settings.rope_type ?? settings.type ?? "default";
+  let kind = settings.rope_type ?? settings.type ?? "default";
+  // transformers' Phi-3 config reads the older names "su" and "yarn" as LongRoPE.
+  if (architecture === "Phi3ForCausalLM" && (kind === "su" || kind === "yarn")) kind = "longrope";
   const need = (name: keyof typeof settings): number => {
     const value = settings[name];
     if (typeof value !== "number") {
@@ -303,12 +375,51 @@ function readRopeScaling(hf: HfConfig, file: string): RopeScaling | null {
         highFreqFactor: need("high_freq_factor"),
         originalMaxPositionEmbeddings: need("original_max_position_embeddings"),
       };
+    case "longrope":
+      return longRope(hf, settings, key, rotaryDim, file);
     default:
       throw new FormatError(
         file,
-        `unsupported ${key} type "${kind}" (supported: default, linear, llama3)`,
+        `unsupported ${key} type "${kind}" (supported: default, linear, llama3, longrope for Phi-3)`,
       );
   }
+}
+
+function longRope(
+  hf: HfConfig,
+  settings: NonNullable<HfConfig["rope_scaling"]>,
+  key: string,
+  rotaryDim: number,
+  file: string,
+): RopeScaling {
+  const factors = (name: "short_factor" | "long_factor"): number[] => {
+    const list = settings[name];
+    if (list === undefined || list.length !== rotaryDim / 2) {
+      throw new FormatError(
+        file,
+        `"${key}.${name}" must list ${rotaryDim / 2} factors (one per rotated pair), found ${
+          list === undefined ? "none" : list.length
+        }`,
+      );
+    }
+    return list;
+  };
+  const original = settings.original_max_position_embeddings ?? hf.original_max_position_embeddings;
+  if (original === undefined) {
+    throw new FormatError(file, `missing "original_max_position_embeddings" (needed for longrope)`);
+  }
+  const max = hf.max_position_embeddings ?? original;
+  // transformers: factor = max / original unless given; attention factor √(1 + ln factor / ln original).
+  const factor = settings.factor ?? max / original;
+  const attentionFactor = settings.attention_factor ??
+    (factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(original)));
+  return {
+    type: "longrope",
+    shortFactor: factors("short_factor"),
+    longFactor: factors("long_factor"),
+    originalMaxPositionEmbeddings: original,
+    attentionFactor,
+  };
 }
 
 function describeIssue(
@@ -400,6 +511,7 @@ export function configFromGguf(
     numAttentionHeads,
     numKeyValueHeads: read("attention.head_count_kv") ?? numAttentionHeads,
     headDim: read("attention.key_length") ?? hiddenSize / numAttentionHeads,
+    rotaryDim: read("attention.key_length") ?? hiddenSize / numAttentionHeads,
     vocabSize,
     rmsNormEps: need("attention.layer_norm_rms_epsilon"),
     ropeTheta: read("rope.freq_base") ?? 10000,
@@ -410,6 +522,7 @@ export function configFromGguf(
     oBias: names.has("blk.0.attn_output.bias"),
     mlpBias: names.has("blk.0.ffn_down.bias"),
     qkNorm: names.has("blk.0.attn_q_norm.weight"),
+    fusedLinears: false,
     slidingWindow: null,
     bosTokenId: optionalId("tokenizer.ggml.bos_token_id"),
     eosTokenIds: [...new Set(eosTokenIds)],
@@ -449,15 +562,24 @@ function ggufRopeScaling(
  * sides feed bit-identical angles to the rotary embedding. For `freq_factors` scaling, pass the GGUF
  * `rope_freqs.weight` values: each frequency is divided by its factor.
  */
-export function ropeInvFreq(config: ModelConfig, freqFactors?: Float32Array): Float32Array {
+export function ropeInvFreq(
+  config: ModelConfig,
+  freqFactors?: Float32Array,
+  opts: { long?: boolean } = {},
+): Float32Array {
   const f = Math.fround;
-  const half = config.headDim / 2;
-  const invFreq = new Float32Array(half);
+  const half = config.rotaryDim / 2;
+  const powers = new Float32Array(half); // theta^(2i / rotaryDim)
   for (let i = 0; i < half; i++) {
-    const exponent = f(f(2 * i) / f(config.headDim));
-    invFreq[i] = f(1 / f(Math.pow(config.ropeTheta, exponent)));
+    powers[i] = f(Math.pow(config.ropeTheta, f(f(2 * i) / f(config.rotaryDim))));
   }
   const scaling = config.ropeScaling;
+  if (scaling?.type === "longrope") {
+    // transformers: 1 / (factor · theta^(2i/d)), the product rounded first.
+    const factors = opts.long ? scaling.longFactor : scaling.shortFactor;
+    return powers.map((p, i) => f(1 / f(f(factors[i]) * p)));
+  }
+  const invFreq = powers.map((p) => f(1 / p));
   if (scaling === null) return invFreq;
   switch (scaling.type) {
     case "linear":
@@ -474,6 +596,20 @@ export function ropeInvFreq(config: ModelConfig, freqFactors?: Float32Array): Fl
     case "llama3":
       return invFreq.map((value) => llama3Scaled(value, scaling));
   }
+}
+
+/**
+ * The factor cos and sin are multiplied by (LongRoPE's attention factor, else 1), and whether a forward whose
+ * largest position is `maxPosition` takes LongRoPE's long factors (transformers: once max position + 1
+ * passes original_max_position_embeddings).
+ */
+export function ropeSettingsAt(
+  config: ModelConfig,
+  maxPosition: number,
+): { long: boolean; attentionScaling: number } {
+  const s = config.ropeScaling;
+  if (s?.type !== "longrope") return { long: false, attentionScaling: 1 };
+  return { long: maxPosition + 1 > s.originalMaxPositionEmbeddings, attentionScaling: s.attentionFactor };
 }
 
 /** Llama 3.1's long-context rule for one frequency, in float32 as transformers computes it. */

@@ -1,5 +1,5 @@
 /**
- * The Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3, SmolLM2), written once for inference and training:
+ * The Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3, Phi-3, SmolLM2), written once for inference and training:
  * token embedding, per block RMSNorm → grouped-query attention with RoPE → residual, RMSNorm → SwiGLU MLP →
  * residual, final RMSNorm, LM head. Every block linear is NF4 (double quant) unless loaded unquantized;
  * embeddings and LM head are bf16; norms and biases f32. All math runs in the Rust kernels through the ops of
@@ -19,19 +19,22 @@ import { embedding } from "../autograd/ops/embedding.ts";
 import { linear } from "../autograd/ops/linear.ts";
 import { rmsnorm } from "../autograd/ops/rmsnorm.ts";
 import { ropeInPlace } from "../autograd/ops/rope.ts";
+import { splitColumns } from "../autograd/ops/split.ts";
 import { swiglu } from "../autograd/ops/swiglu.ts";
 import { recomputed } from "../autograd/recompute.ts";
 import type { Tape } from "../autograd/tape.ts";
 import type { Tensor } from "../autograd/tensor.ts";
 import type { Rng } from "../random.ts";
-import { LINEAR_MODULES, type LinearModule, type ModelConfig, ropeInvFreq } from "./config.ts";
+import { blockModules, type LinearModule, type ModelConfig, ropeInvFreq, ropeSettingsAt } from "./config.ts";
 import { KvCache } from "./kv_cache.ts";
 import type { Linear } from "./linear.ts";
 
+/** q, k, v as separate linears, or (Phi-3, `fusedLinears`) as one `qkv` whose rows stack them. */
 export interface AttentionWeights {
-  q: Linear;
-  k: Linear;
-  v: Linear;
+  q?: Linear;
+  k?: Linear;
+  v?: Linear;
+  qkv?: Linear;
   o: Linear;
   /** Qwen2 only: `[heads·headDim]`, `[kvHeads·headDim]`, `[kvHeads·headDim]`. */
   qBias?: Float32Array;
@@ -42,9 +45,11 @@ export interface AttentionWeights {
   kNorm?: Float32Array;
 }
 
+/** gate and up as separate linears, or (Phi-3) as one `gateUp`: gate's rows, then up's. */
 export interface MlpWeights {
-  gate: Linear;
-  up: Linear;
+  gate?: Linear;
+  up?: Linear;
+  gateUp?: Linear;
   down: Linear;
 }
 
@@ -63,24 +68,23 @@ export interface LlamaWeights {
   lmHead: Bf16Matrix;
 }
 
-/** A block's frozen linear by its HF module name. */
+/** A block's frozen linear by its HF module name (one of `blockModules(config)`). */
 export function blockLinear(w: DecoderLayerWeights, module: LinearModule): Linear {
-  switch (module) {
-    case "q_proj":
-      return w.attention.q;
-    case "k_proj":
-      return w.attention.k;
-    case "v_proj":
-      return w.attention.v;
-    case "o_proj":
-      return w.attention.o;
-    case "gate_proj":
-      return w.mlp.gate;
-    case "up_proj":
-      return w.mlp.up;
-    case "down_proj":
-      return w.mlp.down;
+  const linear = {
+    q_proj: w.attention.q,
+    k_proj: w.attention.k,
+    v_proj: w.attention.v,
+    qkv_proj: w.attention.qkv,
+    o_proj: w.attention.o,
+    gate_proj: w.mlp.gate,
+    up_proj: w.mlp.up,
+    gate_up_proj: w.mlp.gateUp,
+    down_proj: w.mlp.down,
+  }[module];
+  if (linear === undefined) {
+    throw new RangeError(`this block has no ${module} (its linears are fused or not)`);
   }
+  return linear;
 }
 
 /** What a block needs of an adapter on one of its linears (lib/lora's `LoraLinear`). */
@@ -147,9 +151,21 @@ interface BlockContext extends RunOptions {
 
 export class LlamaModel implements CausalLm, Disposable {
   readonly invFreq: Float32Array;
+  /** LongRoPE's frequencies past the original context (Phi-3 128k, Phi-4-mini). */
+  readonly longInvFreq?: Float32Array;
 
   constructor(readonly config: ModelConfig, readonly weights: LlamaWeights) {
     this.invFreq = ropeInvFreq(config);
+    if (config.ropeScaling?.type === "longrope") {
+      this.longInvFreq = ropeInvFreq(config, undefined, { long: true });
+    }
+  }
+
+  /** The rotary table of a forward over `positions` (LongRoPE picks its factors by the largest one). */
+  ropeTableAt(positions: Uint32Array): RopeTable {
+    const maxPosition = positions.reduce((a, b) => Math.max(a, b), 0);
+    const { long, attentionScaling } = ropeSettingsAt(this.config, maxPosition);
+    return ropeTable(positions, long ? this.longInvFreq! : this.invFreq, attentionScaling);
   }
 
   /** A KV cache sized for this model. */
@@ -190,12 +206,20 @@ export class LlamaModel implements CausalLm, Disposable {
     if (rows.positions.length !== ids.length) {
       throw new RangeError(`hiddenStates: ${rows.positions.length} positions for ${ids.length} tokens`);
     }
-    const ctx: BlockContext = { ...run, table: ropeTable(rows.positions, this.invFreq), rows };
+    const window = c.slidingWindow;
+    if (window !== null && rows.positions.some((p) => p >= window)) {
+      // Exact up to the window; past it the attention kernels would see keys the model must not.
+      throw new RangeError(
+        `hiddenStates: positions reach past sliding_window ${window}, and attention over a sliding window is ` +
+          `not implemented: keep sequences to ${window} tokens`,
+      );
+    }
+    const ctx: BlockContext = { ...run, table: this.ropeTableAt(rows.positions), rows };
     let x = embedding(this.weights.embedTokens, ids);
     for (let l = 0; l < this.weights.layers.length; l++) {
       const input = x;
       if (run.recomputeBlocks && run.tape) {
-        const params = LINEAR_MODULES.flatMap((m) => run.adapters?.(l, m)?.parameters() ?? []);
+        const params = blockModules(c).flatMap((m) => run.adapters?.(l, m)?.parameters() ?? []);
         x = recomputed(run.tape, input, params, (tape, y) => this.block(l, y, { ...ctx, tape }), run.rng);
       } else {
         x = this.block(l, input, ctx);
@@ -224,9 +248,15 @@ export class LlamaModel implements CausalLm, Disposable {
     };
 
     const h = rmsnorm(tape, x, w.inputNorm, c.rmsNormEps);
-    let q = proj("q_proj", h);
-    let k = proj("k_proj", h);
-    let v = proj("v_proj", h);
+    const [qDim, kvDim] = [c.numAttentionHeads * c.headDim, c.numKeyValueHeads * c.headDim];
+    let q: Tensor, k: Tensor, v: Tensor;
+    if (c.fusedLinears) {
+      const qkv = proj("qkv_proj", h);
+      [q, k, v] = splitColumns(tape, qkv, [qDim, kvDim, kvDim]);
+      scratch(qkv);
+    } else {
+      [q, k, v] = [proj("q_proj", h), proj("k_proj", h), proj("v_proj", h)];
+    }
     scratch(h);
     if (a.qBias) q = biasInPlace(tape, q, a.qBias);
     if (a.kBias) k = biasInPlace(tape, k, a.kBias);
@@ -262,8 +292,14 @@ export class LlamaModel implements CausalLm, Disposable {
     scratch(o);
 
     const h2 = rmsnorm(tape, x1, w.postAttentionNorm, c.rmsNormEps);
-    const gate = proj("gate_proj", h2);
-    const up = proj("up_proj", h2);
+    let gate: Tensor, up: Tensor;
+    if (c.fusedLinears) {
+      const gateUp = proj("gate_up_proj", h2);
+      [gate, up] = splitColumns(tape, gateUp, [c.intermediateSize, c.intermediateSize]);
+      scratch(gateUp);
+    } else {
+      [gate, up] = [proj("gate_proj", h2), proj("up_proj", h2)];
+    }
     scratch(h2);
     // SwiGLU's output (the widest activation but one) is not held for backward: down_proj's adapter gets it
     // recomputed from gate and up, which SwiGLU's own backward keeps anyway (−1.5 MB a layer at 256 tokens).
@@ -283,7 +319,7 @@ export class LlamaModel implements CausalLm, Disposable {
     for (const layer of w.layers) {
       const a = layer.attention;
       bytes += layer.inputNorm.byteLength + layer.postAttentionNorm.byteLength;
-      for (const m of LINEAR_MODULES) bytes += blockLinear(layer, m).bytes;
+      for (const m of blockModules(this.config)) bytes += blockLinear(layer, m).bytes;
       for (const v of [a.qBias, a.kBias, a.vBias, a.qNorm, a.kNorm]) bytes += v?.byteLength ?? 0;
     }
     return bytes;
@@ -291,7 +327,8 @@ export class LlamaModel implements CausalLm, Disposable {
 
   /** Frees the NF4 weights held by the kernel library. */
   close(): void {
-    for (const layer of this.weights.layers) for (const m of LINEAR_MODULES) blockLinear(layer, m).close();
+    const modules = blockModules(this.config);
+    for (const layer of this.weights.layers) for (const m of modules) blockLinear(layer, m).close();
   }
 
   [Symbol.dispose](): void {

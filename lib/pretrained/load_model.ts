@@ -121,12 +121,13 @@ class LayerReader {
     const qOut = c.numAttentionHeads * c.headDim;
     const kvOut = c.numKeyValueHeads * c.headDim;
     const linear = (m: LinearModule) => this.linear(modulePath(l, m), ...linearShape(c, m));
+    const fused = c.fusedLinears;
     return {
       inputNorm: this.f32(`${p}.input_layernorm.weight`, [c.hiddenSize]),
       attention: {
-        q: linear("q_proj"),
-        k: linear("k_proj"),
-        v: linear("v_proj"),
+        ...(fused
+          ? { qkv: linear("qkv_proj") }
+          : { q: linear("q_proj"), k: linear("k_proj"), v: linear("v_proj") }),
         o: linear("o_proj"),
         qBias: c.qkvBias ? this.f32(`${p}.self_attn.q_proj.bias`, [qOut]) : undefined,
         kBias: c.qkvBias ? this.f32(`${p}.self_attn.k_proj.bias`, [kvOut]) : undefined,
@@ -136,8 +137,9 @@ class LayerReader {
       },
       postAttentionNorm: this.f32(`${p}.post_attention_layernorm.weight`, [c.hiddenSize]),
       mlp: {
-        gate: linear("gate_proj"),
-        up: linear("up_proj"),
+        ...(fused
+          ? { gateUp: linear("gate_up_proj") }
+          : { gate: linear("gate_proj"), up: linear("up_proj") }),
         down: linear("down_proj"),
       },
     };

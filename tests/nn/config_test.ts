@@ -11,11 +11,16 @@ import {
   type ModelConfig,
   parseModelConfig,
   ropeInvFreq,
+  ropeSettingsAt,
 } from "../../lib/nn/config.ts";
 import { smollm2Path } from "../text/_smollm2.ts";
 
 const fixtures = fileURLToPath(new URL("../fixtures/configs/", import.meta.url));
-type Expected = Record<string, number | boolean | number[] | string | null> & { invFreq: number[] };
+type Expected = Record<string, number | boolean | number[] | string | null> & {
+  invFreq: number[];
+  invFreqLong?: number[];
+  attentionScaling: number;
+};
 const expected: Record<string, Expected> = JSON.parse(
   await readFile(join(fixtures, "expected.json"), "utf8"),
 );
@@ -33,7 +38,7 @@ for (const name of Object.keys(expected)) {
     const config = await loadModelConfig(join(fixtures, name, "config.json"));
     const want = expected[name];
     for (const key of Object.keys(want)) {
-      if (key === "invFreq" || key === "ropeType" || key === "attentionScaling") continue;
+      if (["invFreq", "invFreqLong", "ropeType", "attentionScaling"].includes(key)) continue;
       assert.deepEqual(config[key as keyof ModelConfig], want[key], key);
     }
     assert.equal(config.ropeScaling?.type ?? "default", want.ropeType);
@@ -47,6 +52,14 @@ for (const name of Object.keys(expected)) {
     const worst = Math.max(...want.map((value, i) => ulps(invFreq[i], value)));
     // Bit-identical today; were torch's powf ever to round differently, this says by how much.
     assert.equal(worst, 0, `largest difference ${worst} ulp`);
+    const { attentionScaling } = ropeSettingsAt(config, 0);
+    assert.ok(Math.abs(attentionScaling - expected[name].attentionScaling) < 1e-12, `${attentionScaling}`);
+    const long = expected[name].invFreqLong;
+    if (long !== undefined) {
+      const got = ropeInvFreq(config, undefined, { long: true });
+      assert.equal(Math.max(...long.map((value, i) => ulps(got[i], value))), 0, "long factors");
+      assert.equal(ropeSettingsAt(config, config.maxPositionEmbeddings - 1).long, true);
+    }
   });
 }
 
@@ -116,12 +129,12 @@ Deno.test("bad input: each error names the file and the problem", async () => {
   fails(
     { ...raw, architectures: ["GPT2LMHeadModel"] },
     'unsupported architecture "GPT2LMHeadModel" ' +
-      "(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)",
+      "(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM)",
   );
   fails(
     { ...raw, architectures: undefined },
     'missing "architectures" (expected one of LlamaForCausalLM, ' +
-      "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)",
+      "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM)",
   );
   fails({ ...raw, num_attention_heads: 0 }, '"num_attention_heads" must be a positive integer, found 0');
   fails({ ...raw, vocab_size: "49152" }, '"vocab_size" must be a positive integer, found "49152"');
@@ -130,7 +143,7 @@ Deno.test("bad input: each error names the file and the problem", async () => {
   fails(
     { ...raw, rope_scaling: { rope_type: "yarn", factor: 4 } },
     'unsupported rope_scaling type "yarn" ' +
-      "(supported: default, linear, llama3)",
+      "(supported: default, linear, llama3, longrope for Phi-3)",
   );
   fails(
     { ...raw, rope_scaling: { rope_type: "llama3", factor: 8 } },

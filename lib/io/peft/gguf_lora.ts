@@ -43,6 +43,13 @@ const SAME_SCALE = 1e-9;
 
 export function writeGgufLora(path: string, options: GgufLoraOptions): void {
   const { model, config, layers, dtype = "F32" } = options;
+  if (model.fusedLinears) {
+    // llama.cpp names Phi-3's fused linears by architecture (gate_up_proj is its ffn_up); not mapped here.
+    throw new FormatError(
+      path,
+      `llama.cpp GGUF LoRA export is not supported for ${model.architecture} (fused qkv_proj / gate_up_proj); save the PEFT adapter instead`,
+    );
+  }
   const architecture = options.architecture ?? GGUF_ARCHITECTURE_OF[model.architecture] ?? "llama";
   const alpha = config.useRslora ? config.loraAlpha * Math.sqrt(config.r) : config.loraAlpha;
   const shapes = new Map(linearModules(model).map((m) => [m.module, m]));

@@ -14,6 +14,7 @@ const MODEL_TYPE: Record<Architecture, string> = {
   MistralForCausalLM: "mistral",
   Qwen2ForCausalLM: "qwen2",
   Qwen3ForCausalLM: "qwen3",
+  Phi3ForCausalLM: "phi3",
 };
 
 /** The dtype the exported weights are stored in. */
@@ -83,6 +84,13 @@ function fromModelConfig(c: ModelConfig): Record<string, unknown> {
       json.use_sliding_window = false;
       json.sliding_window = null;
       break;
+    case "Phi3ForCausalLM":
+      json.partial_rotary_factor = c.rotaryDim / c.headDim;
+      json.sliding_window = c.slidingWindow;
+      if (c.ropeScaling?.type === "longrope") {
+        json.original_max_position_embeddings = c.ropeScaling.originalMaxPositionEmbeddings;
+      }
+      break;
     case "Qwen3ForCausalLM":
       // Qwen3 always has q/k norms (no flag); no biases; full attention in every layer.
       json.attention_bias = false;
@@ -106,6 +114,14 @@ function ropeScalingJson(c: ModelConfig): Record<string, unknown> | null {
         low_freq_factor: s.lowFreqFactor,
         high_freq_factor: s.highFreqFactor,
         original_max_position_embeddings: s.originalMaxPositionEmbeddings,
+      };
+    case "longrope":
+      return {
+        rope_type: "longrope",
+        short_factor: s.shortFactor,
+        long_factor: s.longFactor,
+        original_max_position_embeddings: s.originalMaxPositionEmbeddings,
+        attention_factor: s.attentionFactor,
       };
     case "freq_factors":
       // A table of per-frequency divisors has no config.json form.

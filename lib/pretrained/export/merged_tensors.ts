@@ -4,7 +4,7 @@
  * the Rust GEMM) rounded to bf16; embeddings and LM head are written from the bf16 bits the model holds;
  * norms and biases are rounded to bf16. Only one tensor is materialised at a time.
  */
-import { type ModelConfig, modulePath } from "../../nn/config.ts";
+import { blockModules, type LinearModule, type ModelConfig, modulePath } from "../../nn/config.ts";
 import { blockLinear, type LlamaModel } from "../../nn/llama.ts";
 import type { Linear } from "../../nn/linear.ts";
 import { f32ToBf16 } from "../../io/dtype.ts";
@@ -54,19 +54,17 @@ export function mergedTensors(
   for (const [l, layer] of w.layers.entries()) {
     const p = `model.layers.${l}`;
     const a = layer.attention;
+    const modules = blockModules(c);
+    const isMlp = (m: LinearModule) => modulePath(l, m).includes(".mlp.");
     rounded(`${p}.input_layernorm.weight`, layer.inputNorm);
-    for (const m of ["q_proj", "k_proj", "v_proj", "o_proj"] as const) {
-      linear(modulePath(l, m), blockLinear(layer, m));
-    }
+    for (const m of modules.filter((m) => !isMlp(m))) linear(modulePath(l, m), blockLinear(layer, m));
     if (a.qBias) rounded(`${p}.self_attn.q_proj.bias`, a.qBias);
     if (a.kBias) rounded(`${p}.self_attn.k_proj.bias`, a.kBias);
     if (a.vBias) rounded(`${p}.self_attn.v_proj.bias`, a.vBias);
     if (a.qNorm) rounded(`${p}.self_attn.q_norm.weight`, a.qNorm);
     if (a.kNorm) rounded(`${p}.self_attn.k_norm.weight`, a.kNorm);
     rounded(`${p}.post_attention_layernorm.weight`, layer.postAttentionNorm);
-    for (const m of ["gate_proj", "up_proj", "down_proj"] as const) {
-      linear(modulePath(l, m), blockLinear(layer, m));
-    }
+    for (const m of modules.filter(isMlp)) linear(modulePath(l, m), blockLinear(layer, m));
   }
   rounded("model.norm.weight", w.norm);
   if (w.lmHead !== w.embedTokens) bits("lm_head.weight", [w.lmHead.rows, w.lmHead.cols], w.lmHead.bits);

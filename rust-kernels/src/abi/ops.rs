@@ -127,8 +127,10 @@ pub unsafe extern "C" fn qlora_rope_cos_sin(
 }
 
 /// `int32_t qlora_rope_apply(float *x, uint32_t x_len, uint32_t tokens, uint32_t heads, uint32_t head_dim,
-///   const float *cos, uint32_t cos_len, const float *sin, uint32_t sin_len, uint32_t inverse)` — rotates
-///   x [tokens, heads, head_dim] in place (inverse = 1: the transpose, i.e. the backward pass).
+///   uint32_t rotary_dim, const float *cos, uint32_t cos_len, const float *sin, uint32_t sin_len,
+///   uint32_t inverse)` — rotates the first rotary_dim features of each head of x [tokens, heads, head_dim]
+///   in place (rotary_dim even, ≤ head_dim; the rest pass unchanged); cos, sin [tokens, rotary_dim / 2];
+///   inverse = 1: the transpose, i.e. the backward pass.
 #[no_mangle]
 pub unsafe extern "C" fn qlora_rope_apply(
     x: *mut f32,
@@ -136,6 +138,7 @@ pub unsafe extern "C" fn qlora_rope_apply(
     tokens: u32,
     heads: u32,
     head_dim: u32,
+    rotary_dim: u32,
     cos: *const f32,
     cos_len: u32,
     sin: *const f32,
@@ -144,16 +147,19 @@ pub unsafe extern "C" fn qlora_rope_apply(
 ) -> i32 {
     run(|| {
         let (tokens, heads, head_dim) = (tokens as usize, heads as usize, positive("head_dim", head_dim)?);
-        ensure(head_dim % 2 == 0, || format!("head_dim: must be even, got {head_dim}"))?;
-        let half = head_dim / 2;
+        let rotary_dim = positive("rotary_dim", rotary_dim)?;
+        ensure(rotary_dim % 2 == 0 && rotary_dim <= head_dim, || {
+            format!("rotary_dim: must be even and at most head_dim ({head_dim}), got {rotary_dim}")
+        })?;
+        let half = rotary_dim / 2;
         let x = slice_mut(x, x_len, "x")?;
         let cos = slice(cos, cos_len, "cos")?;
         let sin = slice(sin, sin_len, "sin")?;
         expect_len("x", x.len(), tokens * heads * head_dim, "tokens × heads × head_dim")?;
-        expect_len("cos", cos.len(), tokens * half, "tokens × head_dim / 2")?;
-        expect_len("sin", sin.len(), tokens * half, "tokens × head_dim / 2")?;
+        expect_len("cos", cos.len(), tokens * half, "tokens × rotary_dim / 2")?;
+        expect_len("sin", sin.len(), tokens * half, "tokens × rotary_dim / 2")?;
         ensure(inverse <= 1, || format!("inverse: must be 0 or 1, got {inverse}"))?;
-        rope::apply(&Ctx::current(), x, heads, half, cos, sin, inverse == 1);
+        rope::apply(&Ctx::current(), x, heads, head_dim, half, cos, sin, inverse == 1);
         Ok(())
     })
 }
