@@ -280,7 +280,8 @@ export function swigluBackward(
  * One sequence of causal grouped-query attention: q `[tokens, heads, headDim]`, k and v
  * `[keys, kvHeads, headDim]`. Query row t sits at position `qOffset + t` and sees keys `0..=qOffset + t`;
  * in training `keys = tokens` and `qOffset = 0`, in generation k, v are the KV cache (keys may exceed
- * `qOffset + tokens`, e.g. a preallocated cache: the rest is never read). `heads % kvHeads == 0`.
+ * `qOffset + tokens`, e.g. a preallocated cache: the rest is never read). `heads % kvHeads == 0`. With a
+ * sliding `window` > 0 a row sees only the `window` keys ending at its own position.
  */
 export interface AttentionShape {
   tokens: number;
@@ -289,13 +290,15 @@ export interface AttentionShape {
   kvHeads: number;
   headDim: number;
   qOffset?: number;
+  /** Sliding window (0 or absent: every earlier key). */
+  window?: number;
 }
 
 interface Sizes {
   q: number;
   kv: number;
   lse: number;
-  shape: [number, number, number, number, number, number];
+  shape: [number, number, number, number, number, number, number];
 }
 
 function attentionSizes(fn: string, s: AttentionShape): Sizes {
@@ -306,6 +309,7 @@ function attentionSizes(fn: string, s: AttentionShape): Sizes {
   const kvHeads = dim(fn, "kvHeads", s.kvHeads);
   const headDim = dim(fn, "headDim", s.headDim);
   const qOffset = count(fn, "qOffset", s.qOffset ?? 0);
+  const window = count(fn, "window", s.window ?? 0);
   if (heads % kvHeads !== 0) {
     throw new RangeError(`${fn}: heads (${heads}) is not a multiple of kvHeads (${kvHeads})`);
   }
@@ -316,7 +320,7 @@ function attentionSizes(fn: string, s: AttentionShape): Sizes {
     q: elements(fn, "q", tokens * heads, headDim),
     kv: elements(fn, "k", keys * kvHeads, headDim),
     lse: elements(fn, "lse", heads, tokens),
-    shape: [tokens, keys, heads, kvHeads, headDim, qOffset],
+    shape: [tokens, keys, heads, kvHeads, headDim, qOffset, window],
   };
 }
 

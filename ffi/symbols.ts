@@ -215,7 +215,8 @@ export const symbols = {
   },
   // int32_t qlora_attention_forward(const float *q, uint32_t q_len, const float *k, uint32_t k_len,
   //   const float *v, uint32_t v_len, uint32_t tokens, uint32_t keys, uint32_t heads, uint32_t kv_heads,
-  //   uint32_t head_dim, uint32_t q_offset, float *o, uint32_t o_len, float *lse, uint32_t lse_len)
+  //   uint32_t head_dim, uint32_t q_offset, uint32_t window, float *o, uint32_t o_len, float *lse,
+  //   uint32_t lse_len)
   qlora_attention_forward: {
     parameters: [
       "buffer",
@@ -223,6 +224,7 @@ export const symbols = {
       "buffer",
       "u32",
       "buffer",
+      "u32",
       "u32",
       "u32",
       "u32",
@@ -240,8 +242,8 @@ export const symbols = {
   // int32_t qlora_attention_backward(const float *q, uint32_t q_len, const float *k, uint32_t k_len,
   //   const float *v, uint32_t v_len, const float *o, uint32_t o_len, const float *lse, uint32_t lse_len,
   //   const float *dout, uint32_t dout_len, uint32_t tokens, uint32_t keys, uint32_t heads,
-  //   uint32_t kv_heads, uint32_t head_dim, uint32_t q_offset, float *dq, uint32_t dq_len, float *dk,
-  //   uint32_t dk_len, float *dv, uint32_t dv_len)
+  //   uint32_t kv_heads, uint32_t head_dim, uint32_t q_offset, uint32_t window, float *dq, uint32_t dq_len,
+  //   float *dk, uint32_t dk_len, float *dv, uint32_t dv_len)
   qlora_attention_backward: {
     parameters: [
       "buffer",
@@ -255,6 +257,7 @@ export const symbols = {
       "buffer",
       "u32",
       "buffer",
+      "u32",
       "u32",
       "u32",
       "u32",

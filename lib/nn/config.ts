@@ -144,10 +144,7 @@ export interface ModelConfig {
   qkNorm: boolean;
   /** q/k/v and gate/up are stored fused, as `qkv_proj` and `gate_up_proj` (Phi-3). */
   fusedLinears: boolean;
-  /**
-   * The attention window: a query sees itself and the `slidingWindow − 1` keys before it (Phi-3). Mistral's
-   * is recorded but not applied (sequences up to its length need no mask change).
-   */
+  /** The attention window: a query sees itself and the `slidingWindow − 1` keys before it (Mistral, Phi-3). */
   slidingWindow: number | null;
   bosTokenId: number | null;
   /** Generation stops on any of these. */

@@ -206,14 +206,6 @@ export class LlamaModel implements CausalLm, Disposable {
     if (rows.positions.length !== ids.length) {
       throw new RangeError(`hiddenStates: ${rows.positions.length} positions for ${ids.length} tokens`);
     }
-    const window = c.slidingWindow;
-    if (window !== null && rows.positions.some((p) => p >= window)) {
-      // Exact up to the window; past it the attention kernels would see keys the model must not.
-      throw new RangeError(
-        `hiddenStates: positions reach past sliding_window ${window}, and attention over a sliding window is ` +
-          `not implemented: keep sequences to ${window} tokens`,
-      );
-    }
     const ctx: BlockContext = { ...run, table: this.ropeTableAt(rows.positions), rows };
     let x = embedding(this.weights.embedTokens, ids);
     for (let l = 0; l < this.weights.layers.length; l++) {
@@ -269,7 +261,12 @@ export class LlamaModel implements CausalLm, Disposable {
     }
     q = ropeInPlace(tape, q, c.numAttentionHeads, ctx.table);
     k = ropeInPlace(tape, k, c.numKeyValueHeads, ctx.table);
-    const heads = { heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim };
+    const heads = {
+      heads: c.numAttentionHeads,
+      kvHeads: c.numKeyValueHeads,
+      headDim: c.headDim,
+      window: c.slidingWindow ?? undefined,
+    };
     let attn: Tensor;
     if ("cache" in ctx.rows) {
       if (tape) throw new Error(`block ${l}: attention over a KV cache is inference only (no tape)`);

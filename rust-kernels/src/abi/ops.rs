@@ -223,6 +223,7 @@ fn attention_shape(
     kv_heads: u32,
     head_dim: u32,
     q_offset: u32,
+    window: u32,
 ) -> KResult<Shape> {
     let sh = Shape {
         tokens: tokens as usize,
@@ -231,6 +232,7 @@ fn attention_shape(
         kv_heads: kv_heads as usize,
         head_dim: head_dim as usize,
         q_offset: q_offset as usize,
+        window: window as usize,
     };
     sh.check()?;
     Ok(sh)
@@ -238,10 +240,11 @@ fn attention_shape(
 
 /// `int32_t qlora_attention_forward(const float *q, uint32_t q_len, const float *k, uint32_t k_len,
 ///   const float *v, uint32_t v_len, uint32_t tokens, uint32_t keys, uint32_t heads, uint32_t kv_heads,
-///   uint32_t head_dim, uint32_t q_offset, float *o, uint32_t o_len, float *lse, uint32_t lse_len)` —
-///   causal GQA for one sequence: q, o [tokens, heads, head_dim]; k, v [keys, kv_heads, head_dim] with
-///   keys >= q_offset + tokens; query row t attends to keys 0..=q_offset + t. lse [heads, tokens] is kept
-///   for backward; lse_len = 0 skips it (inference).
+///   uint32_t head_dim, uint32_t q_offset, uint32_t window, float *o, uint32_t o_len, float *lse,
+///   uint32_t lse_len)` — causal GQA for one sequence: q, o [tokens, heads, head_dim]; k, v [keys, kv_heads,
+///   head_dim] with keys >= q_offset + tokens; query row t attends to keys 0..=q_offset + t, or with
+///   window > 0 only to the last `window` of them. lse [heads, tokens] is kept for backward; lse_len = 0
+///   skips it (inference).
 #[no_mangle]
 pub unsafe extern "C" fn qlora_attention_forward(
     q: *const f32,
@@ -256,13 +259,14 @@ pub unsafe extern "C" fn qlora_attention_forward(
     kv_heads: u32,
     head_dim: u32,
     q_offset: u32,
+    window: u32,
     o: *mut f32,
     o_len: u32,
     lse: *mut f32,
     lse_len: u32,
 ) -> i32 {
     run(|| {
-        let sh = attention_shape(tokens, keys, heads, kv_heads, head_dim, q_offset)?;
+        let sh = attention_shape(tokens, keys, heads, kv_heads, head_dim, q_offset, window)?;
         let q = slice(q, q_len, "q")?;
         let k = slice(k, k_len, "k")?;
         let v = slice(v, v_len, "v")?;
@@ -287,7 +291,7 @@ pub unsafe extern "C" fn qlora_attention_forward(
 /// `int32_t qlora_attention_backward(const float *q, uint32_t q_len, const float *k, uint32_t k_len,
 ///   const float *v, uint32_t v_len, const float *o, uint32_t o_len, const float *lse, uint32_t lse_len,
 ///   const float *dout, uint32_t dout_len, uint32_t tokens, uint32_t keys, uint32_t heads,
-///   uint32_t kv_heads, uint32_t head_dim, uint32_t q_offset, float *dq, uint32_t dq_len, float *dk,
+///   uint32_t kv_heads, uint32_t head_dim, uint32_t q_offset, uint32_t window, float *dq, uint32_t dq_len, float *dk,
 ///   uint32_t dk_len, float *dv, uint32_t dv_len)` — dq, dk, dv (overwritten) from the forward inputs, its
 ///   outputs o and lse, and dout = dL/do. Shapes as in `qlora_attention_forward`.
 #[no_mangle]
@@ -310,6 +314,7 @@ pub unsafe extern "C" fn qlora_attention_backward(
     kv_heads: u32,
     head_dim: u32,
     q_offset: u32,
+    window: u32,
     dq: *mut f32,
     dq_len: u32,
     dk: *mut f32,
@@ -318,7 +323,7 @@ pub unsafe extern "C" fn qlora_attention_backward(
     dv_len: u32,
 ) -> i32 {
     run(|| {
-        let sh = attention_shape(tokens, keys, heads, kv_heads, head_dim, q_offset)?;
+        let sh = attention_shape(tokens, keys, heads, kv_heads, head_dim, q_offset, window)?;
         let q = slice(q, q_len, "q")?;
         let k = slice(k, k_len, "k")?;
         let v = slice(v, v_len, "v")?;
@@ -551,6 +556,7 @@ mod tests {
                 3,
                 2,
                 2,
+                0,
                 0,
                 o.as_mut_ptr(),
                 8,
