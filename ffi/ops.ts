@@ -240,14 +240,33 @@ export function ropeBackward(
 
 // --- SwiGLU --------------------------------------------------------------------------------------------
 
+/** The gated activation of an MLP: SwiGLU (Llama) or GeGLU with tanh GELU (Gemma). */
+export type GateActivation = "silu" | "gelu_tanh";
+
 /** `h = silu(g) * u` elementwise (g = gate_proj(x), u = up_proj(x)). */
 export function swigluForward(g: Float32Array, u: Float32Array, h?: Float32Array): Float32Array {
-  const fn = "swigluForward";
+  return gluForward("swigluForward", "silu", g, u, h);
+}
+
+/** `h = gelu_tanh(g) * u` elementwise (Gemma's `gelu_pytorch_tanh`). */
+export function gegluForward(g: Float32Array, u: Float32Array, h?: Float32Array): Float32Array {
+  return gluForward("gegluForward", "gelu_tanh", g, u, h);
+}
+
+/** `h = act(g) * u` for either gate activation. */
+export function gluForward(
+  fn: string,
+  activation: GateActivation,
+  g: Float32Array,
+  u: Float32Array,
+  h?: Float32Array,
+): Float32Array {
   const n = f32(fn, "g", g).length;
   f32(fn, "u", u, n, "like g");
   const out = f32(fn, "h", h ?? new Float32Array(n), n, "like g");
   separate(fn, [["h", out]], [["g", g], ["u", u]]);
-  check(kernels().qlora_swiglu_forward(g, n, u, n, out, n), fn);
+  const kernel = activation === "silu" ? kernels().qlora_swiglu_forward : kernels().qlora_geglu_forward;
+  check(kernel(g, n, u, n, out, n), fn);
   return out;
 }
 
@@ -263,14 +282,36 @@ export function swigluBackward(
   u: Float32Array,
   out: Partial<SwigluGrads> = {},
 ): SwigluGrads {
-  const fn = "swigluBackward";
+  return gluBackward("swigluBackward", "silu", dh, g, u, out);
+}
+
+/** Gradients of `h = gelu_tanh(g) * u` given `dh` (dg, du overwritten). */
+export function gegluBackward(
+  dh: Float32Array,
+  g: Float32Array,
+  u: Float32Array,
+  out: Partial<SwigluGrads> = {},
+): SwigluGrads {
+  return gluBackward("gegluBackward", "gelu_tanh", dh, g, u, out);
+}
+
+/** Gradients of `h = act(g) * u` for either gate activation. */
+export function gluBackward(
+  fn: string,
+  activation: GateActivation,
+  dh: Float32Array,
+  g: Float32Array,
+  u: Float32Array,
+  out: Partial<SwigluGrads> = {},
+): SwigluGrads {
   const n = f32(fn, "dh", dh).length;
   f32(fn, "g", g, n, "like dh");
   f32(fn, "u", u, n, "like dh");
   const dg = f32(fn, "dg", out.dg ?? new Float32Array(n), n, "like dh");
   const du = f32(fn, "du", out.du ?? new Float32Array(n), n, "like dh");
   separate(fn, [["dg", dg], ["du", du]], [["dh", dh], ["g", g], ["u", u]]);
-  check(kernels().qlora_swiglu_backward(dh, n, g, n, u, n, dg, n, du, n), fn);
+  const kernel = activation === "silu" ? kernels().qlora_swiglu_backward : kernels().qlora_geglu_backward;
+  check(kernel(dh, n, g, n, u, n, dg, n, du, n), fn);
   return { dg, du };
 }
 

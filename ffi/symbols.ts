@@ -213,6 +213,15 @@ export const symbols = {
     parameters: ["buffer", "u32", "buffer", "u32", "buffer", "u32", "buffer", "u32", "buffer", "u32"],
     result: "i32",
   },
+  // int32_t qlora_geglu_forward(const float *g, uint32_t g_len, const float *u, uint32_t u_len, float *h,
+  //   uint32_t h_len)
+  qlora_geglu_forward: { parameters: ["buffer", "u32", "buffer", "u32", "buffer", "u32"], result: "i32" },
+  // int32_t qlora_geglu_backward(const float *dh, uint32_t dh_len, const float *g, uint32_t g_len,
+  //   const float *u, uint32_t u_len, float *dg, uint32_t dg_len, float *du, uint32_t du_len)
+  qlora_geglu_backward: {
+    parameters: ["buffer", "u32", "buffer", "u32", "buffer", "u32", "buffer", "u32", "buffer", "u32"],
+    result: "i32",
+  },
   // int32_t qlora_attention_forward(const float *q, uint32_t q_len, const float *k, uint32_t k_len,
   //   const float *v, uint32_t v_len, uint32_t tokens, uint32_t keys, uint32_t heads, uint32_t kv_heads,
   //   uint32_t head_dim, uint32_t q_offset, uint32_t window, float *o, uint32_t o_len, float *lse,

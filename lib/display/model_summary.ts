@@ -80,6 +80,7 @@ export function modelSummary(loaded: LoadedModel | LlamaModel, opts: ModelSummar
   for (const layer of w.layers) {
     const a = layer.attention;
     parameters += layer.inputNorm.length + layer.postAttentionNorm.length;
+    parameters += (layer.attentionOutNorm?.length ?? 0) + (layer.mlpOutNorm?.length ?? 0);
     for (const v of [a.qBias, a.kBias, a.vBias, a.qNorm, a.kNorm]) parameters += v?.length ?? 0;
     for (const m of blockModules(model.config)) count(blockLinear(layer, m));
   }

@@ -1,5 +1,5 @@
 /**
- * The shape of a Llama-family model (Llama 2/3, SmolLM2, Mistral, Qwen2, Qwen3, Phi-3/Phi-4-mini), read either from a Hugging Face
+ * The shape of a Llama-family model (Llama 2/3, SmolLM2, Mistral, Qwen2, Qwen3, Phi-3/Phi-4-mini, Gemma 3 text), read either from a Hugging Face
  * `config.json` or from GGUF metadata, plus the rotary inverse frequencies it implies.
  *
  * One typed `ModelConfig` serves every family: the differences that matter to the forward pass
@@ -16,6 +16,7 @@ export const SUPPORTED_ARCHITECTURES = [
   "Qwen2ForCausalLM",
   "Qwen3ForCausalLM",
   "Phi3ForCausalLM",
+  "Gemma3ForCausalLM",
 ] as const;
 export type Architecture = typeof SUPPORTED_ARCHITECTURES[number];
 
@@ -146,6 +147,20 @@ export interface ModelConfig {
   fusedLinears: boolean;
   /** The attention window: a query sees itself and the `slidingWindow − 1` keys before it (Mistral, Phi-3). */
   slidingWindow: number | null;
+  /** Which layers the window applies to (Gemma 3's local layers); null: every layer. */
+  slidingWindowLayers: boolean[] | null;
+  /** rope_theta of the windowed layers when it differs (Gemma 3's rope_local_base_freq; no rope scaling there). */
+  localRopeTheta: number | null;
+  /** The MLP's gate: SiLU (SwiGLU) or tanh GELU (Gemma's GeGLU). */
+  mlpActivation: "silu" | "gelu_tanh";
+  /** Token embeddings are multiplied by this (Gemma: √hidden, in f32); the tied LM head is not. */
+  embeddingScale: number;
+  /** RMSNorm weights as stored are offsets: the norm scales by (offset + w) (Gemma: 1). */
+  normWeightOffset: number;
+  /** Gemma's extra norms: on the attention output and on the MLP output, each before its residual add. */
+  sandwichNorms: boolean;
+  /** Attention scores are scaled by this (1 / √headDim, or Gemma's query_pre_attn_scalar^-½). */
+  attentionScale: number;
   bosTokenId: number | null;
   /** Generation stops on any of these. */
   eosTokenIds: number[];
@@ -196,6 +211,17 @@ const hfConfigSchema = z.object({
   max_position_embeddings: positiveInt.optional(),
   original_max_position_embeddings: positiveInt.optional(),
   partial_rotary_factor: positiveNumber.max(1, { error: "a number in (0, 1]" }).optional(),
+  // Gemma 3
+  hidden_activation: z.string({ error: "a string" }).nullish(),
+  query_pre_attn_scalar: positiveNumber.optional(),
+  layer_types: z.array(z.enum(["sliding_attention", "full_attention"]), {
+    error: `a list of "sliding_attention" / "full_attention"`,
+  }).optional(),
+  sliding_window_pattern: positiveInt.optional(),
+  rope_local_base_freq: positiveNumber.optional(),
+  final_logit_softcapping: positiveNumber.nullish(),
+  attn_logit_softcapping: positiveNumber.nullish(),
+  use_bidirectional_attention: flag.nullish(),
   tie_word_embeddings: flag.optional(),
   attention_bias: flag.optional(),
   mlp_bias: flag.optional(),
@@ -218,6 +244,7 @@ const FAMILY_DEFAULTS: Record<Architecture, { maxPositionEmbeddings: number; rms
   Qwen2ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
   Qwen3ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
   Phi3ForCausalLM: { maxPositionEmbeddings: 4096, rmsNormEps: 1e-5 },
+  Gemma3ForCausalLM: { maxPositionEmbeddings: 131072, rmsNormEps: 1e-6 },
 };
 
 /** Reads and validates a Hugging Face `config.json`. */
@@ -242,8 +269,18 @@ export function parseModelConfig(json: unknown, file = "config.json"): ModelConf
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new FormatError(file, "expected a JSON object");
   }
-  const raw = json as Record<string, unknown>;
+  let raw = json as Record<string, unknown>;
   const architecture = readArchitecture(raw, file);
+  // transformers 5 writes Gemma 3's rope per layer type; the global layers' settings are the model's, the
+  // local layers' theta is rope_local_base_freq (their rope is never scaled).
+  const perType = raw.rope_parameters as Record<string, Record<string, unknown> | undefined> | undefined;
+  if (architecture === "Gemma3ForCausalLM" && perType?.full_attention !== undefined) {
+    const local = perType.sliding_attention;
+    if (local !== undefined && (local.rope_type ?? "default") !== "default") {
+      throw new FormatError(file, `rope_parameters.sliding_attention: only the default rope is supported`);
+    }
+    raw = { ...raw, rope_parameters: perType.full_attention, rope_local_base_freq: local?.rope_theta };
+  }
   const parsed = hfConfigSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -254,9 +291,20 @@ export function parseModelConfig(json: unknown, file = "config.json"): ModelConf
     throw new FormatError(file, problem);
   };
 
-  if (hf.hidden_act !== undefined && hf.hidden_act !== "silu") {
-    fail(`hidden_act "${hf.hidden_act}" is not supported (${architecture} uses "silu")`);
+  const isGemma3 = architecture === "Gemma3ForCausalLM";
+  const activation = isGemma3 ? hf.hidden_activation ?? hf.hidden_act ?? "gelu_pytorch_tanh" : hf.hidden_act;
+  const wanted = isGemma3 ? "gelu_pytorch_tanh" : "silu";
+  if (activation != null && activation !== wanted) {
+    fail(
+      `${
+        isGemma3 ? "hidden_activation" : "hidden_act"
+      } "${activation}" is not supported (${architecture} uses "${wanted}")`,
+    );
   }
+  if (hf.final_logit_softcapping != null || hf.attn_logit_softcapping != null) {
+    fail(`logit soft-capping is not supported (Gemma 3 has none; this config sets it)`);
+  }
+  if (hf.use_bidirectional_attention === true) fail(`use_bidirectional_attention: true is not supported`);
   if (hf.use_sliding_window === true) {
     fail(`use_sliding_window: true is not supported (only full attention)`);
   }
@@ -289,6 +337,7 @@ export function parseModelConfig(json: unknown, file = "config.json"): ModelConf
       `partial_rotary_factor ${partial} leaves ${rotaryDim} of head_dim ${headDim} to rotate (needs an even count)`,
     );
   }
+  const gemma = isGemma3 ? gemma3Settings(hf, headDim, fail) : undefined;
   return {
     architecture,
     hiddenSize: hf.hidden_size,
@@ -300,22 +349,50 @@ export function parseModelConfig(json: unknown, file = "config.json"): ModelConf
     rotaryDim,
     vocabSize: hf.vocab_size,
     rmsNormEps: hf.rms_norm_eps ?? defaults.rmsNormEps,
-    ropeTheta: hf.rope_parameters?.rope_theta ?? hf.rope_theta ?? 10000,
+    ropeTheta: hf.rope_parameters?.rope_theta ?? hf.rope_theta ?? (isGemma3 ? 1_000_000 : 10000),
     ropeScaling: readRopeScaling(hf, architecture, rotaryDim, file),
     maxPositionEmbeddings: hf.max_position_embeddings ?? defaults.maxPositionEmbeddings,
-    tieWordEmbeddings: hf.tie_word_embeddings ?? false,
+    // transformers' default: untied, but tied for Gemma 3.
+    tieWordEmbeddings: hf.tie_word_embeddings ?? isGemma3,
     // Qwen2 always has q/k/v biases and never an o bias; Llama's attention_bias covers all four.
     qkvBias: isQwen2 ? true : isLlama && (hf.attention_bias ?? false),
     oBias: isLlama && (hf.attention_bias ?? false),
     mlpBias: isLlama && (hf.mlp_bias ?? false),
-    qkNorm: isQwen3,
+    qkNorm: isQwen3 || isGemma3,
     fusedLinears: isPhi3,
     // Qwen's sliding_window applies only with use_sliding_window, refused above.
-    slidingWindow: isQwen2 || isQwen3 ? null : hf.sliding_window ?? null,
+    slidingWindow: isQwen2 || isQwen3
+      ? null
+      : isGemma3
+      ? hf.sliding_window ?? 4096
+      : hf.sliding_window ?? null,
+    slidingWindowLayers: gemma?.slidingWindowLayers ?? null,
+    localRopeTheta: gemma?.localRopeTheta ?? null,
+    mlpActivation: isGemma3 ? "gelu_tanh" : "silu",
+    embeddingScale: isGemma3 ? Math.fround(Math.sqrt(hf.hidden_size)) : 1,
+    normWeightOffset: isGemma3 ? 1 : 0,
+    sandwichNorms: isGemma3,
+    attentionScale: 1 / Math.sqrt(gemma?.queryPreAttnScalar ?? headDim),
     bosTokenId: hf.bos_token_id ?? null,
     eosTokenIds: eos == null ? [] : Array.isArray(eos) ? eos : [eos],
     padTokenId: hf.pad_token_id ?? null,
     torchDtype: hf.torch_dtype ?? hf.dtype ?? null,
+  };
+}
+
+/** Gemma 3's per-layer attention kinds, local rope theta and query scaling. */
+function gemma3Settings(hf: HfConfig, headDim: number, fail: (problem: string) => never) {
+  const n = hf.num_hidden_layers;
+  // transformers: without layer_types, every `sliding_window_pattern`-th layer (default 6) is global.
+  const pattern = hf.sliding_window_pattern ?? 6;
+  const types = hf.layer_types ??
+    Array.from({ length: n }, (_, i) => ((i + 1) % pattern !== 0 ? "sliding_attention" : "full_attention"));
+  if (types.length !== n) fail(`layer_types lists ${types.length} layers, num_hidden_layers is ${n}`);
+  return {
+    slidingWindowLayers: types.map((t) => t === "sliding_attention"),
+    localRopeTheta: hf.rope_local_base_freq ?? 10000,
+    queryPreAttnScalar: hf.query_pre_attn_scalar ?? 256,
+    headDim,
   };
 }
 
@@ -521,6 +598,13 @@ export function configFromGguf(
     qkNorm: names.has("blk.0.attn_q_norm.weight"),
     fusedLinears: false,
     slidingWindow: null,
+    slidingWindowLayers: null,
+    localRopeTheta: null,
+    mlpActivation: "silu",
+    embeddingScale: 1,
+    normWeightOffset: 0,
+    sandwichNorms: false,
+    attentionScale: 1 / Math.sqrt(read("attention.key_length") ?? hiddenSize / numAttentionHeads),
     bosTokenId: optionalId("tokenizer.ggml.bos_token_id"),
     eosTokenIds: [...new Set(eosTokenIds)],
     padTokenId: optionalId("tokenizer.ggml.padding_token_id"),

@@ -1,5 +1,5 @@
 /**
- * The Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3, Phi-3, SmolLM2), written once for inference and training:
+ * The Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3, Phi-3, Gemma 3, SmolLM2), written once for inference and training:
  * token embedding, per block RMSNorm → grouped-query attention with RoPE → residual, RMSNorm → SwiGLU MLP →
  * residual, final RMSNorm, LM head. Every block linear is NF4 (double quant) unless loaded unquantized;
  * embeddings and LM head are bf16; norms and biases f32. All math runs in the Rust kernels through the ops of
@@ -10,7 +10,7 @@
  */
 import type { Bf16Matrix } from "../../ffi/bf16.ts";
 import type { Compute } from "../../ffi/nf4.ts";
-import { type RopeTable, ropeTable, swigluForward } from "../../ffi/ops.ts";
+import { gluForward, type RopeTable, ropeTable } from "../../ffi/ops.ts";
 import { freeNow } from "../autograd/free.ts";
 import { add } from "../autograd/ops/add.ts";
 import { attention, cachedAttention } from "../autograd/ops/attention.ts";
@@ -53,11 +53,19 @@ export interface MlpWeights {
   down: Linear;
 }
 
+/**
+ * Norm weights are the scales the kernel multiplies by (Gemma's stored `w` already turned into `1 + w`).
+ * `postAttentionNorm` is the norm before the MLP (HF's `post_attention_layernorm` in Llama, Gemma's
+ * `pre_feedforward_layernorm`); Gemma's norms on the attention and MLP outputs are `attentionOutNorm`
+ * (its `post_attention_layernorm`) and `mlpOutNorm` (`post_feedforward_layernorm`).
+ */
 export interface DecoderLayerWeights {
   inputNorm: Float32Array;
   attention: AttentionWeights;
+  attentionOutNorm?: Float32Array;
   postAttentionNorm: Float32Array;
   mlp: MlpWeights;
+  mlpOutNorm?: Float32Array;
 }
 
 export interface LlamaWeights {
@@ -146,6 +154,8 @@ export interface CausalLm {
 
 interface BlockContext extends RunOptions {
   table: RopeTable;
+  /** The windowed layers' table when their rope differs (Gemma 3's local theta). */
+  localTable?: RopeTable;
   rows: Rows;
 }
 
@@ -153,11 +163,16 @@ export class LlamaModel implements CausalLm, Disposable {
   readonly invFreq: Float32Array;
   /** LongRoPE's frequencies past the original context (Phi-3 128k, Phi-4-mini). */
   readonly longInvFreq?: Float32Array;
+  /** Gemma 3's local layers: their own theta, no scaling. */
+  readonly localInvFreq?: Float32Array;
 
   constructor(readonly config: ModelConfig, readonly weights: LlamaWeights) {
     this.invFreq = ropeInvFreq(config);
     if (config.ropeScaling?.type === "longrope") {
       this.longInvFreq = ropeInvFreq(config, undefined, { long: true });
+    }
+    if (config.localRopeTheta !== null) {
+      this.localInvFreq = ropeInvFreq({ ...config, ropeTheta: config.localRopeTheta, ropeScaling: null });
     }
   }
 
@@ -206,8 +221,13 @@ export class LlamaModel implements CausalLm, Disposable {
     if (rows.positions.length !== ids.length) {
       throw new RangeError(`hiddenStates: ${rows.positions.length} positions for ${ids.length} tokens`);
     }
-    const ctx: BlockContext = { ...run, table: this.ropeTableAt(rows.positions), rows };
-    let x = embedding(this.weights.embedTokens, ids);
+    const ctx: BlockContext = {
+      ...run,
+      table: this.ropeTableAt(rows.positions),
+      localTable: this.localInvFreq && ropeTable(rows.positions, this.localInvFreq),
+      rows,
+    };
+    let x = embedding(this.weights.embedTokens, ids, c.embeddingScale);
     for (let l = 0; l < this.weights.layers.length; l++) {
       const input = x;
       if (run.recomputeBlocks && run.tape) {
@@ -259,13 +279,15 @@ export class LlamaModel implements CausalLm, Disposable {
       k = rmsnorm(tape, kIn, a.kNorm, c.rmsNormEps, c.numKeyValueHeads);
       scratch(qIn, kIn);
     }
-    q = ropeInPlace(tape, q, c.numAttentionHeads, ctx.table);
-    k = ropeInPlace(tape, k, c.numKeyValueHeads, ctx.table);
+    const windowed = c.slidingWindow !== null && (c.slidingWindowLayers?.[l] ?? true);
+    const table = windowed && ctx.localTable ? ctx.localTable : ctx.table;
+    q = ropeInPlace(tape, q, c.numAttentionHeads, table);
+    k = ropeInPlace(tape, k, c.numKeyValueHeads, table);
     const heads = {
       heads: c.numAttentionHeads,
       kvHeads: c.numKeyValueHeads,
       headDim: c.headDim,
-      window: c.slidingWindow ?? undefined,
+      window: windowed ? c.slidingWindow! : undefined,
     };
     let attn: Tensor;
     if ("cache" in ctx.rows) {
@@ -283,8 +305,13 @@ export class LlamaModel implements CausalLm, Disposable {
       attn = attention(tape, q, k, v, { ...heads, sequences: ctx.rows.sequences });
     }
     scratch(q, k, v);
-    const o = proj("o_proj", attn);
+    let o = proj("o_proj", attn);
     scratch(attn);
+    if (w.attentionOutNorm) {
+      const raw = o;
+      o = rmsnorm(tape, raw, w.attentionOutNorm, c.rmsNormEps);
+      scratch(raw);
+    }
     const x1 = add(tape, x, o);
     scratch(o);
 
@@ -300,10 +327,15 @@ export class LlamaModel implements CausalLm, Disposable {
     scratch(h2);
     // SwiGLU's output (the widest activation but one) is not held for backward: down_proj's adapter gets it
     // recomputed from gate and up, which SwiGLU's own backward keeps anyway (−1.5 MB a layer at 256 tokens).
-    const act = swiglu(tape, gate, up);
-    const down = proj("down_proj", act, () => swigluForward(gate.data, up.data));
+    const act = swiglu(tape, gate, up, c.mlpActivation);
+    let down = proj("down_proj", act, () => gluForward("recompute", c.mlpActivation, gate.data, up.data));
     freeNow(act.data);
     scratch(gate, up);
+    if (w.mlpOutNorm) {
+      const raw = down;
+      down = rmsnorm(tape, raw, w.mlpOutNorm, c.rmsNormEps);
+      scratch(raw);
+    }
     const out = add(tape, x1, down);
     scratch(x1, down);
     return out;
@@ -316,6 +348,7 @@ export class LlamaModel implements CausalLm, Disposable {
     for (const layer of w.layers) {
       const a = layer.attention;
       bytes += layer.inputNorm.byteLength + layer.postAttentionNorm.byteLength;
+      bytes += (layer.attentionOutNorm?.byteLength ?? 0) + (layer.mlpOutNorm?.byteLength ?? 0);
       for (const m of blockModules(this.config)) bytes += blockLinear(layer, m).bytes;
       for (const v of [a.qBias, a.kBias, a.vBias, a.qNorm, a.kNorm]) bytes += v?.byteLength ?? 0;
     }

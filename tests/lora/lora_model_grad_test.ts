@@ -24,7 +24,7 @@ function randomizeB(lora: LoraModel, scale = 0.05): void {
 
 // Not tiny_phi3: its LongRoPE switches to the long factors for a whole forward once a position passes its
 // original context of 8 (as transformers does per call), so the 10-token row changes the 6-token row's loss.
-for (const name of ["tiny_llama", "tiny_qwen2", "tiny_qwen3"] as const) {
+for (const name of ["tiny_llama", "tiny_qwen2", "tiny_qwen3", "tiny_gemma3"] as const) {
   Deno.test(`${name}: fresh adapters (B = 0) leave the loss of the base model unchanged`, async () => {
     using model = await tinyModel(name, "nf4");
     const lora = new LoraModel(model, { rank: 4, alpha: 8, seed: 1 });
@@ -58,6 +58,8 @@ const CASES: [string, TinyModelName, Quantization, Partial<LoraConfig>][] = [
   ["tiny_qwen3", "tiny_qwen3", "nf4", {}],
   // Fused qkv_proj / gate_up_proj (PEFT's names): gradients through the column split.
   ["tiny_phi3", "tiny_phi3", "nf4", {}],
+  // GeGLU, the norms on the attention and MLP outputs, a windowed local layer.
+  ["tiny_gemma3", "tiny_gemma3", "nf4", {}],
 ];
 
 for (const [label, name, quantize, extra] of CASES) {

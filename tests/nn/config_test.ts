@@ -19,6 +19,7 @@ const fixtures = fileURLToPath(new URL("../fixtures/configs/", import.meta.url))
 type Expected = Record<string, number | boolean | number[] | string | null> & {
   invFreq: number[];
   invFreqLong?: number[];
+  localInvFreq?: number[];
   attentionScaling: number;
 };
 const expected: Record<string, Expected> = JSON.parse(
@@ -38,7 +39,7 @@ for (const name of Object.keys(expected)) {
     const config = await loadModelConfig(join(fixtures, name, "config.json"));
     const want = expected[name];
     for (const key of Object.keys(want)) {
-      if (["invFreq", "invFreqLong", "ropeType", "attentionScaling"].includes(key)) continue;
+      if (["invFreq", "invFreqLong", "localInvFreq", "ropeType", "attentionScaling"].includes(key)) continue;
       assert.deepEqual(config[key as keyof ModelConfig], want[key], key);
     }
     assert.equal(config.ropeScaling?.type ?? "default", want.ropeType);
@@ -59,6 +60,11 @@ for (const name of Object.keys(expected)) {
       const got = ropeInvFreq(config, undefined, { long: true });
       assert.equal(Math.max(...long.map((value, i) => ulps(got[i], value))), 0, "long factors");
       assert.equal(ropeSettingsAt(config, config.maxPositionEmbeddings - 1).long, true);
+    }
+    const local = expected[name].localInvFreq;
+    if (local !== undefined) {
+      const got = ropeInvFreq({ ...config, ropeTheta: config.localRopeTheta!, ropeScaling: null });
+      assert.equal(Math.max(...local.map((value, i) => ulps(got[i], value))), 0, "local layers");
     }
   });
 }
@@ -129,12 +135,12 @@ Deno.test("bad input: each error names the file and the problem", async () => {
   fails(
     { ...raw, architectures: ["GPT2LMHeadModel"] },
     'unsupported architecture "GPT2LMHeadModel" ' +
-      "(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM)",
+      "(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Gemma3ForCausalLM)",
   );
   fails(
     { ...raw, architectures: undefined },
     'missing "architectures" (expected one of LlamaForCausalLM, ' +
-      "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM)",
+      "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Gemma3ForCausalLM)",
   );
   fails({ ...raw, num_attention_heads: 0 }, '"num_attention_heads" must be a positive integer, found 0');
   fails({ ...raw, vocab_size: "49152" }, '"vocab_size" must be a positive integer, found "49152"');

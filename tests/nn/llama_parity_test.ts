@@ -39,7 +39,7 @@ function expected(name: string) {
   };
 }
 
-for (const name of ["tiny_llama", "tiny_qwen2", "tiny_qwen3", "tiny_phi3"]) {
+for (const name of ["tiny_llama", "tiny_qwen2", "tiny_qwen3", "tiny_phi3", "tiny_gemma3"]) {
   for (const [quantize, key, budget] of [["none", "f32", 1e-4], ["nf4", "nf4", 1e-3]] as const) {
     Deno.test(`${name}: logits (${quantize === "none" ? "unquantized" : "NF4"}) match transformers within ${budget}`, async () => {
       using model = await load(name, quantize);

@@ -334,6 +334,19 @@ for (const [name, modelType, tensor] of FAMILIES) {
   });
 }
 
+Deno.test("tiny_gemma3: the merged export is refused by name, before anything is written", async () => {
+  await withTmp(async (tmp) => {
+    const source: ExportSource = { kind: "hf-dir", dir: MODEL("tiny_gemma3") };
+    using base = await loadSource(source, "none");
+    const out = join(tmp, "merged");
+    await assert.rejects(
+      exportMergedModel(out, { model: base, adapters: randomAdapters(base), source }),
+      /merged export is not supported for Gemma3ForCausalLM/,
+    );
+    assert.ok(!existsSync(join(out, "model.safetensors")));
+  });
+});
+
 Deno.test("config.json from an HF dir: its keys pass through, quantization_config goes, dtype is bf16", async () => {
   await withTmp(async (tmp) => {
     const src = join(tmp, "src");

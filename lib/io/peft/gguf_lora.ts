@@ -36,6 +36,7 @@ export interface GgufLoraOptions {
 const GGUF_ARCHITECTURE_OF: Partial<Record<Architecture, string>> = {
   Qwen2ForCausalLM: "qwen2",
   Qwen3ForCausalLM: "qwen3",
+  Gemma3ForCausalLM: "gemma3",
 };
 
 /** A scale within this relative distance of llama.cpp's alpha / r is taken as equal (B written unchanged). */

@@ -15,6 +15,7 @@ const MODEL_TYPE: Record<Architecture, string> = {
   Qwen2ForCausalLM: "qwen2",
   Qwen3ForCausalLM: "qwen3",
   Phi3ForCausalLM: "phi3",
+  Gemma3ForCausalLM: "gemma3_text",
 };
 
 /** The dtype the exported weights are stored in. */

@@ -78,6 +78,10 @@ export function mergedTensors(
 
 /** The model must hold every weight its HF architecture declares, or the export would be incomplete. */
 function checkExportable(c: ModelConfig): void {
+  if (c.normWeightOffset !== 0 || c.sandwichNorms) {
+    // The model holds Gemma's norms as 1 + w (and q's scale folded in): the stored w would not round-trip.
+    throw new Error(`merged export is not supported for ${c.architecture} yet (its norms are held as 1 + w)`);
+  }
   // The model carries q/k/v biases only; transformers' Llama ties them to an o bias, Mistral has none.
   const missing = c.oBias || c.mlpBias || (c.qkvBias && c.architecture !== "Qwen2ForCausalLM");
   if (missing) {

@@ -6,7 +6,7 @@ use crate::error::{ensure, KResult};
 use crate::ops::adamw::{self, AdamW};
 use crate::ops::attention::{self, Shape};
 use crate::ops::exec::Ctx;
-use crate::ops::{cross_entropy, rmsnorm, rope, swiglu, vector};
+use crate::ops::{cross_entropy, geglu, rmsnorm, rope, swiglu, vector};
 
 fn positive(name: &str, value: u32) -> KResult<usize> {
     ensure(value > 0, || format!("{name}: must be positive"))?;
@@ -212,6 +212,58 @@ pub unsafe extern "C" fn qlora_swiglu_backward(
             expect_len(name, len, dh.len(), "like dh")?;
         }
         swiglu::backward(&Ctx::current(), dh, g, u, dg, du);
+        Ok(())
+    })
+}
+
+/// `int32_t qlora_geglu_forward(const float *g, uint32_t g_len, const float *u, uint32_t u_len, float *h,
+///   uint32_t h_len)` — h = gelu_tanh(g) * u elementwise (Gemma); all three of g_len elements.
+#[no_mangle]
+pub unsafe extern "C" fn qlora_geglu_forward(
+    g: *const f32,
+    g_len: u32,
+    u: *const f32,
+    u_len: u32,
+    h: *mut f32,
+    h_len: u32,
+) -> i32 {
+    run(|| {
+        let g = slice(g, g_len, "g")?;
+        let u = slice(u, u_len, "u")?;
+        let h = slice_mut(h, h_len, "h")?;
+        expect_len("u", u.len(), g.len(), "like g")?;
+        expect_len("h", h.len(), g.len(), "like g")?;
+        geglu::forward(&Ctx::current(), g, u, h);
+        Ok(())
+    })
+}
+
+/// `int32_t qlora_geglu_backward(const float *dh, uint32_t dh_len, const float *g, uint32_t g_len,
+///   const float *u, uint32_t u_len, float *dg, uint32_t dg_len, float *du, uint32_t du_len)` — dg, du
+///   (overwritten) for h = gelu_tanh(g) * u; all five of dh_len elements.
+#[no_mangle]
+pub unsafe extern "C" fn qlora_geglu_backward(
+    dh: *const f32,
+    dh_len: u32,
+    g: *const f32,
+    g_len: u32,
+    u: *const f32,
+    u_len: u32,
+    dg: *mut f32,
+    dg_len: u32,
+    du: *mut f32,
+    du_len: u32,
+) -> i32 {
+    run(|| {
+        let dh = slice(dh, dh_len, "dh")?;
+        let g = slice(g, g_len, "g")?;
+        let u = slice(u, u_len, "u")?;
+        let dg = slice_mut(dg, dg_len, "dg")?;
+        let du = slice_mut(du, du_len, "du")?;
+        for (name, len) in [("g", g.len()), ("u", u.len()), ("dg", dg.len()), ("du", du.len())] {
+            expect_len(name, len, dh.len(), "like dh")?;
+        }
+        geglu::backward(&Ctx::current(), dh, g, u, dg, du);
         Ok(())
     })
 }
