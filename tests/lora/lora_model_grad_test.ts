@@ -116,9 +116,16 @@ function gradsAfterStep(lora: LoraModel, batch: Batch, checkpointing: boolean) {
   return { loss, grads: [...lora.parameters().values()].map((p) => p.grad!.slice()), rng: lora.rng.state };
 }
 
-for (const quantize of ["none", "nf4"] as const) {
-  Deno.test(`tiny_llama (${quantize}): gradient checkpointing gives bit-identical loss and gradients (dropout on)`, async () => {
-    using model = await tinyModel("tiny_llama", quantize);
+const CHECKPOINTING = [
+  ["tiny_llama", "none"],
+  ["tiny_llama", "nf4"],
+  // The column split, LongRoPE and the window (Phi-3); GeGLU's recomputed output and the extra norms (Gemma 3).
+  ["tiny_phi3", "nf4"],
+  ["tiny_gemma3", "nf4"],
+] as const;
+for (const [name, quantize] of CHECKPOINTING) {
+  Deno.test(`${name} (${quantize}): gradient checkpointing gives bit-identical loss and gradients (dropout on)`, async () => {
+    using model = await tinyModel(name, quantize);
     const make = () => {
       const lora = new LoraModel(model, { rank: 4, alpha: 8, dropout: 0.1, seed: 3 });
       randomizeB(lora);
