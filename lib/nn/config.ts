@@ -638,6 +638,15 @@ function ggufRopeScaling(
 // Rotary frequencies
 
 /**
+ * The factor folded into the q norm so that the attention kernels' 1/√headDim gives `attentionScale`
+ * (exactly 1 unless the two differ, as with Gemma's query_pre_attn_scalar ≠ head_dim).
+ */
+export function queryScale(config: ModelConfig): number {
+  const scale = config.attentionScale * Math.sqrt(config.headDim);
+  return Math.abs(scale - 1) < 1e-12 ? 1 : scale;
+}
+
+/**
  * The inverse frequency of each rotated pair of a head: `headDim / 2` values, the first rotating fastest.
  * Computed step by step in float32 like transformers (which builds them as float32 tensors), so both
  * sides feed bit-identical angles to the rotary embedding. For `freq_factors` scaling, pass the GGUF

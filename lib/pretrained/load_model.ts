@@ -21,6 +21,7 @@ import {
   loadModelConfig,
   type ModelConfig,
   modulePath,
+  queryScale,
 } from "../nn/config.ts";
 import { type DecoderLayerWeights, LlamaModel } from "../nn/llama.ts";
 import { DenseLinear, type Linear } from "../nn/linear.ts";
@@ -125,8 +126,8 @@ class LayerReader {
     const norm = (name: string) => this.norm(`${p}.${name}.weight`, [c.hiddenSize]);
     // The attention kernels scale scores by 1/√headDim; another scale (Gemma's query_pre_attn_scalar) is
     // folded into the q norm, which multiplies every q feature just before.
-    const qScale = c.attentionScale * Math.sqrt(c.headDim);
-    if (Math.abs(qScale - 1) > 1e-12 && !c.qkNorm) {
+    const qScale = queryScale(c);
+    if (qScale !== 1 && !c.qkNorm) {
       throw new FormatError(
         this.source.path,
         `an attention scale other than 1/√head_dim needs q norms to carry it`,

@@ -4,7 +4,13 @@
  * the Rust GEMM) rounded to bf16; embeddings and LM head are written from the bf16 bits the model holds;
  * norms and biases are rounded to bf16. Only one tensor is materialised at a time.
  */
-import { blockModules, type LinearModule, type ModelConfig, modulePath } from "../../nn/config.ts";
+import {
+  blockModules,
+  type LinearModule,
+  type ModelConfig,
+  modulePath,
+  queryScale,
+} from "../../nn/config.ts";
 import { blockLinear, type LlamaModel } from "../../nn/llama.ts";
 import type { Linear } from "../../nn/linear.ts";
 import { f32ToBf16 } from "../../io/dtype.ts";
@@ -29,6 +35,16 @@ export function mergedTensors(
     tensors.push({ name, dtype: "BF16", shape, data });
   const rounded = (name: string, values: Float32Array) =>
     tensors.push({ name, dtype: "BF16", shape: [values.length], data: () => f32ToBf16(values) });
+  // A norm weight as the checkpoint stores it: the loader's `offset + w` (Gemma) and q's folded attention
+  // scale undone (both exact or within an f32 rounding, far below bf16's).
+  const qScale = queryScale(c);
+  const normWeight = (name: string, values: Float32Array, scale = 1) =>
+    rounded(
+      name,
+      c.normWeightOffset === 0 && scale === 1
+        ? values
+        : values.map((v) => Math.fround(Math.fround(v / scale) - c.normWeightOffset)),
+    );
   const linear = (module: string, base: Linear) => {
     const lora = adapters.get(module);
     if (lora) {
@@ -56,17 +72,24 @@ export function mergedTensors(
     const a = layer.attention;
     const modules = blockModules(c);
     const isMlp = (m: LinearModule) => modulePath(l, m).includes(".mlp.");
-    rounded(`${p}.input_layernorm.weight`, layer.inputNorm);
+    normWeight(`${p}.input_layernorm.weight`, layer.inputNorm);
     for (const m of modules.filter((m) => !isMlp(m))) linear(modulePath(l, m), blockLinear(layer, m));
     if (a.qBias) rounded(`${p}.self_attn.q_proj.bias`, a.qBias);
     if (a.kBias) rounded(`${p}.self_attn.k_proj.bias`, a.kBias);
     if (a.vBias) rounded(`${p}.self_attn.v_proj.bias`, a.vBias);
-    if (a.qNorm) rounded(`${p}.self_attn.q_norm.weight`, a.qNorm);
-    if (a.kNorm) rounded(`${p}.self_attn.k_norm.weight`, a.kNorm);
-    rounded(`${p}.post_attention_layernorm.weight`, layer.postAttentionNorm);
+    if (a.qNorm) normWeight(`${p}.self_attn.q_norm.weight`, a.qNorm, qScale);
+    if (a.kNorm) normWeight(`${p}.self_attn.k_norm.weight`, a.kNorm);
+    if (layer.attentionOutNorm) {
+      // Gemma: its post_attention_layernorm is on the attention output; the MLP's input norm is separate.
+      normWeight(`${p}.post_attention_layernorm.weight`, layer.attentionOutNorm);
+      normWeight(`${p}.pre_feedforward_layernorm.weight`, layer.postAttentionNorm);
+    } else {
+      normWeight(`${p}.post_attention_layernorm.weight`, layer.postAttentionNorm);
+    }
     for (const m of modules.filter(isMlp)) linear(modulePath(l, m), blockLinear(layer, m));
+    if (layer.mlpOutNorm) normWeight(`${p}.post_feedforward_layernorm.weight`, layer.mlpOutNorm);
   }
-  rounded("model.norm.weight", w.norm);
+  normWeight("model.norm.weight", w.norm);
   if (w.lmHead !== w.embedTokens) bits("lm_head.weight", [w.lmHead.rows, w.lmHead.cols], w.lmHead.bits);
 
   const unknown = [...adapters.keys()].filter((m) => !used.has(m));
@@ -78,10 +101,6 @@ export function mergedTensors(
 
 /** The model must hold every weight its HF architecture declares, or the export would be incomplete. */
 function checkExportable(c: ModelConfig): void {
-  if (c.normWeightOffset !== 0 || c.sandwichNorms) {
-    // The model holds Gemma's norms as 1 + w (and q's scale folded in): the stored w would not round-trip.
-    throw new Error(`merged export is not supported for ${c.architecture} yet (its norms are held as 1 + w)`);
-  }
   // The model carries q/k/v biases only; transformers' Llama ties them to an o bias, Mistral has none.
   const missing = c.oBias || c.mlpBias || (c.qkvBias && c.architecture !== "Qwen2ForCausalLM");
   if (missing) {
