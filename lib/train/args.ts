@@ -15,7 +15,7 @@ import { parse as parseYaml, YAMLParseError } from "yaml";
 import { z } from "zod";
 import { canonicalFlag } from "./cli_aliases.ts";
 import { resolveUserPaths } from "./user_paths.ts";
-import { ALL_LINEAR, LLAMA_LINEAR_NAMES } from "../io/peft/config.ts";
+import { ALL_LINEAR, BLOCK_LINEAR_NAMES } from "../io/peft/config.ts";
 import { SCHEDULES } from "./schedule.ts";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -37,10 +37,10 @@ const targets = z.preprocess(
   (v) => typeof v === "string" && v !== ALL_LINEAR ? v.split(",").map((s) => s.trim()).filter(Boolean) : v,
   z.union([
     z.literal(ALL_LINEAR),
-    z.array(z.string()).min(1).refine((names) => names.every((n) => LLAMA_LINEAR_NAMES.includes(n)), {
-      error: `must be "${ALL_LINEAR}" or names among ${LLAMA_LINEAR_NAMES.join(", ")}`,
+    z.array(z.string()).min(1).refine((names) => names.every((n) => BLOCK_LINEAR_NAMES.includes(n)), {
+      error: `must be "${ALL_LINEAR}" or names among ${BLOCK_LINEAR_NAMES.join(", ")}`,
     }),
-  ], { error: `must be "${ALL_LINEAR}" or names among ${LLAMA_LINEAR_NAMES.join(", ")}` }),
+  ], { error: `must be "${ALL_LINEAR}" or names among ${BLOCK_LINEAR_NAMES.join(", ")}` }),
 );
 
 /** `prompt=question,completion=answer` (or an object in a config file): record key → the file's key. */
@@ -151,7 +151,7 @@ export const TrainingArgsSchema = z.strictObject({
     dropout: unit("[0, 1)", "lt").default(0.05).describe("dropout on the adapters' inputs"),
     /** Which linears get adapters: "all-linear" or a list such as q_proj,v_proj. */
     targets: targets.default(ALL_LINEAR).describe(
-      `adapted linears: "${ALL_LINEAR}" or a comma list (${LLAMA_LINEAR_NAMES.join(",")})`,
+      `adapted linears: "${ALL_LINEAR}" or a comma list (${BLOCK_LINEAR_NAMES.join(",")})`,
     ),
     /** Rank-stabilised LoRA: scale alpha / √r. */
     rslora: bool.default(false).describe("rank-stabilised scaling alpha / sqrt(rank)"),

@@ -28,8 +28,15 @@ fn exercise(kernel: Kernel) {
     let (g, u) = (values(100, 4), values(100, 5));
     let mut h = vec![0.0f32; 100];
     crate::ops::swiglu::forward(&ctx, &g, &u, &mut h);
-    let sh =
-        crate::ops::attention::Shape { tokens: 7, keys: 7, heads: 2, kv_heads: 1, head_dim: 16, q_offset: 0 };
+    let sh = crate::ops::attention::Shape {
+        tokens: 7,
+        keys: 7,
+        heads: 2,
+        kv_heads: 1,
+        head_dim: 16,
+        q_offset: 0,
+        window: 0,
+    };
     let (q, kv) = (values(sh.q_len(), 6), values(sh.kv_len(), 7));
     let (mut o, mut lse) = (vec![0.0f32; sh.q_len()], vec![0.0f32; sh.lse_len()]);
     crate::ops::attention::forward(&ctx, &sh, &q, &kv, &kv, &mut o, &mut lse);
