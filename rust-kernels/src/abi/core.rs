@@ -41,7 +41,7 @@ pub unsafe extern "C" fn qlora_set_kernel(name: *const u8, len: u32) -> i32 {
 /// `uint32_t qlora_kernel_name(uint8_t *buf, uint32_t cap)` — the active path, e.g. "avx2".
 #[no_mangle]
 pub unsafe extern "C" fn qlora_kernel_name(buf: *mut u8, cap: u32) -> u32 {
-    write_text(dispatch::active().name(), buf, cap)
+    write_text(dispatch::active_path().name(), buf, cap)
 }
 
 /// `uint32_t qlora_cpu_features(uint8_t *buf, uint32_t cap)` — the paths this CPU can run, comma-separated,

@@ -1,0 +1,285 @@
+//! Native bf16 units (AMX tiles, `vdpbf16ps`) and their plain twin, on ragged shapes: against the f64 oracle on
+//! the unrounded operands, against each other (same bf16 operands, only the order of f32 sums differs), and
+//! SIMD pair packers against their plain loops bit for bit. Units the CPU lacks are skipped and named.
+
+use super::naive::{abs_dot, gemm_naive};
+use super::native::{run, Product, Unit};
+use super::pack::{Bf16Matrix, Direct, PackCtx, Strided, Transposed, Weight};
+use super::pairs::{self, padded_pairs, PairB, Scratch, NR};
+use super::{nf4_backward, nf4_forward, Compute, Run};
+use crate::dispatch::{cpu, Bf16Unit, Kernel};
+use crate::nf4::quantize::quantize;
+
+/// Against f64 on unrounded operands: both operands rounded to 8 significant bits (≤ 2^-8 relative each).
+const BF16_BUDGET: f64 = 2.0 * (1.0 / 256.0) + 1e-5;
+/// Against the plain twin on the same bf16 operands: products are exact in f32, only the order of the f32
+/// sums differs (≤ k · 2^-24 of Σ|a||b| in the worst case; 1e-5 covers k ≤ 160 worst case, far more in practice).
+const SAME_OPERANDS_BUDGET: f64 = 1e-5;
+
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn bf16(x: f32) -> f32 {
+    super::pack::bf16_round(x)
+}
+
+/// The units this CPU has, the plain twin first; printed so a test log says which paths ran.
+fn units() -> Vec<Unit> {
+    let mut units = vec![Unit::Twin];
+    if cpu().avx512 && cpu().avx512_bf16 {
+        units.push(Unit::Dot);
+    }
+    if cpu().avx512 && cpu().amx_bf16 {
+        units.push(Unit::Amx);
+    }
+    eprintln!("native bf16 units tested on this CPU: {units:?}");
+    units
+}
+
+fn kernel_for(unit: Unit) -> Kernel {
+    if unit == Unit::Twin {
+        Kernel::Scalar
+    } else {
+        Kernel::Avx512
+    }
+}
+
+/// (m, out, in): M = 1, rows and columns not multiples of 8, 16 or 32, depth not a multiple of 32 or 64, a
+/// depth over one block (512) with a ragged last block, a column count over one decoded block (128).
+const SHAPES: [(usize, usize, usize); 8] = [
+    (1, 63, 10),
+    (7, 17, 45),
+    (33, 70, 130),
+    (5, 64, 64),
+    (40, 48, 200),
+    (3, 130, 77),
+    (65, 161, 1100),
+    (32, 32, 33),
+];
+
+fn worst(got: &[f32], want: &[f32], scale: impl Fn(usize) -> f64) -> f64 {
+    (0..got.len()).map(|i| (got[i] as f64 - want[i] as f64).abs() / scale(i).max(1e-30)).fold(0.0, f64::max)
+}
+
+/// Runs `C = alpha · A · B + beta · C0` with every unit and checks it; `a(i, p)`, `b(p, j)` give the operands.
+#[allow(clippy::too_many_arguments)]
+fn check_units<B: PairB>(
+    what: &str,
+    b_src: &B,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: impl Fn(usize, usize) -> f32,
+    alpha: f32,
+    beta: f32,
+) {
+    let c0 = random(m * n, 99);
+    let mut want = c0.clone();
+    gemm_naive(m, n, k, |i, p| a[i * k + p], &b, &mut want, n, alpha, beta);
+    let scale = |idx: usize| {
+        let (i, j) = (idx / n, idx % n);
+        alpha.abs() as f64 * abs_dot(k, |p| a[i * k + p], |p| b(p, j))
+            + (beta as f64 * c0[idx] as f64).abs()
+            + 1e-6
+    };
+    let mut twin = None;
+    for unit in units() {
+        let mut by_threads = Vec::new();
+        for threads in [1, 2] {
+            let mut got = if beta == 0.0 { vec![f32::NAN; m * n] } else { c0.clone() };
+            let p = Product { m, n, k, a: Strided { data: a, rs: k, cs: 1 }, b: b_src, alpha, beta, ldc: n };
+            unsafe { run(&p, got.as_mut_ptr(), kernel_for(unit), unit, threads) };
+            by_threads.push(got);
+        }
+        assert_eq!(by_threads[0], by_threads[1], "{what} {unit:?} m{m} n{n} k{k}: 1 vs 2 threads");
+        let got = by_threads.pop().unwrap();
+        let err = worst(&got, &want, scale);
+        assert!(err <= BF16_BUDGET, "{what} {unit:?} m{m} n{n} k{k}: vs f64 {err:.3e} > {BF16_BUDGET:.1e}");
+        match &twin {
+            None => twin = Some(got),
+            Some(t) => {
+                let err = worst(&got, t, scale);
+                assert!(
+                    err <= SAME_OPERANDS_BUDGET,
+                    "{what} {unit:?} m{m} n{n} k{k}: vs twin {err:.3e} > {SAME_OPERANDS_BUDGET:.1e}"
+                );
+            }
+        }
+    }
+}
+
+fn dense(w: &impl Weight, kernel: Kernel) -> Vec<f32> {
+    let ctx = PackCtx { kernel, map: *crate::nf4::codebook::dynamic_map() };
+    let mut out = vec![0.0; w.rows() * w.cols()];
+    w.decode(&ctx, 0, &mut out);
+    out
+}
+
+#[test]
+fn nf4_products_on_every_unit_match_the_oracle_and_the_twin() {
+    for &(m, out, inp) in &SHAPES {
+        let w = quantize(&random(out * inp, 6), out, inp, true).unwrap();
+        let d = dense(&w, Kernel::Scalar);
+        let x = random(m * inp, 7);
+        for (alpha, beta) in [(1.0, 0.0), (1.0, 1.0), (0.5, -2.0)] {
+            check_units("nf4 fwd", &Transposed(&w), m, out, inp, &x, |p, j| d[j * inp + p], alpha, beta);
+        }
+        let dy = random(m * out, 9);
+        for (alpha, beta) in [(1.0, 0.0), (1.0, 1.0)] {
+            check_units("nf4 bwd", &Direct(&w), m, inp, out, &dy, |p, j| d[p * inp + j], alpha, beta);
+        }
+    }
+}
+
+#[test]
+fn bf16_weight_products_on_every_unit_match_the_oracle_and_the_twin() {
+    for &(m, rows, cols) in &SHAPES {
+        let bits: Vec<u16> =
+            random(rows * cols, 12).iter().map(|&v| super::bf16_native::bf16_bits(v)).collect();
+        let w = Bf16Matrix { bits: &bits, rows, cols };
+        let d = dense(&w, Kernel::Scalar);
+        let x = random(m * cols, 13);
+        check_units("bf16 fwd", &Transposed(&w), m, rows, cols, &x, |p, j| d[j * cols + p], 1.0, 0.0);
+        let dy = random(m * rows, 14);
+        check_units("bf16 bwd", &Direct(&w), m, cols, rows, &dy, |p, j| d[p * cols + j], 1.0, 1.0);
+    }
+}
+
+#[test]
+fn an_empty_depth_scales_c_only() {
+    let w = Bf16Matrix { bits: &[], rows: 9, cols: 0 };
+    for unit in units() {
+        let mut c = vec![2.0f32; 5 * 9];
+        let p = Product {
+            m: 5,
+            n: 9,
+            k: 0,
+            a: Strided { data: &[], rs: 0, cs: 1 },
+            b: &Transposed(&w),
+            alpha: 1.0,
+            beta: 0.5,
+            ldc: 9,
+        };
+        unsafe { run(&p, c.as_mut_ptr(), kernel_for(unit), unit, 2) };
+        assert!(c.iter().all(|&v| v == 1.0), "{unit:?}");
+    }
+}
+
+#[test]
+fn simd_pair_packers_give_the_plain_loops_bits() {
+    if !(cpu().avx512 && cpu().avx512_bf16) {
+        eprintln!("simd pair packers: skipped, this CPU has no AVX512-BF16");
+        return;
+    }
+    let ctx = PackCtx { kernel: Kernel::Avx512, map: *crate::nf4::codebook::dynamic_map() };
+    assert!(pairs::simd_ok(&ctx));
+    let v = random(2000, 21);
+    for len in [0usize, 1, 31, 32, 33, 64, 100, 999] {
+        let (mut plain, mut simd) = (vec![0u32; len.div_ceil(2)], vec![0u32; len.div_ceil(2)]);
+        pairs::pairs_from_run(false, &v[..len], &mut plain);
+        pairs::pairs_from_run(true, &v[..len], &mut simd);
+        assert_eq!(plain, simd, "pairs_from_run len {len}");
+        let (mut plain, mut simd) = (vec![0u32; len], vec![0u32; len]);
+        pairs::interleave_rows(false, &v[..len], &v[500..500 + len], &mut plain);
+        pairs::interleave_rows(true, &v[..len], &v[500..500 + len], &mut simd);
+        assert_eq!(plain, simd, "interleave_rows len {len}");
+    }
+    for &(m, out, inp) in &SHAPES {
+        let w = quantize(&random(out * inp, 22), out, inp, true).unwrap();
+        for (p0, kc) in [(0, inp), (inp / 3, inp - inp / 3)] {
+            let kq = padded_pairs(kc);
+            for (j0, nc) in [(0, out), (out / 2, out - out / 2)] {
+                let len = nc.div_ceil(NR) * NR * kq;
+                let (mut plain, mut simd) = (vec![7u32; len], vec![9u32; len]);
+                Transposed(&w).pack_pairs(&ctx, false, p0, kc, j0, nc, &mut plain, &mut Scratch::default());
+                Transposed(&w).pack_pairs(&ctx, true, p0, kc, j0, nc, &mut simd, &mut Scratch::default());
+                assert_eq!(plain, simd, "forward panels {out}x{inp} p0 {p0} kc {kc} j0 {j0} nc {nc}");
+            }
+            // Backward: depth runs over W's rows.
+            let (p0, kc) = (p0 * out / inp, out - p0 * out / inp);
+            let kq = padded_pairs(kc);
+            let len = inp.div_ceil(NR) * NR * kq;
+            let (mut plain, mut simd) = (vec![7u32; len], vec![9u32; len]);
+            Direct(&w).pack_pairs(&ctx, false, p0, kc, 0, inp, &mut plain, &mut Scratch::default());
+            Direct(&w).pack_pairs(&ctx, true, p0, kc, 0, inp, &mut simd, &mut Scratch::default());
+            assert_eq!(plain, simd, "backward panels {out}x{inp} p0 {p0} kc {kc}");
+        }
+        // A blocks in both layouts.
+        let x = random(m * inp, 23);
+        let a = Strided { data: &x, rs: inp, cs: 1 };
+        let kq = padded_pairs(inp);
+        for tiles in [false, true] {
+            let len = m.div_ceil(if tiles { 32 } else { pairs::DOT_MR })
+                * kq
+                * if tiles { 32 } else { pairs::DOT_MR };
+            let (mut plain, mut simd) = (vec![7u32; len], vec![9u32; len]);
+            let pack = if tiles { pairs::pack_a_tiles } else { pairs::pack_a_dot };
+            pack(false, &a, 0, m, 0, inp, &mut plain, &mut Scratch::default());
+            pack(true, &a, 0, m, 0, inp, &mut simd, &mut Scratch::default());
+            assert_eq!(plain, simd, "A block tiles={tiles} m{m} k{inp}");
+        }
+    }
+}
+
+#[test]
+fn pair_values_round_to_nearest_even_like_the_fma_path() {
+    // The pair layout holds the same bf16 values the rounding path multiplies in f32.
+    let v = random(64, 31);
+    let mut out = vec![0u32; 32];
+    pairs::pairs_from_run(false, &v, &mut out);
+    for (q, &p) in out.iter().enumerate() {
+        assert_eq!(f32::from_bits(p << 16), bf16(v[2 * q]));
+        assert_eq!(f32::from_bits(p & 0xffff_0000), bf16(v[2 * q + 1]));
+    }
+}
+
+#[test]
+fn weight_products_reach_the_unit_a_run_names() {
+    // nf4_forward / nf4_backward with a Run naming a unit give exactly what that unit gives when called directly.
+    let (m, out, inp) = (40, 70, 130);
+    let w = quantize(&random(out * inp, 41), out, inp, true).unwrap();
+    let x = random(m * inp, 42);
+    for unit in units().into_iter().filter(|u| *u != Unit::Twin) {
+        let bf16_unit = if unit == Unit::Amx { Bf16Unit::Amx } else { Bf16Unit::Dot };
+        let r = Run { kernel: Kernel::Avx512, compute: Compute::Bf16, unit: bf16_unit, threads: 2 };
+        let mut via_run = vec![0.0; m * out];
+        nf4_forward(&w, &x, m, &mut via_run, false, None, r).unwrap();
+        let mut direct = vec![0.0; m * out];
+        let p = Product {
+            m,
+            n: out,
+            k: inp,
+            a: Strided { data: &x, rs: inp, cs: 1 },
+            b: &Transposed(&w),
+            alpha: 1.0,
+            beta: 0.0,
+            ldc: out,
+        };
+        unsafe { run(&p, direct.as_mut_ptr(), Kernel::Avx512, unit, 2) };
+        assert_eq!(via_run, direct, "{unit:?} forward");
+        let dy = random(m * out, 43);
+        let mut via_run = vec![0.0; m * inp];
+        nf4_backward(&w, &dy, m, &mut via_run, false, None, r).unwrap();
+        let mut direct = vec![0.0; m * inp];
+        let p = Product {
+            m,
+            n: inp,
+            k: out,
+            a: Strided { data: &dy, rs: out, cs: 1 },
+            b: &Direct(&w),
+            alpha: 1.0,
+            beta: 0.0,
+            ldc: inp,
+        };
+        unsafe { run(&p, direct.as_mut_ptr(), Kernel::Avx512, unit, 2) };
+        assert_eq!(via_run, direct, "{unit:?} backward");
+    }
+}
