@@ -4,6 +4,7 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { cpuFeatures, fmaPeakGflops, kernelName, setKernel, setThreads, threads } from "../ffi/runtime.ts";
+import { benchBf16Gemm } from "./bench/bf16_gemm.ts";
 import { ATTENTION_CASES, benchAttention, printAttentionResults } from "./bench/attention.ts";
 import {
   benchGemmShape,
@@ -19,7 +20,7 @@ const program = new Command()
   .name("deno task bench")
   .description("Benchmarks of qlora-deno's kernels (GFLOP/s and ratios, peak RSS).")
   .option("--threads <n>", "kernel threads (0 = all cores)", "0")
-  .option("--kernel <path>", "force a CPU path: auto, scalar, avx2, avx512", "auto")
+  .option("--kernel <path>", "force a CPU path: auto, scalar, avx2, avx512, avx512bf16, amx", "auto")
   .option("--m <rows>", "activation rows M (batch × sequence)", "256")
   .option("--seconds <s>", "minimum measuring time per shape", "0.5")
   .option(
@@ -29,8 +30,8 @@ const program = new Command()
   )
   .option(
     "--sections <list>",
-    "comma-separated: gemm, attention, model, train, load7b",
-    "gemm,attention,model,train,load7b",
+    "comma-separated: gemm, bf16gemm, attention, model, train, load7b",
+    "gemm,bf16gemm,attention,model,train,load7b",
   )
   .parse(Deno.args, { from: "user" });
 const opts = program.opts();
@@ -53,6 +54,7 @@ if (sections.has("gemm")) {
   for (const shape of shapes) results.push(benchGemmShape(shape, m, Number(opts.seconds)));
   printGemmResults(results);
 }
+if (sections.has("bf16gemm") && !opts.quick) await benchBf16Gemm(m, threads(), Number(opts.seconds));
 if (sections.has("attention")) {
   console.log("\nCausal GQA attention GFLOP/s (useful FLOPs) vs a dense f32 GEMM of about as many FLOPs");
   const cases = opts.quick ? ATTENTION_CASES.slice(0, 1) : ATTENTION_CASES;

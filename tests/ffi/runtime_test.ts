@@ -33,6 +33,19 @@ Deno.test("asking for a path the CPU lacks or an unknown one is a clear error", 
   if (!cpuFeatures().includes("avx512")) {
     assert.throws(() => setKernel("avx512"), /this CPU cannot run the avx512 path/);
   }
+  // The message names every path and what this CPU has, so a typo in QLORA_KERNEL is easy to fix.
+  assert.throws(
+    () => setKernel("amx2" as "amx"),
+    (e: unknown) =>
+      e instanceof KernelError && /scalar, avx2, avx512, avx512bf16, amx/.test(e.message) &&
+      e.message.includes(`this CPU has: ${cpuFeatures().join(",")}`),
+  );
+  for (const path of ["avx512bf16", "amx"] as const) {
+    if (!availableKernels().includes(path)) {
+      assert.throws(() => setKernel(path), new RegExp(`this CPU cannot run the ${path} path`));
+    }
+  }
+  console.log(`paths on this CPU: ${availableKernels().join(", ")}`);
 });
 
 Deno.test("thread count can be set and restored", () => {

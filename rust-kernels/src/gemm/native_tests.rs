@@ -283,3 +283,128 @@ fn weight_products_reach_the_unit_a_run_names() {
         assert_eq!(via_run, direct, "{unit:?} backward");
     }
 }
+
+/// Rough single-thread timing of the pieces (`cargo test --release -- --ignored --nocapture native_pieces`).
+#[test]
+#[ignore]
+fn native_pieces_timing() {
+    let (m, out, inp) = (256, 4096, 4096);
+    let w = quantize(&random(out * inp, 1), out, inp, true).unwrap();
+    let x = random(m * inp, 2);
+    let ctx = PackCtx { kernel: Kernel::Avx512, map: *crate::nf4::codebook::dynamic_map() };
+    let kc = 512;
+    let kq = padded_pairs(kc);
+    let mut s = Scratch::default();
+    let mut b = vec![0u32; 128 * kq];
+    let t = std::time::Instant::now();
+    for jc in (0..out).step_by(128) {
+        Transposed(&w).pack_pairs(&ctx, true, 0, kc, jc, 128, &mut b, &mut s);
+    }
+    let e = t.elapsed().as_secs_f64();
+    eprintln!("fwd B pack: {:.2} ns/weight", e * 1e9 / (out * kc) as f64);
+    let t = std::time::Instant::now();
+    for pc in (0..out).step_by(kc) {
+        Direct(&w).pack_pairs(&ctx, true, pc, kc, 0, 128, &mut b, &mut s);
+    }
+    let e = t.elapsed().as_secs_f64();
+    eprintln!("bwd B pack (nc 128): {:.2} ns/weight", e * 1e9 / (out * 128) as f64);
+    let mut d = vec![0.0f32; kc];
+    let t = std::time::Instant::now();
+    for j in 0..out {
+        w.decode(&ctx, j * inp, &mut d);
+    }
+    let e = t.elapsed().as_secs_f64();
+    eprintln!("decode alone: {:.2} ns/weight", e * 1e9 / (out * kc) as f64);
+    let mut a = vec![0u32; m * kq];
+    let t = std::time::Instant::now();
+    for _ in 0..8 {
+        pairs::pack_a_tiles(true, &Strided { data: &x, rs: inp, cs: 1 }, 0, m, 0, kc, &mut a, &mut s);
+    }
+    eprintln!("A pack tiles: {:.2} ns/value", t.elapsed().as_secs_f64() * 1e9 / (8 * m * kc) as f64);
+    let t = std::time::Instant::now();
+    for _ in 0..8 {
+        pairs::pack_a_dot(true, &Strided { data: &x, rs: inp, cs: 1 }, 0, m, 0, kc, &mut a, &mut s);
+    }
+    eprintln!("A pack dot: {:.2} ns/value", t.elapsed().as_secs_f64() * 1e9 / (8 * m * kc) as f64);
+    let mut c = vec![0.0f32; m * 32];
+    for unit in [Unit::Dot, Unit::Amx] {
+        let reps = 2000;
+        let t = std::time::Instant::now();
+        unsafe {
+            if unit == Unit::Amx {
+                super::amx::configure();
+            }
+            for _ in 0..reps {
+                let mr = if unit == Unit::Amx { 32 } else { 8 };
+                for ir in (0..m).step_by(mr) {
+                    let ap = a.as_ptr().add(ir * kq);
+                    let cp = c.as_mut_ptr().add(ir * 32);
+                    match unit {
+                        Unit::Amx => super::amx::tile_32x32(kq / 16, ap, b.as_ptr(), cp, 32, true),
+                        _ => super::bf16_native::tile_8x32(kq, ap, b.as_ptr(), cp, 32, 1.0, 1.0),
+                    }
+                }
+            }
+            if unit == Unit::Amx {
+                super::amx::release();
+            }
+        }
+        let e = t.elapsed().as_secs_f64();
+        eprintln!("{unit:?} micro: {:.1} GFLOP/s", 2.0 * (reps * m * 32 * kc) as f64 / e / 1e9);
+    }
+}
+
+/// Whole products at a 7B shape (`cargo test --release -- --ignored --nocapture native_whole`).
+#[test]
+#[ignore]
+fn native_whole_timing() {
+    let (m, out, inp) = (256, 4096, 4096);
+    let w = quantize(&random(out * inp, 1), out, inp, true).unwrap();
+    let x = random(m * inp, 2);
+    let dy = random(m * out, 3);
+    let mut y = vec![0.0f32; m * out];
+    let mut dx = vec![0.0f32; m * inp];
+    for threads in [1, 2] {
+        for unit in [Unit::Dot, Unit::Amx] {
+            for fwd in [true, false] {
+                let mut best = f64::MAX;
+                for _ in 0..4 {
+                    let t = std::time::Instant::now();
+                    unsafe {
+                        if fwd {
+                            let p = Product {
+                                m,
+                                n: out,
+                                k: inp,
+                                a: Strided { data: &x, rs: inp, cs: 1 },
+                                b: &Transposed(&w),
+                                alpha: 1.0,
+                                beta: 0.0,
+                                ldc: out,
+                            };
+                            run(&p, y.as_mut_ptr(), Kernel::Avx512, unit, threads);
+                        } else {
+                            let p = Product {
+                                m,
+                                n: inp,
+                                k: out,
+                                a: Strided { data: &dy, rs: out, cs: 1 },
+                                b: &Direct(&w),
+                                alpha: 1.0,
+                                beta: 0.0,
+                                ldc: inp,
+                            };
+                            run(&p, dx.as_mut_ptr(), Kernel::Avx512, unit, threads);
+                        }
+                    }
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                eprintln!(
+                    "threads {threads} {unit:?} fwd={fwd}: {:.1} GFLOP/s ({:.1} ms)",
+                    2.0 * (m * out * inp) as f64 / best / 1e9,
+                    best * 1e3
+                );
+            }
+        }
+    }
+}
