@@ -18,7 +18,8 @@ use crate::dispatch::{Bf16Unit, Kernel};
 use crate::error::{ensure, KResult};
 use crate::nf4::Nf4Weight;
 use driver::{gemm, Problem, Tail};
-use pack::{Bf16Matrix, Direct, Strided, Transposed, Weight};
+use pack::{Bf16Matrix, Direct, Strided, Transposed};
+use pairs::PairWeight;
 
 /// Precision of the multiply: f32, or operands rounded to bf16 with f32 accumulation (QLoRA's usual
 /// compute dtype).
@@ -107,7 +108,7 @@ impl LowRank<'_> {
 }
 
 /// Forward through a frozen weight: `Y[m, rows] (+)= X[m, cols] · Wᵀ (+ scale · L · Rᵀ)` (W in NF4 or bf16).
-pub fn weight_forward<W: Weight>(
+pub fn weight_forward<W: PairWeight>(
     w: &W,
     x: &[f32],
     m: usize,
@@ -181,7 +182,7 @@ fn add_tail(t: &Tail, m: usize, n: usize, c: &mut [f32], run: Run) {
 }
 
 /// Backward to the input through a frozen weight: `dX[m, cols] (+)= dY[m, rows] · W (+ scale · L · R)`.
-pub fn weight_backward<W: Weight>(
+pub fn weight_backward<W: PairWeight>(
     w: &W,
     dy: &[f32],
     m: usize,

@@ -5,7 +5,7 @@
 use super::naive::{abs_dot, gemm_naive};
 use super::native::{run, Product, Unit};
 use super::pack::{Bf16Matrix, Direct, PackCtx, Strided, Transposed, Weight};
-use super::pairs::{self, padded_pairs, PairB, Scratch, NR};
+use super::pairs::{self, padded_pairs, PairB, PairWeight, Scratch, NR};
 use super::{nf4_backward, nf4_forward, Compute, Run};
 use crate::dispatch::{cpu, Bf16Unit, Kernel};
 use crate::nf4::quantize::quantize;
@@ -230,6 +230,43 @@ fn simd_pair_packers_give_the_plain_loops_bits() {
 }
 
 #[test]
+fn weights_decode_into_pairs_as_decoding_to_f32_then_pairing() {
+    let ctx = PackCtx { kernel: Kernel::Avx512, map: *crate::nf4::codebook::dynamic_map() };
+    let simd_modes: &[bool] = if cpu().avx512 && cpu().avx512_bf16 { &[false, true] } else { &[false] };
+    let (rows, cols) = (5, 333);
+    let w = quantize(&random(rows * cols, 51), rows, cols, true).unwrap();
+    let bits: Vec<u16> = random(rows * cols, 52).iter().map(|&v| super::bf16_native::bf16_bits(v)).collect();
+    let b = Bf16Matrix { bits: &bits, rows, cols };
+    // Even and odd starts, runs within one block, across blocks, odd lengths, the very end.
+    for (start, len) in [
+        (0usize, 333usize),
+        (333, 333),
+        (2, 62),
+        (64, 64),
+        (10, 1),
+        (101, 200),
+        (1664, 1),
+        (1000, 665),
+        (40, 0),
+    ] {
+        let pairs = len.div_ceil(2);
+        let mut f = vec![0.0; len];
+        for &simd in simd_modes {
+            w.decode(&ctx, start, &mut f);
+            let mut want = vec![0u32; pairs];
+            pairs::pairs_from_run(false, &f, &mut want);
+            let mut got = vec![7u32; pairs];
+            w.decode_pairs(&ctx, simd, start, len, &mut got, &mut Vec::new());
+            assert_eq!(got, want, "nf4 start {start} len {len} simd {simd}");
+            b.decode(&ctx, start, &mut f);
+            pairs::pairs_from_run(false, &f, &mut want);
+            b.decode_pairs(&ctx, simd, start, len, &mut got, &mut Vec::new());
+            assert_eq!(got, want, "bf16 start {start} len {len} simd {simd}");
+        }
+    }
+}
+
+#[test]
 fn pair_values_round_to_nearest_even_like_the_fma_path() {
     // The pair layout holds the same bf16 values the rounding path multiplies in f32.
     let v = random(64, 31);
@@ -406,5 +443,63 @@ fn native_whole_timing() {
                 );
             }
         }
+    }
+}
+
+/// Fused NF4 → pairs against decode-then-pair, interleaved, best of many (`native_fused`).
+#[test]
+#[ignore]
+fn native_fused_timing() {
+    let (out, inp) = (1024, 4096);
+    let w = quantize(&random(out * inp, 1), out, inp, true).unwrap();
+    let ctx = PackCtx { kernel: Kernel::Avx512, map: *crate::nf4::codebook::dynamic_map() };
+    let mut pairs_out = vec![0u32; inp / 2];
+    let mut f = Vec::new();
+    let (mut fused, mut generic) = (f64::MAX, f64::MAX);
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        for r in 0..out {
+            w.decode_pairs(&ctx, true, r * inp, inp, &mut pairs_out, &mut f);
+        }
+        fused = fused.min(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        for r in 0..out {
+            f.resize(inp, 0.0);
+            w.decode(&ctx, r * inp, &mut f);
+            pairs::pairs_from_run(true, &f, &mut pairs_out);
+        }
+        generic = generic.min(t.elapsed().as_secs_f64());
+    }
+    let per = |s: f64| s * 1e9 / (out * inp) as f64;
+    eprintln!("fused {:.3} ns/weight, decode+pair {:.3} ns/weight", per(fused), per(generic));
+}
+
+/// Weight block packing, best of many (`native_packing`).
+#[test]
+#[ignore]
+fn native_packing_timing() {
+    let (out, inp) = (4096, 4096);
+    let w = quantize(&random(out * inp, 1), out, inp, true).unwrap();
+    let ctx = PackCtx { kernel: Kernel::Avx512, map: *crate::nf4::codebook::dynamic_map() };
+    let kc = 512;
+    let kq = padded_pairs(kc);
+    let mut s = Scratch::default();
+    for nc in [128, 512] {
+        let mut b = vec![0u32; nc * kq];
+        let (mut fwd, mut bwd) = (f64::MAX, f64::MAX);
+        for _ in 0..10 {
+            let t = std::time::Instant::now();
+            for jc in (0..1024).step_by(nc) {
+                Transposed(&w).pack_pairs(&ctx, true, 0, kc, jc, nc, &mut b, &mut s);
+            }
+            fwd = fwd.min(t.elapsed().as_secs_f64());
+            let t = std::time::Instant::now();
+            for jc in (0..1024).step_by(nc) {
+                Direct(&w).pack_pairs(&ctx, true, 0, kc, jc, nc, &mut b, &mut s);
+            }
+            bwd = bwd.min(t.elapsed().as_secs_f64());
+        }
+        let per = |s: f64| s * 1e9 / (1024 * kc) as f64;
+        eprintln!("nc {nc}: fwd pack {:.3} ns/weight, bwd pack {:.3} ns/weight", per(fwd), per(bwd));
     }
 }

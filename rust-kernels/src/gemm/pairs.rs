@@ -11,7 +11,10 @@
 //! Every packer has a plain twin (`simd = false`); tests check the two give the same bits.
 
 use super::bf16_native::bf16_bits;
-use super::pack::{Direct, PackCtx, Strided, Transposed, Weight};
+use super::pack::{Bf16Matrix, Direct, PackCtx, Strided, Transposed, Weight};
+use crate::nf4::codebook::NF4;
+use crate::nf4::weight::BLOCK;
+use crate::nf4::Nf4Weight;
 
 /// Columns of a B panel.
 pub const NR: usize = 32;
@@ -73,6 +76,90 @@ pub struct Scratch {
     pub u: Vec<u32>,
 }
 
+/// A weight that decodes a run of its flattened elements straight into pairs.
+pub trait PairWeight: Weight {
+    /// `out[q] = pair(w[start + 2q], w[start + 2q + 1])` for the `len` elements from `start` (`out` holds
+    /// `ceil(len / 2)` pairs; an odd last element is paired with 0). The default decodes to f32 first.
+    fn decode_pairs(
+        &self,
+        ctx: &PackCtx,
+        simd: bool,
+        start: usize,
+        len: usize,
+        out: &mut [u32],
+        f: &mut Vec<f32>,
+    ) {
+        f.resize(len, 0.0);
+        self.decode(ctx, start, &mut f[..len]);
+        pairs_from_run(simd, &f[..len], out);
+    }
+}
+
+/// NF4: from an even start, a pair's two codes are one byte (high nibble first), so 16 bytes give 16 pairs:
+/// both nibbles through the 16-entry table, times the block's scale, rounded to bf16 and interleaved.
+impl PairWeight for Nf4Weight {
+    fn decode_pairs(
+        &self,
+        ctx: &PackCtx,
+        simd: bool,
+        start: usize,
+        len: usize,
+        out: &mut [u32],
+        f: &mut Vec<f32>,
+    ) {
+        if !simd || start % 2 == 1 {
+            f.resize(len, 0.0);
+            self.decode(ctx, start, &mut f[..len]);
+            pairs_from_run(simd, &f[..len], out);
+            return;
+        }
+        let mut i = 0;
+        while i < len {
+            let block = (start + i) / BLOCK;
+            let segment_end = ((block + 1) * BLOCK - start).min(len);
+            let scale = self.block_scale(block, &ctx.map);
+            #[cfg(target_arch = "x86_64")]
+            while i + 32 <= segment_end {
+                // Safety: `simd` is only set where the CPU has AVX512-BF16; 16 bytes from byte (start + i) / 2
+                // lie inside the run, and 16 pairs from i / 2 inside `out`.
+                unsafe {
+                    simd_x86::nf4_pairs_32(
+                        self.packed.as_ptr().add((start + i) / 2),
+                        scale,
+                        out.as_mut_ptr().add(i / 2),
+                    )
+                };
+                i += 32;
+            }
+            while i < segment_end {
+                // i is even, and so is every block boundary: a pair never straddles two blocks.
+                let lo = NF4[self.code(start + i) as usize] * scale;
+                let hi = if i + 1 < len { NF4[self.code(start + i + 1) as usize] * scale } else { 0.0 };
+                out[i / 2] = pair(lo, hi);
+                i += 2;
+            }
+        }
+    }
+}
+
+/// bf16: the weight's bits already are the operand; a pair is two neighbours read as one u32 (no rounding).
+impl PairWeight for Bf16Matrix<'_> {
+    fn decode_pairs(
+        &self,
+        _: &PackCtx,
+        _: bool,
+        start: usize,
+        len: usize,
+        out: &mut [u32],
+        _: &mut Vec<f32>,
+    ) {
+        let run = &self.bits[start..start + len];
+        for (o, two) in out.iter_mut().zip(run.chunks(2)) {
+            *o = two[0] as u32 | (two.get(1).copied().unwrap_or(0) as u32) << 16;
+        }
+    }
+}
+
 /// A weight-derived B operand that packs itself into pair panels.
 pub trait PairB: Sync {
     /// Packs depth `p0 .. p0+kc` (as `padded_pairs(kc)` pairs) and columns `j0 .. j0+nc` into 32-column panels.
@@ -92,7 +179,7 @@ pub trait PairB: Sync {
 
 /// Forward B = Wᵀ: column j of B is a run of W's row j. Each column's run becomes pairs, then the 32 columns
 /// are transposed into the panel.
-impl<W: Weight> PairB for Transposed<'_, W> {
+impl<W: PairWeight> PairB for Transposed<'_, W> {
     fn pack_pairs(
         &self,
         ctx: &PackCtx,
@@ -106,15 +193,22 @@ impl<W: Weight> PairB for Transposed<'_, W> {
     ) {
         let w = self.0;
         let kq = padded_pairs(kc);
-        s.f.resize(kc, 0.0);
         s.u.resize(NR * kq, 0);
         for (panel, out) in dst.chunks_exact_mut(kq * NR).take(nc.div_ceil(NR)).enumerate() {
             let cols = NR.min(nc - panel * NR);
             for c in 0..NR {
                 let column = &mut s.u[c * kq..(c + 1) * kq];
                 if c < cols {
-                    w.decode(ctx, (j0 + panel * NR + c) * w.cols() + p0, &mut s.f[..kc]);
-                    pairs_from_run(simd, &s.f[..kc], column);
+                    let filled = kc.div_ceil(2);
+                    w.decode_pairs(
+                        ctx,
+                        simd,
+                        (j0 + panel * NR + c) * w.cols() + p0,
+                        kc,
+                        &mut column[..filled],
+                        &mut s.f,
+                    );
+                    column[filled..].fill(0);
                 } else {
                     column.fill(0);
                 }
@@ -270,6 +364,28 @@ mod simd_x86 {
             q += 16;
         }
         q
+    }
+
+    /// 32 NF4 codes (16 bytes, high nibble first) → 16 pairs of bf16(code value · scale).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub unsafe fn nf4_pairs_32(bytes: *const u8, scale: f32, out: *mut u32) {
+        let table = _mm512_loadu_ps(crate::nf4::codebook::NF4.as_ptr());
+        let codes = _mm512_cvtepu8_epi32(_mm_loadu_si128(bytes as *const __m128i));
+        let even = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(codes), table);
+        let odd = _mm512_permutexvar_ps(_mm512_and_si512(codes, _mm512_set1_epi32(15)), table);
+        let vs = _mm512_set1_ps(scale);
+        let halves: __m512i =
+            std::mem::transmute(_mm512_cvtne2ps_pbh(_mm512_mul_ps(odd, vs), _mm512_mul_ps(even, vs)));
+        _mm512_storeu_si512(out as *mut _, _mm512_permutexvar_epi16(interleave_index(), halves));
+    }
+
+    /// Lane order that turns [even 0..16 | odd 0..16] u16 halves into pairs (even, odd).
+    #[inline(always)]
+    unsafe fn interleave_index() -> __m512i {
+        _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3,
+            18, 2, 17, 1, 16, 0,
+        )
     }
 
     /// 16 columns at a time: bf16 of the even row in lanes 0–15, odd in 16–31, then interleaved.
