@@ -52,8 +52,8 @@ fn kernel_for(unit: Unit) -> Kernel {
 }
 
 /// (m, out, in): M = 1, rows and columns not multiples of 8, 16 or 32, depth not a multiple of 32 or 64, a
-/// depth over one block (512) with a ragged last block, a column count over one decoded block (128).
-const SHAPES: [(usize, usize, usize); 8] = [
+/// depth over one block with a ragged last block, a column count over one decoded block (128).
+const SHAPES: [(usize, usize, usize); 10] = [
     (1, 63, 10),
     (7, 17, 45),
     (33, 70, 130),
@@ -62,6 +62,9 @@ const SHAPES: [(usize, usize, usize); 8] = [
     (3, 130, 77),
     (65, 161, 1100),
     (32, 32, 33),
+    // Depth over one block in both directions (forward KC 2048, backward 1024), with ragged last blocks.
+    (9, 40, 2100),
+    (9, 1100, 40),
 ];
 
 fn worst(got: &[f32], want: &[f32], scale: impl Fn(usize) -> f64) -> f64 {
@@ -502,4 +505,54 @@ fn native_packing_timing() {
         let per = |s: f64| s * 1e9 / (1024 * kc) as f64;
         eprintln!("nc {nc}: fwd pack {:.3} ns/weight, bwd pack {:.3} ns/weight", per(fwd), per(bwd));
     }
+}
+
+/// KC candidates, interleaved, best of several (`native_kc`).
+#[test]
+#[ignore]
+fn native_kc_timing() {
+    let (m, out, inp) = (256, 4096, 4096);
+    let w = quantize(&random(out * inp, 1), out, inp, true).unwrap();
+    let x = random(m * inp, 2);
+    let dy = random(m * out, 3);
+    let mut y = vec![0.0f32; m * out];
+    let mut dx = vec![0.0f32; m * inp];
+    let kcs = [256usize, 512, 1024, 2048];
+    let mut best = vec![(f64::MAX, f64::MAX); kcs.len()];
+    for _ in 0..15 {
+        for (i, &kc) in kcs.iter().enumerate() {
+            super::native::KC_TRY.store(kc, std::sync::atomic::Ordering::Relaxed);
+            let t = std::time::Instant::now();
+            let p = Product {
+                m,
+                n: out,
+                k: inp,
+                a: Strided { data: &x, rs: inp, cs: 1 },
+                b: &Transposed(&w),
+                alpha: 1.0,
+                beta: 0.0,
+                ldc: out,
+            };
+            unsafe { run(&p, y.as_mut_ptr(), Kernel::Avx512, Unit::Amx, 1) };
+            best[i].0 = best[i].0.min(t.elapsed().as_secs_f64());
+            let t = std::time::Instant::now();
+            let p = Product {
+                m,
+                n: inp,
+                k: out,
+                a: Strided { data: &dy, rs: out, cs: 1 },
+                b: &Direct(&w),
+                alpha: 1.0,
+                beta: 0.0,
+                ldc: inp,
+            };
+            unsafe { run(&p, dx.as_mut_ptr(), Kernel::Avx512, Unit::Amx, 1) };
+            best[i].1 = best[i].1.min(t.elapsed().as_secs_f64());
+        }
+    }
+    let g = |s: f64| 2.0 * (m * out * inp) as f64 / s / 1e9;
+    for (i, kc) in kcs.iter().enumerate() {
+        eprintln!("KC {kc}: fwd {:.0} bwd {:.0} GFLOP/s", g(best[i].0), g(best[i].1));
+    }
+    super::native::KC_TRY.store(0, std::sync::atomic::Ordering::Relaxed);
 }

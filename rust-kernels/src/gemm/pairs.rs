@@ -162,6 +162,9 @@ impl PairWeight for Bf16Matrix<'_> {
 
 /// A weight-derived B operand that packs itself into pair panels.
 pub trait PairB: Sync {
+    /// Largest depth block worth packing at once (see `native.rs`).
+    const KC: usize;
+
     /// Packs depth `p0 .. p0+kc` (as `padded_pairs(kc)` pairs) and columns `j0 .. j0+nc` into 32-column panels.
     #[allow(clippy::too_many_arguments)]
     fn pack_pairs(
@@ -180,6 +183,8 @@ pub trait PairB: Sync {
 /// Forward B = Wᵀ: column j of B is a run of W's row j. Each column's run becomes pairs, then the 32 columns
 /// are transposed into the panel.
 impl<W: PairWeight> PairB for Transposed<'_, W> {
+    const KC: usize = 2048;
+
     fn pack_pairs(
         &self,
         ctx: &PackCtx,
@@ -236,6 +241,8 @@ fn transpose_columns(simd: bool, columns: &[u32], kq: usize, out: &mut [u32]) {
 
 /// Backward B = W: depth step p is a run of W's row p. Two rows are decoded, then interleaved into pairs.
 impl<W: Weight> PairB for Direct<'_, W> {
+    const KC: usize = 1024;
+
     fn pack_pairs(
         &self,
         ctx: &PackCtx,
