@@ -226,7 +226,7 @@ impl<W: PairWeight> PairB for Transposed<'_, W> {
 /// `out[q * 32 + c] = columns[c * kq + q]` (32 columns of `kq` pairs).
 fn transpose_columns(simd: bool, columns: &[u32], kq: usize, out: &mut [u32]) {
     #[cfg(target_arch = "x86_64")]
-    if simd && kq % 16 == 0 {
+    if simd && kq.is_multiple_of(16) {
         // Safety: as above; both buffers hold 32 · kq values.
         unsafe { simd_x86::transpose_columns(columns, kq, out) };
         return;
@@ -417,7 +417,7 @@ mod simd_x86 {
     /// `out[q * 32 + c] = columns[c * kq + q]`, in 16 × 16 blocks transposed in registers (`kq % 16 == 0`).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub unsafe fn transpose_columns(columns: &[u32], kq: usize, out: &mut [u32]) {
-        assert!(columns.len() >= 32 * kq && out.len() >= 32 * kq && kq % 16 == 0);
+        assert!(columns.len() >= 32 * kq && out.len() >= 32 * kq && kq.is_multiple_of(16));
         for c0 in [0, 16] {
             for q0 in (0..kq).step_by(16) {
                 let mut r = [_mm512_setzero_si512(); 16];
