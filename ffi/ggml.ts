@@ -2,7 +2,7 @@
  * Typed wrapper of `qlora_ggml_dequantize` (rust-kernels/src/abi/ggml.rs): ggml blocks → f32.
  * Lengths are checked here first, so a mistake is a readable exception naming the argument.
  */
-import { type GgmlType, ggmlType } from "../lib/io/ggml_types.ts";
+import { type GgmlType, ggmlType } from "./ggml_types.ts";
 import { check, kernels } from "./load.ts";
 
 /** The largest count one call takes (the ABI passes lengths as u32); callers split bigger tensors. */

@@ -13,26 +13,30 @@ import {
   printGemmResults,
   SMOLLM2_SHAPES,
 } from "./bench/gemm.ts";
+import { benchDistributed } from "./bench/distributed.ts";
 import { peakRss } from "./bench/measure.ts";
+import { pairBooleans } from "./boolean_flags.ts";
 import { bench7bLoad, benchDefaultModel, benchTraining } from "./bench/model.ts";
 
-const program = new Command()
-  .name("deno task bench")
-  .description("Benchmarks of qlora-deno's kernels (GFLOP/s and ratios, peak RSS).")
-  .option("--threads <n>", "kernel threads (0 = all cores)", "0")
-  .option("--kernel <path>", "force a CPU path: auto, scalar, avx2, avx512, avx512bf16, amx", "auto")
-  .option("--m <rows>", "activation rows M (batch × sequence)", "256")
-  .option("--seconds <s>", "minimum measuring time per shape", "0.5")
-  .option(
-    "--quick",
-    "SmolLM2 GEMM shapes and the default model only (skips Mistral-7B shapes and load)",
-    false,
-  )
-  .option(
-    "--sections <list>",
-    "comma-separated: gemm, bf16gemm, attention, model, train, load7b",
-    "gemm,bf16gemm,attention,model,train,load7b",
-  )
+const program = pairBooleans(
+  new Command()
+    .name("deno task bench")
+    .description("Benchmarks of qlora-deno's kernels (GFLOP/s and ratios, peak RSS).")
+    .option("--threads <n>", "kernel threads (0 = all cores)", "0")
+    .option("--kernel <path>", "force a CPU path: auto, scalar, avx2, avx512, avx512bf16, amx", "auto")
+    .option("--m <rows>", "activation rows M (batch × sequence)", "256")
+    .option("--seconds <s>", "minimum measuring time per shape", "0.5")
+    .option(
+      "--quick",
+      "SmolLM2 GEMM shapes and the default model only (skips Mistral-7B shapes and load)",
+      false,
+    )
+    .option(
+      "--sections <list>",
+      "comma-separated: gemm, bf16gemm, attention, model, train, mpi, load7b",
+      "gemm,bf16gemm,attention,model,train,mpi,load7b",
+    ),
+)
   .parse(Deno.args, { from: "user" });
 const opts = program.opts();
 
@@ -62,6 +66,7 @@ if (sections.has("attention")) {
 }
 if (sections.has("model")) await benchDefaultModel();
 if (sections.has("train")) await benchTraining(threads());
+if (sections.has("mpi") && !opts.quick) await benchDistributed();
 if (sections.has("load7b") && !opts.quick) await bench7bLoad();
 const rss = peakRss();
 if (rss !== undefined) console.log(`\npeak RSS of this process: ${(rss / 2 ** 20).toFixed(0)} MiB`);

@@ -1,5 +1,5 @@
 /** Number formats shared by the display helpers (bytes and durations come from lib/io/hub_progress.ts). */
-export { formatBytes, formatDuration } from "../io/hub_progress.ts";
+export { formatBytes, formatDuration } from "../io/hub/progress.ts";
 
 /** 134515008 → "134,515,008". */
 export function formatInt(n: number): string {

@@ -5,9 +5,10 @@
  */
 import { Nf4Weight } from "../../ffi/nf4.ts";
 import type { Linear } from "../nn/linear.ts";
-import type { LlamaModel } from "../nn/llama.ts";
-import type { LoadedModel } from "../nn/load_model.ts";
-import type { LoraModel } from "../train/lora_model.ts";
+import { LINEAR_MODULES } from "../nn/config.ts";
+import { blockLinear, type LlamaModel } from "../nn/llama.ts";
+import type { LoadedModel } from "../pretrained/load_model.ts";
+import type { LoraModel } from "../lora/model.ts";
 import { formatBytes, formatCount, formatInt, formatPercent } from "./format.ts";
 import { htmlTable, textTable } from "./html.ts";
 import { DISPLAY, type Displayable, type MimeBundle } from "./jupyter.ts";
@@ -80,7 +81,7 @@ export function modelSummary(loaded: LoadedModel | LlamaModel, opts: ModelSummar
     const a = layer.attention;
     parameters += layer.inputNorm.length + layer.postAttentionNorm.length;
     parameters += (a.qBias?.length ?? 0) + (a.kBias?.length ?? 0) + (a.vBias?.length ?? 0);
-    for (const linear of [a.q, a.k, a.v, a.o, layer.mlp.gate, layer.mlp.up, layer.mlp.down]) count(linear);
+    for (const m of LINEAR_MODULES) count(blockLinear(layer, m));
   }
   const weightBytes = model.weightBytes;
   const facts: ModelFacts = {

@@ -1,11 +1,11 @@
 /**
- * Pre-quantized bitsandbytes 4-bit linears in a safetensors checkpoint (HF `load_in_4bit` saves).
+ * Pre-quantized bitsandbytes 4-bit linears in a safetensors model (HF `load_in_4bit` saves).
  * A quantized linear `P` is stored as `P.weight` (packed codes) plus `P.weight.<part>` tensors and a JSON
  * quant state in `P.weight.quant_state.bitsandbytes__<quant type>`; see shared/reference/nf4.md.
  * Only NF4 with 64-element blocks (and 256-block nested scales) is accepted: the layout our kernels use.
  */
 import { bytesOf } from "./dtype.ts";
-import { FormatError } from "./errors.ts";
+import { FormatError } from "../errors.ts";
 import type { TensorSource } from "./safetensors/reader.ts";
 
 export const NF4_BLOCKSIZE = 64;
@@ -55,7 +55,7 @@ export interface Bnb4bitNestedScales {
 export type Bnb4bitLinear = Bnb4bitCommon & (Bnb4bitPlainScales | Bnb4bitNestedScales);
 
 /**
- * Names of the 4-bit quantized linears in `source`, in checkpoint order. Throws FormatError for a 4-bit
+ * Names of the 4-bit quantized linears in `source`, in file order. Throws FormatError for a 4-bit
  * format other than NF4 (fp4), which we cannot compute with.
  */
 export function findBnb4bitLinears(source: TensorSource): string[] {

@@ -11,10 +11,10 @@ import process from "node:process";
 import { join, resolve } from "node:path";
 import type { Writable } from "node:stream";
 import { defaultModelPath } from "./default_model.ts";
-import { FormatError } from "./errors.ts";
-import { downloadSnapshot, HubError } from "./hub.ts";
-import { CachedRepo, CONFIG_FILE, type Env, hubCacheDir, missingModelFile } from "./hub_cache.ts";
-import { hubClient } from "./hub_http.ts";
+import { FormatError } from "../errors.ts";
+import { downloadSnapshot, HubError } from "./hub/download_model.ts";
+import { CachedRepo, CONFIG_FILE, type Env, hubCacheDir, missingModelFile } from "./hub/cache.ts";
+import { hubClient } from "./hub/http.ts";
 
 export type ResolvedModel =
   /** A transformers model directory: config.json, tokenizer files, safetensors weights. */

@@ -7,7 +7,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
-import { FormatError } from "../io/errors.ts";
+import { FormatError } from "../errors.ts";
 
 /** The `architectures[0]` values we can run. */
 export const SUPPORTED_ARCHITECTURES = [
@@ -28,6 +28,35 @@ export const LINEAR_MODULES = [
   "down_proj",
 ] as const;
 export type LinearModule = typeof LINEAR_MODULES[number];
+
+/** The HF module path of a block linear, e.g. `model.layers.0.self_attn.q_proj` (PEFT keys adapters by it). */
+export function modulePath(layer: number, module: LinearModule): string {
+  const parent = module === "gate_proj" || module === "up_proj" || module === "down_proj"
+    ? "mlp"
+    : "self_attn";
+  return `model.layers.${layer}.${parent}.${module}`;
+}
+
+/** The weight shape `[out, in]` of a block linear. */
+export function linearShape(config: ModelConfig, module: LinearModule): [number, number] {
+  const { hiddenSize: hidden, intermediateSize: inter } = config;
+  const qDim = config.numAttentionHeads * config.headDim;
+  const kvDim = config.numKeyValueHeads * config.headDim;
+  switch (module) {
+    case "q_proj":
+      return [qDim, hidden];
+    case "k_proj":
+    case "v_proj":
+      return [kvDim, hidden];
+    case "o_proj":
+      return [hidden, qDim];
+    case "gate_proj":
+    case "up_proj":
+      return [inter, hidden];
+    case "down_proj":
+      return [hidden, inter];
+  }
+}
 
 /** How rotary frequencies are stretched for long contexts. */
 export type RopeScaling =

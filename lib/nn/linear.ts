@@ -6,14 +6,11 @@
  */
 import { matmulDyW, matmulXWt } from "../../ffi/gemm.ts";
 import type { MatmulOptions } from "../../ffi/nf4.ts";
+import type { FrozenWeight } from "../autograd/ops/linear.ts";
 
-export interface Linear {
-  readonly rows: number;
-  readonly cols: number;
+export interface Linear extends FrozenWeight {
   /** Bytes the weight occupies. */
   readonly bytes: number;
-  matmul(x: Float32Array, m: number, y?: Float32Array, opts?: MatmulOptions): Float32Array;
-  matmulT(dy: Float32Array, m: number, dx?: Float32Array, opts?: MatmulOptions): Float32Array;
   close(): void;
 }
 

@@ -1,13 +1,30 @@
 /**
- * The Llama-family decoder (Llama 2/3, Mistral, Qwen2, SmolLM2) for inference: token embedding, per block
- * RMSNorm → grouped-query attention with RoPE → residual, RMSNorm → SwiGLU MLP → residual, final RMSNorm,
- * LM head. Every block linear is NF4 (double quant) unless loaded unquantized; embeddings and LM head are bf16; norms and biases f32.
- * All math runs in the Rust kernels; this file only wires buffers.
+ * The Llama-family decoder (Llama 2/3, Mistral, Qwen2, SmolLM2), written once for inference and training:
+ * token embedding, per block RMSNorm → grouped-query attention with RoPE → residual, RMSNorm → SwiGLU MLP →
+ * residual, final RMSNorm, LM head. Every block linear is NF4 (double quant) unless loaded unquantized;
+ * embeddings and LM head are bf16; norms and biases f32. All math runs in the Rust kernels through the ops of
+ * `lib/autograd/ops`.
+ *
+ * The block's ops take an optional tape: training records them (lib/lora's `LoraModel` adds adapters and a
+ * loss), inference passes none and attends over a KV cache instead of a batch's sequences.
  */
 import type { Bf16Matrix } from "../../ffi/bf16.ts";
-import { sgemm } from "../../ffi/gemm.ts";
-import { attentionForward, rmsnormForward, ropeForward, ropeTable, swigluForward } from "../../ffi/ops.ts";
-import { type ModelConfig, ropeInvFreq } from "./config.ts";
+import type { Compute } from "../../ffi/nf4.ts";
+import { type RopeTable, ropeTable, swigluForward } from "../../ffi/ops.ts";
+import { freeNow } from "../autograd/free.ts";
+import { add } from "../autograd/ops/add.ts";
+import { attention, cachedAttention } from "../autograd/ops/attention.ts";
+import { biasInPlace } from "../autograd/ops/bias.ts";
+import { embedding } from "../autograd/ops/embedding.ts";
+import { linear } from "../autograd/ops/linear.ts";
+import { rmsnorm } from "../autograd/ops/rmsnorm.ts";
+import { ropeInPlace } from "../autograd/ops/rope.ts";
+import { swiglu } from "../autograd/ops/swiglu.ts";
+import { recomputed } from "../autograd/recompute.ts";
+import type { Tape } from "../autograd/tape.ts";
+import type { Tensor } from "../autograd/tensor.ts";
+import type { Rng } from "../random.ts";
+import { LINEAR_MODULES, type LinearModule, type ModelConfig, ropeInvFreq } from "./config.ts";
 import { KvCache } from "./kv_cache.ts";
 import type { Linear } from "./linear.ts";
 
@@ -43,33 +60,89 @@ export interface LlamaWeights {
   lmHead: Bf16Matrix;
 }
 
+/** A block's frozen linear by its HF module name. */
+export function blockLinear(w: DecoderLayerWeights, module: LinearModule): Linear {
+  switch (module) {
+    case "q_proj":
+      return w.attention.q;
+    case "k_proj":
+      return w.attention.k;
+    case "v_proj":
+      return w.attention.v;
+    case "o_proj":
+      return w.attention.o;
+    case "gate_proj":
+      return w.mlp.gate;
+    case "up_proj":
+      return w.mlp.up;
+    case "down_proj":
+      return w.mlp.down;
+  }
+}
+
+/** What a block needs of an adapter on one of its linears (lib/lora's `LoraLinear`). */
+export interface LinearAdapter {
+  /** `base(x) + adapter(x)`, recorded on `tape` when given. */
+  forward(tape: Tape | undefined, x: Tensor, opts: AdapterForwardOptions): Tensor;
+  /** The trainable tensors. */
+  parameters(): Tensor[];
+}
+
+export interface AdapterForwardOptions {
+  /** Dropout applies only in training mode. */
+  training?: boolean;
+  compute?: Compute;
+  /** Rebuilds the input for the backward pass, so the caller may free it after the forward. */
+  recomputeInput?: () => Float32Array;
+}
+
+/** The adapter on block `layer`'s `module`, if any. */
+export type AdapterLookup = (layer: number, module: LinearModule) => LinearAdapter | undefined;
+
+/** How the decoder stack runs: recorded or not, with which adapters, at which precision. */
+export interface RunOptions {
+  /** Records every op for `backward()`; absent for inference. */
+  tape?: Tape;
+  adapters?: AdapterLookup;
+  /** Dropout on (adapters only). */
+  training?: boolean;
+  /** Precision of the frozen weights' GEMMs (default f32). */
+  compute?: Compute;
+  /**
+   * Keep only each block's input and recompute the block in the backward pass (HF's "gradient
+   * checkpointing"): much less memory for ~25 % more time, bit-identical gradients.
+   */
+  recomputeBlocks?: boolean;
+  /** The generator the adapters draw dropout masks from (rewound when a block is recomputed). */
+  rng?: Rng;
+}
+
+/** Where the rows of a forward pass sit: sequences of a training batch, or the newest tokens of a cache. */
+export type Rows =
+  | { positions: Uint32Array; sequences: readonly (readonly [number, number])[] }
+  | { positions: Uint32Array; cache: KvCache };
+
 export interface ForwardOptions {
   /** Continue from these cached positions and append to them (generation). */
   cache?: KvCache;
   /** Logits for every position (default) or only the last one (generation). */
   logits?: "all" | "last";
+  adapters?: AdapterLookup;
+  compute?: Compute;
 }
 
-/** y[t, :] += bias for every row t (a rank-1 update: ones[T,1] · bias[1,N]). */
-function addBias(y: Float32Array, bias: Float32Array, rows: number): void {
-  const ones = new Float32Array(rows).fill(1);
-  sgemm(
-    rows,
-    bias.length,
-    1,
-    { data: ones, rowStride: 1, colStride: 1 },
-    {
-      data: bias,
-      rowStride: bias.length,
-      colStride: 1,
-    },
-    y,
-    bias.length,
-    { beta: 1 },
-  );
+/** Something that turns token ids into next-token logits with a KV cache (a model, or one with adapters). */
+export interface CausalLm {
+  forward(ids: Uint32Array, opts?: ForwardOptions): Float32Array;
+  newCache(capacity?: number): KvCache;
 }
 
-export class LlamaModel implements Disposable {
+interface BlockContext extends RunOptions {
+  table: RopeTable;
+  rows: Rows;
+}
+
+export class LlamaModel implements CausalLm, Disposable {
   readonly invFreq: Float32Array;
 
   constructor(readonly config: ModelConfig, readonly weights: LlamaWeights) {
@@ -92,55 +165,106 @@ export class LlamaModel implements Disposable {
     const cache = opts.cache ?? new KvCache(c, tokens);
     const start = cache.length;
     cache.reserve(tokens);
-    const [heads, kvHeads, hd, dModel] = [c.numAttentionHeads, c.numKeyValueHeads, c.headDim, c.hiddenSize];
     const positions = Uint32Array.from({ length: tokens }, (_, i) => start + i);
-    const table = ropeTable(positions, this.invFreq);
-
-    const x = this.weights.embedTokens.gatherRows(ids);
-    const q = new Float32Array(tokens * heads * hd);
-    const k = new Float32Array(tokens * kvHeads * hd);
-    const v = new Float32Array(tokens * kvHeads * hd);
-    const attn = new Float32Array(tokens * heads * hd);
-    const gate = new Float32Array(tokens * c.intermediateSize);
-    const up = new Float32Array(tokens * c.intermediateSize);
-    const hidden = new Float32Array(tokens * c.intermediateSize);
-    const normed = new Float32Array(tokens * dModel);
-    const rstd = new Float32Array(tokens);
-
-    for (const [l, layer] of this.weights.layers.entries()) {
-      const a = layer.attention;
-      rmsnormForward(x, layer.inputNorm, tokens, dModel, c.rmsNormEps, { y: normed, rstd });
-      a.q.matmul(normed, tokens, q);
-      a.k.matmul(normed, tokens, k);
-      a.v.matmul(normed, tokens, v);
-      if (a.qBias) addBias(q, a.qBias, tokens);
-      if (a.kBias) addBias(k, a.kBias, tokens);
-      if (a.vBias) addBias(v, a.vBias, tokens);
-      ropeForward(q, heads, table);
-      ropeForward(k, kvHeads, table);
-      cache.write(l, k, v);
-      attentionForward(q, cache.keys[l], cache.values[l], {
-        tokens,
-        keys: cache.keys[l].length / (kvHeads * hd),
-        heads,
-        kvHeads,
-        headDim: hd,
-        qOffset: start,
-      }, { o: attn, lse: null });
-      a.o.matmul(attn, tokens, x, { accumulate: true }); // residual: x += o · Woᵀ
-
-      rmsnormForward(x, layer.postAttentionNorm, tokens, dModel, c.rmsNormEps, { y: normed, rstd });
-      layer.mlp.gate.matmul(normed, tokens, gate);
-      layer.mlp.up.matmul(normed, tokens, up);
-      swigluForward(gate, up, hidden);
-      layer.mlp.down.matmul(hidden, tokens, x, { accumulate: true }); // residual: x += h · Wdownᵀ
-    }
+    const x = this.hiddenStates(ids, { positions, cache }, {
+      adapters: opts.adapters,
+      compute: opts.compute,
+    });
     cache.length = start + tokens;
-
     const rows = opts.logits === "last" ? 1 : tokens;
-    const last = x.subarray((tokens - rows) * dModel);
-    const finalNormed = rmsnormForward(last, this.weights.norm, rows, dModel, c.rmsNormEps).y;
-    return this.weights.lmHead.matmul(finalNormed, rows);
+    const last = x.data.subarray((tokens - rows) * c.hiddenSize);
+    const logits = this.weights.lmHead.matmul(last, rows);
+    freeNow(x.data);
+    return logits;
+  }
+
+  /**
+   * The decoder stack: embeddings, every block, the final norm — `[ids.length, hidden]`. The LM head is the
+   * caller's: logits for generation, or the fused head and cross-entropy of training.
+   */
+  hiddenStates(ids: Uint32Array, rows: Rows, run: RunOptions = {}): Tensor {
+    const c = this.config;
+    if (rows.positions.length !== ids.length) {
+      throw new RangeError(`hiddenStates: ${rows.positions.length} positions for ${ids.length} tokens`);
+    }
+    const ctx: BlockContext = { ...run, table: ropeTable(rows.positions, this.invFreq), rows };
+    let x = embedding(this.weights.embedTokens, ids);
+    for (let l = 0; l < this.weights.layers.length; l++) {
+      const input = x;
+      if (run.recomputeBlocks && run.tape) {
+        const params = LINEAR_MODULES.flatMap((m) => run.adapters?.(l, m)?.parameters() ?? []);
+        x = recomputed(run.tape, input, params, (tape, y) => this.block(l, y, { ...ctx, tape }), run.rng);
+      } else {
+        x = this.block(l, input, ctx);
+      }
+      if (!run.tape) freeNow(input.data); // inference keeps nothing between blocks
+    }
+    const out = rmsnorm(run.tape, x, this.weights.norm, c.rmsNormEps);
+    if (!run.tape) freeNow(x.data);
+    return out;
+  }
+
+  /** One decoder block: `x + attn(norm(x))`, then `+ mlp(norm(·))`. Without a tape, frees what it made. */
+  block(l: number, x: Tensor, ctx: BlockContext): Tensor {
+    const { tape } = ctx;
+    const c = this.config;
+    const w = this.weights.layers[l];
+    const a = w.attention;
+    const proj = (module: LinearModule, input: Tensor, recomputeInput?: () => Float32Array): Tensor => {
+      const adapter = ctx.adapters?.(l, module);
+      return adapter
+        ? adapter.forward(tape, input, { training: ctx.training, compute: ctx.compute, recomputeInput })
+        : linear(tape, input, blockLinear(w, module), { compute: ctx.compute });
+    };
+    const scratch = (...tensors: Tensor[]) => {
+      if (!tape) freeNow(...tensors.map((t) => t.data));
+    };
+
+    const h = rmsnorm(tape, x, w.inputNorm, c.rmsNormEps);
+    let q = proj("q_proj", h);
+    let k = proj("k_proj", h);
+    let v = proj("v_proj", h);
+    scratch(h);
+    if (a.qBias) q = biasInPlace(tape, q, a.qBias);
+    if (a.kBias) k = biasInPlace(tape, k, a.kBias);
+    if (a.vBias) v = biasInPlace(tape, v, a.vBias);
+    q = ropeInPlace(tape, q, c.numAttentionHeads, ctx.table);
+    k = ropeInPlace(tape, k, c.numKeyValueHeads, ctx.table);
+    const heads = { heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim };
+    let attn: Tensor;
+    if ("cache" in ctx.rows) {
+      if (tape) throw new Error(`block ${l}: attention over a KV cache is inference only (no tape)`);
+      const cache = ctx.rows.cache;
+      cache.write(l, k.data, v.data);
+      const filled = (cache.length + q.rows) * c.numKeyValueHeads * c.headDim;
+      const past = {
+        keys: cache.keys[l].subarray(0, filled),
+        values: cache.values[l].subarray(0, filled),
+        offset: cache.length,
+      };
+      attn = cachedAttention(q, past, heads);
+    } else {
+      attn = attention(tape, q, k, v, { ...heads, sequences: ctx.rows.sequences });
+    }
+    scratch(q, k, v);
+    const o = proj("o_proj", attn);
+    scratch(attn);
+    const x1 = add(tape, x, o);
+    scratch(o);
+
+    const h2 = rmsnorm(tape, x1, w.postAttentionNorm, c.rmsNormEps);
+    const gate = proj("gate_proj", h2);
+    const up = proj("up_proj", h2);
+    scratch(h2);
+    // SwiGLU's output (the widest activation but one) is not held for backward: down_proj's adapter gets it
+    // recomputed from gate and up, which SwiGLU's own backward keeps anyway (−1.5 MB a layer at 256 tokens).
+    const act = swiglu(tape, gate, up);
+    const down = proj("down_proj", act, () => swigluForward(gate.data, up.data));
+    freeNow(act.data);
+    scratch(gate, up);
+    const out = add(tape, x1, down);
+    scratch(x1, down);
+    return out;
   }
 
   /** Bytes of the weights held in memory (NF4 linears, bf16 embeddings/head, f32 norms and biases). */
@@ -150,9 +274,7 @@ export class LlamaModel implements Disposable {
     for (const layer of w.layers) {
       const a = layer.attention;
       bytes += layer.inputNorm.byteLength + layer.postAttentionNorm.byteLength;
-      for (const linear of [a.q, a.k, a.v, a.o, layer.mlp.gate, layer.mlp.up, layer.mlp.down]) {
-        bytes += linear.bytes;
-      }
+      for (const m of LINEAR_MODULES) bytes += blockLinear(layer, m).bytes;
       for (const bias of [a.qBias, a.kBias, a.vBias]) bytes += bias?.byteLength ?? 0;
     }
     return bytes;
@@ -160,10 +282,7 @@ export class LlamaModel implements Disposable {
 
   /** Frees the NF4 weights held by the kernel library. */
   close(): void {
-    for (const layer of this.weights.layers) {
-      const a = layer.attention;
-      for (const linear of [a.q, a.k, a.v, a.o, layer.mlp.gate, layer.mlp.up, layer.mlp.down]) linear.close();
-    }
+    for (const layer of this.weights.layers) for (const m of LINEAR_MODULES) blockLinear(layer, m).close();
   }
 
   [Symbol.dispose](): void {

@@ -8,7 +8,7 @@
  * - "llama": SentencePiece-style BPE with byte fallback (Llama 2, Mistral); merges come from scores.
  */
 import { gguf } from "@huggingface/gguf";
-import { FormatError } from "../io/errors.ts";
+import { FormatError } from "../errors.ts";
 import { byteSpell, isByteSpelled } from "./byte_alphabet.ts";
 import { byteLevelPreTokenizer, SUPPORTED_GGUF_PRE } from "./gguf_pretokenizers.ts";
 import { bosEosTemplate, type TokenRef } from "./post_processor.ts";

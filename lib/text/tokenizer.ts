@@ -6,7 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
-import { FormatError } from "../io/errors.ts";
+import { FormatError } from "../errors.ts";
 import { bosEosTemplate, type TokenRef } from "./post_processor.ts";
 import { loadTokenizerConfig, NO_SETTINGS, type TokenizerSettings } from "./tokenizer_config.ts";
 

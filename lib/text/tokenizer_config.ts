@@ -5,7 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
-import { FormatError } from "../io/errors.ts";
+import { FormatError } from "../errors.ts";
 
 export interface TokenizerSettings {
   bosToken: string | null;

@@ -6,7 +6,7 @@
 import cliProgress from "cli-progress";
 import process from "node:process";
 import type { Writable } from "node:stream";
-import { formatDuration } from "../io/hub_progress.ts";
+import { formatDuration } from "../io/hub/progress.ts";
 
 /** Milliseconds between plain progress lines when stderr is not a terminal. */
 const PLAIN_EVERY_MS = 10_000;

@@ -4,18 +4,18 @@
  * divides by the step's token count.
  */
 import type { Compute } from "../../ffi/nf4.ts";
-import type { LoraModel } from "./lora_model.ts";
+import type { LoraModel } from "../lora/model.ts";
 import type { TrainableModel } from "./trainer.ts";
 
 export interface TrainableOptions {
   /** Recompute each decoder block in backward (less memory, ~25 % more time). */
-  checkpointing?: boolean;
+  recomputeBlocks?: boolean;
   compute?: Compute;
 }
 
 export function trainable(lora: LoraModel, opts: TrainableOptions = {}): TrainableModel {
   const params = [...lora.parameters().values()].map((t) => ({ name: t.name!, data: t.data, grad: t.grad! }));
-  const forward = { checkpointing: opts.checkpointing ?? false, compute: opts.compute };
+  const forward = { recomputeBlocks: opts.recomputeBlocks ?? false, compute: opts.compute };
   return {
     rng: lora.rng,
     parameters: () => params,

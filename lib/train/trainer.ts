@@ -13,17 +13,28 @@
  *
  * A non-finite loss or gradient norm stops the run before the update, with the last good checkpoint
  * untouched (the bad state is never saved).
+ *
+ * Several processes (lib/train/distributed.ts) run the same loop on the same global batches: `gradients`
+ * shares each step's micro-batches among them and leaves the same summed gradient everywhere
+ * (step_gradients.ts), every process applies the same update, and rank 0 alone logs, evaluates and saves.
  */
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, rmSync } from "node:fs";
+import { basename, join } from "node:path";
 import { type Batch, BatchStream } from "../data/batch.ts";
 import type { AdapterConfig } from "../io/peft/config.ts";
 import { parseTrainingArgs, type TrainingArgs, type TrainingArgsInput } from "./args.ts";
 import {
+  BEST_FILE,
   checkpointDirs,
+  checkpointName,
+  checkpointProblem,
   type CheckpointRef,
+  findBestCheckpoint,
   findLatestCheckpoint,
   loadCheckpoint,
+  type LoadedCheckpoint,
+  pointBestAt,
+  pointLatestAt,
   pruneCheckpoints,
   removeCheckpointsAfter,
   removePartialCheckpoints,
@@ -31,10 +42,12 @@ import {
   type TrainerState,
 } from "./checkpoint.ts";
 import { clipFactor, gradNorm, scaleGrads } from "./clip.ts";
+import { earlyStoppingVerdict } from "./early_stopping.ts";
 import { METRICS_FILE, MetricsLog } from "./metrics_log.ts";
 import { AdamW, type Parameter } from "./optimizer.ts";
 import { TrainProgress } from "./progress.ts";
 import { learningRate, type ScheduleOptions } from "./schedule.ts";
+import { LocalGradients, type StepGradients } from "./step_gradients.ts";
 
 export type { Parameter } from "./optimizer.ts";
 
@@ -123,6 +136,8 @@ export interface TrainOptions {
   adapter?: AdapterConfig;
   /** Progress line on stderr (default true). */
   progress?: boolean;
+  /** How a step's micro-batches become its gradient: in this process (default) or across processes. */
+  gradients?: StepGradients;
 }
 
 export interface TrainResult {
@@ -136,9 +151,13 @@ export interface TrainResult {
   bestEvalStep: number | null;
   /** The last checkpoint written or resumed from. */
   checkpoint?: CheckpointRef;
+  /** The checkpoint of the best eval loss (with `keepBest`), kept whatever its age. */
+  bestCheckpoint?: CheckpointRef;
   elapsedSeconds: number;
   /** True when `requestStop()` ended the run early (after saving a checkpoint). */
   stopped: boolean;
+  /** True when early stopping ended the run (after saving a checkpoint). */
+  earlyStopped: boolean;
 }
 
 /** The loss or the gradients stopped being finite; nothing of that step was applied or saved. */
@@ -166,6 +185,7 @@ export class Trainer {
   readonly valid: readonly Batch[];
   readonly callbacks: TrainCallbacks;
   readonly adapter?: AdapterConfig;
+  readonly gradients: StepGradients;
   /** The data stream; replaced by one at the saved position when a checkpoint is restored. */
   stream: BatchStream;
   state: TrainerState;
@@ -176,6 +196,8 @@ export class Trainer {
   #log?: MetricsLog;
   #progress?: TrainProgress;
   #stopRequested = false;
+  /** Every process agreed to stop after the last step. */
+  #stopAgreed = false;
   readonly #showProgress: boolean;
 
   constructor(opts: TrainOptions) {
@@ -193,7 +215,17 @@ export class Trainer {
     this.valid = opts.data.valid ?? [];
     this.callbacks = opts.callbacks ?? {};
     this.adapter = opts.adapter;
-    this.#showProgress = opts.progress ?? true;
+    this.gradients = opts.gradients ?? new LocalGradients();
+    if (a.earlyStoppingPatience > 0 && this.gradients.size > 1) {
+      // Rank 0 alone evaluates; stopping the others at the same step would need one more agreement.
+      throw new RangeError("early stopping is not supported with several processes (MPI) yet");
+    }
+    if (a.earlyStoppingPatience > 0 && this.valid.length === 0) {
+      throw new RangeError(
+        "early stopping needs validation data to watch (--valid FILE or --valid-fraction F)",
+      );
+    }
+    this.#showProgress = (opts.progress ?? true) && this.isRoot;
     this.totalSteps = a.steps > 0 ? a.steps : stepsForEpochs(this.stream, a.epochs, a.gradAccumulation);
     this.#schedule = {
       lr: a.lr,
@@ -214,6 +246,11 @@ export class Trainer {
     };
   }
 
+  /** Rank 0 of a multi-process run, or the only process: the one that logs, evaluates and saves. */
+  get isRoot(): boolean {
+    return this.gradients.rank === 0;
+  }
+
   /** The learning rate of update `step` (1-based). */
   lrAt(step: number): number {
     return learningRate(step, this.#schedule);
@@ -222,9 +259,16 @@ export class Trainer {
   /**
    * Readies `outputDir`: removes what a crash leaves (`*.tmp`); with `resume`, restores the latest valid
    * checkpoint (if any) and drops newer, invalid ones and the metrics after it; without, refuses to start
-   * over a directory that holds checkpoints. Returns the checkpoint resumed from.
+   * over a directory that holds checkpoints. Returns the checkpoint resumed from. With several processes,
+   * rank 0 does this and the others take its state.
    */
   prepareOutput(): CheckpointRef | undefined {
+    const resumed = this.isRoot ? this.#prepareFiles() : undefined;
+    this.gradients.shareState?.(this);
+    return resumed;
+  }
+
+  #prepareFiles(): CheckpointRef | undefined {
     const dir = this.args.outputDir;
     mkdirSync(dir, { recursive: true });
     removePartialCheckpoints(dir);
@@ -238,6 +282,7 @@ export class Trainer {
         );
       }
       removeCheckpointsAfter(dir, -1);
+      rmSync(join(dir, BEST_FILE), { force: true });
       this.#log = MetricsLog.truncate(metricsPath);
       return undefined;
     }
@@ -254,7 +299,15 @@ export class Trainer {
     }
     this.restore(latest.dir);
     removeCheckpointsAfter(dir, latest.step);
+    // A kill between a best checkpoint's rename and its `best` pointer leaves the pointer one behind; the
+    // restored state knows the best step, so point at it again before pruning.
+    const bestStep = this.state.bestEvalStep;
+    if (this.args.keepBest && bestStep !== null) {
+      const name = checkpointName(bestStep);
+      if (checkpointProblem(join(dir, name)) === undefined) pointBestAt(dir, name);
+    }
     pruneCheckpoints(dir, this.args.keepCheckpoints, latest.step);
+    pointLatestAt(dir, basename(latest.dir));
     this.#log = MetricsLog.resumeAt(metricsPath, latest.step);
     this.#message(`resumed from ${latest.dir} (step ${latest.step}/${this.totalSteps})`);
     return latest;
@@ -262,7 +315,24 @@ export class Trainer {
 
   /** Restores parameters, optimizer, data position, RNG and counters from a checkpoint directory. */
   restore(dir: string): void {
-    const ckpt = loadCheckpoint(dir);
+    this.importState(loadCheckpoint(dir));
+  }
+
+  /** The state a checkpoint would hold now, in memory (what rank 0 shares with the other processes). */
+  exportState(): LoadedCheckpoint {
+    const dir = this.lastCheckpoint?.dir ?? "";
+    const trainer = {
+      ...this.state,
+      stream: this.stream.state,
+      rng: this.model.rng ? [...this.model.rng.state] as TrainerState["rng"] : null,
+    };
+    const parameters = new Map(this.params.map((p) => [p.name, p.data]));
+    return { dir, step: this.state.step, trainer, parameters, optimizer: this.optimizer.state() };
+  }
+
+  /** Restores parameters, optimizer, data position, RNG and counters from a loaded state. */
+  importState(ckpt: LoadedCheckpoint): void {
+    const dir = ckpt.dir;
     const names = new Set(this.params.map((p) => p.name));
     const extra = [...ckpt.parameters.keys()].filter((n) => !names.has(n));
     const missing = this.params.filter((p) => !ckpt.parameters.has(p.name)).map((p) => p.name);
@@ -286,7 +356,7 @@ export class Trainer {
     this.stream = new BatchStream(this.stream.examples, this.stream.options, t.stream);
     if (this.model.rng && t.rng) this.model.rng.state = [...t.rng];
     this.state = { ...t, args: this.args };
-    this.lastCheckpoint = { dir, step: t.step };
+    if (dir !== "") this.lastCheckpoint = { dir, step: t.step };
     const changed = changedArgs(t.args, this.args);
     if (changed.length > 0) {
       this.#message(
@@ -301,19 +371,14 @@ export class Trainer {
   step(): StepReport {
     const t0 = performance.now();
     const { model, params, args } = this;
-    model.zeroGrad();
-    let lossSum = 0;
-    let lossTokens = 0;
-    let tokens = 0;
-    let epoch = 0;
-    for (let micro = 0; micro < args.gradAccumulation; micro++) {
-      const batch = this.stream.next();
-      const r = model.lossAndGrad(batch);
-      lossSum += r.lossSum;
-      lossTokens += r.lossTokens;
-      tokens += batch.tokens;
-      epoch = batch.epoch;
-    }
+    const { lossSum, lossTokens, tokens, epoch, stop } = this.gradients.accumulate({
+      model,
+      params,
+      stream: this.stream,
+      microBatches: args.gradAccumulation,
+      stopRequested: this.#stopRequested,
+    });
+    this.#stopAgreed = stop;
     const step = this.state.step + 1;
     if (lossTokens === 0) throw new Error(`step ${step}: no trained tokens in the step's batches`);
     const loss = lossSum / lossTokens;
@@ -352,32 +417,53 @@ export class Trainer {
       ? Math.min(this.args.evalBatches, this.valid.length)
       : this.valid.length;
     if (n === 0) throw new Error("evaluate: there are no validation batches");
+    const { loss, perplexity, lossTokens } = this.lossOn(this.valid.slice(0, n));
+    const s = this.state;
+    const best = Number.isFinite(loss) && (s.bestEvalLoss === null || loss < s.bestEvalLoss);
+    const seconds = (performance.now() - t0) / 1000;
+    return { step: s.step, loss, perplexity, lossTokens, batches: n, seconds, best };
+  }
+
+  /** Mean token loss and perplexity over `batches` in evaluation mode (e.g. a test set). */
+  lossOn(batches: readonly Batch[]): { loss: number; perplexity: number; lossTokens: number } {
     let lossSum = 0;
     let lossTokens = 0;
-    for (let i = 0; i < n; i++) {
-      const r = this.model.loss(this.valid[i]);
+    for (const batch of batches) {
+      const r = this.model.loss(batch);
       lossSum += r.lossSum;
       lossTokens += r.lossTokens;
     }
     const loss = lossSum / lossTokens;
-    const s = this.state;
-    const best = Number.isFinite(loss) && (s.bestEvalLoss === null || loss < s.bestEvalLoss);
-    const seconds = (performance.now() - t0) / 1000;
-    return { step: s.step, loss, perplexity: Math.exp(loss), lossTokens, batches: n, seconds, best };
+    return { loss, perplexity: Math.exp(loss), lossTokens };
   }
 
-  /** Writes the checkpoint of the current step into `outputDir` (keeping `keepCheckpoints`). */
-  save(): SaveReport {
+  /** Writes the checkpoint of the current step into `outputDir` (keeping `keepCheckpoints`, and the best). */
+  save(options: { best?: boolean } = {}): SaveReport {
     this.state.stream = this.stream.state;
     this.state.rng = this.model.rng ? [...this.model.rng.state] : null;
-    const dir = saveCheckpoint(this.args.outputDir, {
-      trainer: { ...this.state, args: this.args },
-      parameters: this.params,
-      optimizer: this.optimizer.state(),
-      adapter: this.adapter,
-    }, this.args.keepCheckpoints);
+    const dir = saveCheckpoint(
+      this.args.outputDir,
+      {
+        trainer: { ...this.state, args: this.args },
+        parameters: this.params,
+        optimizer: this.optimizer.state(),
+        adapter: this.adapter,
+      },
+      this.args.keepCheckpoints,
+      options,
+    );
     this.lastCheckpoint = { dir, step: this.state.step };
     return { step: this.state.step, dir };
+  }
+
+  /** A message through the progress display (callbacks use it so their lines do not break the bar). */
+  note(text: string): void {
+    this.#message(text);
+  }
+
+  /** Appends an event to metrics.jsonl while `run` is running (e.g. sample generations). */
+  record(event: { event: string; step: number } & Record<string, unknown>): void {
+    this.#log?.append(event);
   }
 
   /** Ends `run` after the current step, saving a checkpoint first (e.g. on Ctrl-C). */
@@ -388,23 +474,23 @@ export class Trainer {
   /** Steps until `totalSteps`, evaluating every `evalEvery` and saving every `saveEvery` (and at the end). */
   async run(): Promise<TrainResult> {
     const a = this.args;
-    this.#log ??= new MetricsLog(join(a.outputDir, METRICS_FILE));
+    if (this.isRoot) this.#log ??= new MetricsLog(join(a.outputDir, METRICS_FILE));
     if (this.#showProgress) this.#progress = new TrainProgress(this.totalSteps, this.state.step);
     let last: StepReport | undefined;
     try {
-      while (this.state.step < this.totalSteps) {
+      while (this.state.step < this.totalSteps && !this.state.earlyStopped) {
         let report: StepReport;
         try {
           report = this.step();
         } catch (error) {
           if (error instanceof TrainingDivergedError) {
-            this.#log.append({ event: "stop", step: error.step, reason: error.message });
+            this.#log?.append({ event: "stop", step: error.step, reason: error.message });
           }
           throw error;
         }
         last = report;
         const { step } = report;
-        this.#log.append({
+        this.#log?.append({
           event: "train",
           step,
           epoch: report.epoch,
@@ -419,11 +505,24 @@ export class Trainer {
         this.callbacks.onStep?.(report, this);
 
         const final = step === this.totalSteps;
-        if (this.valid.length > 0 && (final || (a.evalEvery > 0 && step % a.evalEvery === 0))) {
+        let newBest = false;
+        let earlyStop = false;
+        if (
+          this.isRoot && this.valid.length > 0 && (final || (a.evalEvery > 0 && step % a.evalEvery === 0))
+        ) {
           const ev = this.evaluate();
           this.lastEval = ev;
+          const verdict = earlyStoppingVerdict(
+            ev.loss,
+            this.state.bestEvalLoss,
+            this.state.evalsWithoutImprovement ?? 0,
+            { patience: a.earlyStoppingPatience, threshold: a.earlyStoppingThreshold },
+          );
+          this.state.evalsWithoutImprovement = verdict.evalsWithoutImprovement;
+          earlyStop = verdict.stop && !final;
+          newBest = ev.best;
           if (ev.best) [this.state.bestEvalLoss, this.state.bestEvalStep] = [ev.loss, step];
-          this.#log.append({
+          this.#log?.append({
             event: "eval",
             step,
             evalLoss: ev.loss,
@@ -436,14 +535,28 @@ export class Trainer {
           );
           this.callbacks.onEval?.(ev, this);
         }
-        const stopping = this.#stopRequested && !final;
-        if (final || stopping || (a.saveEvery > 0 && step % a.saveEvery === 0)) {
-          const saved = this.save();
-          this.#log.append({ event: "save", step, dir: saved.dir });
+        if (earlyStop) {
+          this.state.earlyStopped = true;
+          const reason = `no eval-loss improvement in ${a.earlyStoppingPatience} evaluations (best ` +
+            `${this.state.bestEvalLoss?.toFixed(4)} at step ${this.state.bestEvalStep})`;
+          this.#log?.append({ event: "stop", step, reason: `early stopping: ${reason}` });
+          this.#message(`step ${step}: early stopping, ${reason}`);
+        }
+        // Alone, a request made during this step's callbacks counts now; processes agree on it in a step.
+        const stop = this.gradients.size === 1 ? this.#stopRequested : this.#stopAgreed;
+        const stopping = stop && !final;
+        const keepBest = a.keepBest && newBest;
+        if (
+          this.isRoot &&
+          (final || stopping || earlyStop || keepBest || (a.saveEvery > 0 && step % a.saveEvery === 0))
+        ) {
+          const saved = this.save({ best: keepBest });
+          this.#log?.append({ event: "save", step, dir: saved.dir, ...(keepBest ? { best: true } : {}) });
           this.callbacks.onSave?.(saved, this);
         }
+        if (earlyStop) break;
         if (stopping) {
-          this.#message(`stopped at step ${step}; ${this.lastCheckpoint!.dir} holds it (--resume continues)`);
+          this.#message(`stopped at step ${step}; ${this.lastCheckpoint?.dir} holds it (--resume continues)`);
           break;
         }
         // Let timers, progress redraws and signals run between steps (notebooks stay responsive).
@@ -451,7 +564,7 @@ export class Trainer {
       }
     } finally {
       this.#progress?.stop();
-      this.#log.close();
+      this.#log?.close();
       this.#log = undefined;
     }
     return {
@@ -462,8 +575,10 @@ export class Trainer {
       bestEvalLoss: this.state.bestEvalLoss,
       bestEvalStep: this.state.bestEvalStep,
       checkpoint: this.lastCheckpoint,
+      bestCheckpoint: a.keepBest ? findBestCheckpoint(a.outputDir) : undefined,
       elapsedSeconds: this.state.elapsedSeconds,
-      stopped: this.state.step < this.totalSteps,
+      stopped: this.state.step < this.totalSteps && !this.state.earlyStopped,
+      earlyStopped: this.state.earlyStopped ?? false,
     };
   }
 
@@ -482,6 +597,7 @@ export class Trainer {
   }
 
   #message(text: string): void {
+    if (!this.isRoot) return;
     if (this.callbacks.onMessage) this.callbacks.onMessage(text);
     else if (this.#progress) this.#progress.log(text);
     else if (this.#showProgress) console.error(text);

@@ -38,7 +38,8 @@ impl Kernel {
 /// What multiplies operands when a GEMM computes in bf16 (`Compute::Bf16`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bf16Unit {
-    /// Operands rounded to bf16 while packing, multiplied by the family's f32 FMAs (any CPU).
+    /// The family's own bf16 GEMM (`gemm/driver.rs`): f32 panels rounded to bf16 and multiplied with f32 FMAs,
+    /// or on CPUs with AVX512-BF16 converted to pairs for `vdpbf16ps`.
     Fma,
     /// AVX512-BF16 `vdpbf16ps`: a pair of bf16 products per f32 lane.
     Dot,

@@ -1,6 +1,6 @@
 /**
  * bf16 section of `deno task bench`: NF4 GEMMs with bf16 compute on every bf16 unit this CPU has (`avx512`:
- * operands rounded to bf16, f32 FMAs; `avx512bf16`: `vdpbf16ps`; `amx`: AMX tiles) at Mistral-7B shapes, and —
+ * the f32 GEMM's own bf16 handling; `avx512bf16`: `vdpbf16ps`; `amx`: AMX tiles) at Mistral-7B shapes, and —
  * when QLORA_REF_PYTHON names a Python with torch — PyTorch's bf16 matmul on the same shapes in the same run.
  */
 import { fileURLToPath } from "node:url";

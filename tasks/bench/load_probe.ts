@@ -6,14 +6,14 @@
  */
 import { join } from "node:path";
 import { loadModelConfig } from "../../lib/nn/config.ts";
-import { buildModel } from "../../lib/nn/load_model.ts";
-import { CheckpointSource } from "../../lib/nn/weight_source.ts";
+import { buildModel } from "../../lib/pretrained/load_model.ts";
+import { SafetensorsSource } from "../../lib/pretrained/weight_source.ts";
 import { peakRss } from "./measure.ts";
 
 const dir = Deno.args[0];
 const t0 = performance.now();
 const config = await loadModelConfig(join(dir, "config.json"));
-using source = CheckpointSource.open(dir);
+using source = SafetensorsSource.open(dir);
 const model = buildModel(source, config, { progress: true });
 const loadSeconds = (performance.now() - t0) / 1000;
 console.log(JSON.stringify({ loadSeconds, weightBytes: model.weightBytes, peakRss: peakRss() }));

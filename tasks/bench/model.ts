@@ -5,7 +5,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheRoot, defaultModelPath } from "../../lib/io/default_model.ts";
-import { loadModel } from "../../lib/nn/load_model.ts";
+import { loadModel } from "../../lib/pretrained/load_model.ts";
 import { fmaPeakGflops } from "../../ffi/runtime.ts";
 import { MISTRAL_7B_CONFIG, writeSyntheticModel } from "./synthetic_model.ts";
 import { median, printTable, timeInterleaved } from "./measure.ts";
@@ -113,7 +113,7 @@ export async function benchTraining(threads: number): Promise<void> {
   const runs: [string, ProbeResult][] = [["qlora-deno", await runOurs()]];
   runs.push([
     "qlora-deno, gradient checkpointing",
-    await runProbe(Deno.execPath(), ["run", "-A", probe, "--checkpointing"]),
+    await runProbe(Deno.execPath(), ["run", "-A", probe, "--recompute-blocks"]),
   ]);
   const python = Deno.env.get("QLORA_REF_PYTHON");
   const ratios: number[] = [];

@@ -3,19 +3,19 @@
  * sequence 256, batch 1, LoRA r=16 on every block linear, AdamW — the issue's reference setting. Prints one
  * JSON line: tokens/s, the time per step in each kernel, and this process's peak RSS.
  *
- *   deno run -A tasks/bench/train_probe.ts [--checkpointing]
+ *   deno run -A tasks/bench/train_probe.ts [--recompute-blocks]
  */
 import type { Batch } from "../../lib/data/batch.ts";
 import { defaultModelPath } from "../../lib/io/default_model.ts";
-import { hfConfigJson } from "../../lib/io/export/hf_config.ts";
-import { loadModel } from "../../lib/nn/load_model.ts";
-import { LoraModel } from "../../lib/train/lora_model.ts";
+import { hfConfigJson } from "../../lib/pretrained/export/hf_config.ts";
+import { loadModel } from "../../lib/pretrained/load_model.ts";
+import { LoraModel } from "../../lib/lora/model.ts";
 import { AdamW } from "../../lib/train/optimizer.ts";
 import { kernelProfile, resetKernelProfile, startKernelProfile } from "../../ffi/profile.ts";
 import { median, peakRss } from "./measure.ts";
 
 const T = 256;
-const checkpointing = Deno.args.includes("--checkpointing");
+const recomputeBlocks = Deno.args.includes("--recompute-blocks");
 const { model } = await loadModel(await defaultModelPath(), { progress: false });
 const c = model.config;
 const batch: Batch = {
@@ -35,7 +35,7 @@ const params = [...lora.parameters()].map(([name, t]) => ({ name, data: t.data, 
 const optimizer = new AdamW(params);
 const step = () => {
   lora.zeroGrad();
-  lora.trainingForward(batch, { checkpointing });
+  lora.trainingForward(batch, { recomputeBlocks });
   lora.backward();
   optimizer.step(1e-4);
 };

@@ -8,7 +8,7 @@ import { attention } from "../../lib/autograd/ops/attention.ts";
 import { biasInPlace } from "../../lib/autograd/ops/bias.ts";
 import { linear } from "../../lib/autograd/ops/linear.ts";
 import { lmHeadCrossEntropy } from "../../lib/autograd/ops/lm_head_loss.ts";
-import { loraLinear } from "../../lib/autograd/ops/lora.ts";
+import { loraLinear } from "../../lib/lora/linear_op.ts";
 import { rmsnorm } from "../../lib/autograd/ops/rmsnorm.ts";
 import { ropeInPlace } from "../../lib/autograd/ops/rope.ts";
 import { swiglu } from "../../lib/autograd/ops/swiglu.ts";
@@ -103,17 +103,20 @@ Deno.test("LoRA linear: x, A, B gradients (NF4 base), without and with dropout",
     { name: "A", data: values(3 * 12, 17, 0.3), shape: [3, 12] },
     { name: "B", data: values(10 * 3, 18, 0.3), shape: [10, 3] },
   ];
-  checkGradients(inputs, (t, [x, a, b]) => loraLinear(t, x, { base, a, b, scale: 2 }));
+  checkGradients(
+    inputs,
+    (t, [x, a, b]) => loraLinear(t, x, { base, a, b, scale: 2, dropout: 0, rng: new Rng(0) }),
+  );
   // The same mask every evaluation: a fresh generator with the same seed.
   checkGradients(
     inputs,
     (t, [x, a, b]) =>
-      loraLinear(t, x, { base, a, b, scale: 0.5 }, { dropout: 0.3, training: true, rng: new Rng(5) }),
+      loraLinear(t, x, { base, a, b, scale: 0.5, dropout: 0.3, rng: new Rng(5) }, { training: true }),
   );
   // A frozen input gets nothing, the others are still right.
   checkGradients(
     [{ ...inputs[0], grad: false }, inputs[1], inputs[2]],
-    (t, [x, a, b]) => loraLinear(t, x, { base, a, b, scale: 2 }),
+    (t, [x, a, b]) => loraLinear(t, x, { base, a, b, scale: 2, dropout: 0, rng: new Rng(0) }),
   );
 });
 
@@ -122,9 +125,9 @@ Deno.test("LoRA dropout is off outside training and changes the output in traini
   const x = new Tensor(values(60, 1), [5, 12]);
   const w = { base, a: new Tensor(values(36, 2), [3, 12]), b: new Tensor(values(30, 3), [10, 3]), scale: 1 };
   const plain = loraLinear(undefined, x, w).data;
-  assert.deepEqual(loraLinear(undefined, x, w, { dropout: 0.5, rng: new Rng(1) }).data, plain);
+  assert.deepEqual(loraLinear(undefined, x, { ...w, dropout: 0.5, rng: new Rng(1) }).data, plain);
   assert.notDeepEqual(
-    loraLinear(undefined, x, w, { dropout: 0.5, training: true, rng: new Rng(1) }).data,
+    loraLinear(undefined, x, { ...w, dropout: 0.5, rng: new Rng(1) }, { training: true }).data,
     plain,
   );
 });

@@ -1,10 +1,10 @@
 /** The tape's bookkeeping: what gets recorded, which tensors get gradients, ownership, checkpointing. */
 import assert from "node:assert/strict";
 import { Nf4Weight } from "../../ffi/nf4.ts";
-import { checkpoint } from "../../lib/autograd/checkpoint.ts";
+import { recomputed } from "../../lib/autograd/recompute.ts";
 import { add } from "../../lib/autograd/ops/add.ts";
 import { linear } from "../../lib/autograd/ops/linear.ts";
-import { loraLinear } from "../../lib/autograd/ops/lora.ts";
+import { loraLinear } from "../../lib/lora/linear_op.ts";
 import { rmsnorm } from "../../lib/autograd/ops/rmsnorm.ts";
 import { swiglu } from "../../lib/autograd/ops/swiglu.ts";
 import { addGrad, Tape } from "../../lib/autograd/tape.ts";
@@ -96,7 +96,7 @@ Deno.test("the finite-difference check catches a wrong gradient", () => {
 function segment(w: Nf4Weight, a: Tensor, b: Tensor, rng: Rng) {
   return (tape: Tape | undefined, x: Tensor) => {
     const h = rmsnorm(tape, x, norm, 1e-5);
-    const y = loraLinear(tape, h, { base: w, a, b, scale: 2 }, { dropout: 0.2, training: true, rng });
+    const y = loraLinear(tape, h, { base: w, a, b, scale: 2, dropout: 0.2, rng }, { training: true });
     return add(tape, x, swiglu(tape, y, h));
   };
 }
@@ -109,7 +109,7 @@ Deno.test("checkpointing gives bit-identical gradients and leaves the generator 
     const x = new Tensor(values(3 * 16, 5), [3, 16], true);
     const tape = new Tape();
     const f = segment(w, a, b, rng);
-    const once = (t: Tensor) => useCheckpoint ? checkpoint(tape, t, [a, b], f, rng) : f(tape, t);
+    const once = (t: Tensor) => useCheckpoint ? recomputed(tape, t, [a, b], f, rng) : f(tape, t);
     const y = once(once(x)); // two segments in a row: the second's input needs a gradient
     const afterForward = rng.state;
     tape.backward(y, values(y.size, 6));

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { DISPLAY } from "../../lib/display/jupyter.ts";
 import { modelSummary } from "../../lib/display/model_summary.ts";
 import { SafetensorsReader } from "../../lib/io/safetensors/reader.ts";
-import { LoraModel } from "../../lib/train/lora_model.ts";
+import { LoraModel } from "../../lib/lora/model.ts";
 import { MODELS, tinyModel } from "../train/_tiny.ts";
 
 /** Parameters as the checkpoint file counts them (an independent tally of what the model holds). */

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { check, KernelError } from "../../ffi/errors.ts";
 import { ggmlDequantize } from "../../ffi/ggml.ts";
 import { kernels } from "../../ffi/load.ts";
-import { GGML_TYPES, ggmlType } from "../../lib/io/ggml_types.ts";
+import { GGML_TYPES, ggmlType } from "../../ffi/ggml_types.ts";
 
 Deno.test("the TS type table and the kernel agree on which types dequantize and on their sizes", () => {
   const k = kernels();

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { FormatError } from "../../lib/io/errors.ts";
+import { FormatError } from "../../lib/errors.ts";
 
 export const GGUF_FIXTURES = fileURLToPath(new URL("../fixtures/gguf/", import.meta.url));
 

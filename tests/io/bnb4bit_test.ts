@@ -7,7 +7,7 @@ import {
   plainTensorNames,
   readBnb4bitLinear,
 } from "../../lib/io/bnb4bit.ts";
-import { Checkpoint } from "../../lib/io/checkpoint.ts";
+import { ShardedSafetensors } from "../../lib/io/safetensors/sharded.ts";
 import { SafetensorsReader } from "../../lib/io/safetensors/reader.ts";
 import { type TensorToWrite, writeSafetensors } from "../../lib/io/safetensors/writer.ts";
 import { assertFormatError, fixture, withTempDir } from "./helpers.ts";
@@ -57,7 +57,7 @@ function assertSameF32(actual: Float32Array, expected: Float32Array, what: strin
 
 Deno.test("finds every quantized linear of the transformers-saved tiny Llama, with its parts", () => {
   const expected: Expected = JSON.parse(readFileSync(join(LLAMA, "expected.json"), "utf8"));
-  using checkpoint = Checkpoint.open(LLAMA);
+  using checkpoint = ShardedSafetensors.open(LLAMA);
   const linears = findBnb4bitLinears(checkpoint);
   assert.deepEqual(new Set(linears), new Set(Object.keys(expected.quantized)));
   assert.equal(linears.length, 7);
@@ -88,7 +88,7 @@ Deno.test("finds every quantized linear of the transformers-saved tiny Llama, wi
 });
 
 Deno.test("q_proj's parts dequantize to what bitsandbytes dequantizes them to", () => {
-  using checkpoint = Checkpoint.open(LLAMA);
+  using checkpoint = ShardedSafetensors.open(LLAMA);
   using expected = SafetensorsReader.open(join(LLAMA, "expected.safetensors"));
   const qProj = readBnb4bitLinear(checkpoint, "model.layers.0.self_attn.q_proj");
   assertSameF32(blockScales(qProj), expected.readTensorF32("q_proj.absmax").data, "absmax");
@@ -96,7 +96,7 @@ Deno.test("q_proj's parts dequantize to what bitsandbytes dequantizes them to", 
 });
 
 Deno.test("ragged shapes: several nested blocks, odd counts and plain f32 scales", () => {
-  using checkpoint = Checkpoint.open(RAGGED);
+  using checkpoint = ShardedSafetensors.open(RAGGED);
   using expected = SafetensorsReader.open(fixture("bnb4bit-ragged.expected.safetensors"));
   assert.deepEqual(findBnb4bitLinears(checkpoint).sort(), ["ragged.big", "ragged.odd", "single.proj"]);
   assert.deepEqual(plainTensorNames(checkpoint), ["ragged.big.bias"]);
@@ -118,7 +118,7 @@ Deno.test("ragged shapes: several nested blocks, odd counts and plain f32 scales
 });
 
 Deno.test("a checkpoint without quantized linears has none and all tensors are plain", () => {
-  using checkpoint = Checkpoint.open(fixture("sharded"));
+  using checkpoint = ShardedSafetensors.open(fixture("sharded"));
   assert.deepEqual(findBnb4bitLinears(checkpoint), []);
   assert.deepEqual(plainTensorNames(checkpoint), checkpoint.names());
 });
@@ -131,7 +131,7 @@ const STATE = "ragged.odd.weight.quant_state.bitsandbytes__nf4";
 /** Writes the ragged fixture with `edit` applied to a temporary file and opens it. */
 function withEditedRagged(
   edit: (tensors: Map<string, TensorToWrite>) => void,
-  check: (checkpoint: Checkpoint, path: string) => void,
+  check: (checkpoint: ShardedSafetensors, path: string) => void,
 ): void {
   withTempDir((dir) => {
     const path = join(dir, "edited.safetensors");
@@ -142,7 +142,7 @@ function withEditedRagged(
     }
     edit(tensors);
     writeSafetensors(path, [...tensors.values()]);
-    using checkpoint = Checkpoint.open(path);
+    using checkpoint = ShardedSafetensors.open(path);
     check(checkpoint, path);
   });
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { GgufFile } from "../../lib/io/gguf.ts";
-import { GgufHfView } from "../../lib/io/gguf_hf.ts";
-import { permuteRows } from "../../lib/io/gguf_names.ts";
+import { GgufFile } from "../../lib/io/gguf/file.ts";
+import { GgufHfView } from "../../lib/io/gguf/hf_view.ts";
+import { permuteRows } from "../../lib/io/gguf/names.ts";
 import { SafetensorsReader } from "../../lib/io/safetensors/reader.ts";
 import { ggufFixture } from "./_gguf.ts";
 

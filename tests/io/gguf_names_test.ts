@@ -5,7 +5,7 @@ import {
   permuteRows,
   ropePermutationHeads,
   unpermuteRows,
-} from "../../lib/io/gguf_names.ts";
+} from "../../lib/io/gguf/names.ts";
 
 const PAIRS: [string, string][] = [
   ["token_embd.weight", "model.embed_tokens.weight"],

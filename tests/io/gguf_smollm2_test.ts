@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { defaultModelPath } from "../../lib/io/default_model.ts";
-import { GgufFile } from "../../lib/io/gguf.ts";
-import { GgufHfView } from "../../lib/io/gguf_hf.ts";
+import { GgufFile } from "../../lib/io/gguf/file.ts";
+import { GgufHfView } from "../../lib/io/gguf/hf_view.ts";
 
 Deno.test("SmolLM2-135M-Instruct GGUF: metadata and tensor table", async () => {
   using file = await GgufFile.open(await defaultModelPath());

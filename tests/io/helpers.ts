@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { FormatError } from "../../lib/io/errors.ts";
+import { FormatError } from "../../lib/errors.ts";
 
 export const FIXTURES = fileURLToPath(new URL("../fixtures/safetensors/", import.meta.url));
 

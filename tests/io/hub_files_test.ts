@@ -1,8 +1,8 @@
 /** Which files of a hub repo are downloaded, and the reasons given when a repo cannot be used. */
 import assert from "node:assert/strict";
-import { HubError } from "../../lib/io/hub_error.ts";
-import { checkShards, planDownload } from "../../lib/io/hub_files.ts";
-import { formatBytes, formatDuration } from "../../lib/io/hub_progress.ts";
+import { HubError } from "../../lib/io/hub/error.ts";
+import { checkShards, planDownload } from "../../lib/io/hub/files.ts";
+import { formatBytes, formatDuration } from "../../lib/io/hub/progress.ts";
 
 function refused(names: string[], words: string[]): void {
   assert.throws(() => planDownload("org/name", names), (error) => {

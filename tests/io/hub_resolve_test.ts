@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FormatError } from "../../lib/io/errors.ts";
-import { hfHome, hubCacheDir } from "../../lib/io/hub_cache.ts";
+import { FormatError } from "../../lib/errors.ts";
+import { hfHome, hubCacheDir } from "../../lib/io/hub/cache.ts";
 import {
   describeModelSpec,
   parseModelSpec,

@@ -17,8 +17,8 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
-import { Checkpoint } from "../../lib/io/checkpoint.ts";
-import { HubError } from "../../lib/io/hub.ts";
+import { ShardedSafetensors } from "../../lib/io/safetensors/sharded.ts";
+import { HubError } from "../../lib/io/hub/download_model.ts";
 import { resolveModel, type ResolveModelOptions } from "../../lib/io/resolve_model.ts";
 import {
   blobName,
@@ -104,7 +104,7 @@ Deno.test("hub: the first resolve downloads exactly the files a fine-tune needs"
       "weights come last, so complete weights imply the rest",
     );
     assert.ok(hub.requests.every((request) => request.authorization === undefined), "no token, none sent");
-    using checkpoint = Checkpoint.open(model.kind === "hf-dir" ? model.dir : "");
+    using checkpoint = ShardedSafetensors.open(model.kind === "hf-dir" ? model.dir : "");
     assert.deepEqual([...checkpoint.readTensorF32("model.norm.weight").data], [0.5, 0.25]);
   });
 });
@@ -171,7 +171,7 @@ Deno.test("hub: a sharded checkpoint downloads its index and every shard, and no
       "model.safetensors.index.json",
       "tokenizer.json",
     ]);
-    using checkpoint = Checkpoint.open(model.kind === "hf-dir" ? model.dir : "");
+    using checkpoint = ShardedSafetensors.open(model.kind === "hf-dir" ? model.dir : "");
     assert.deepEqual(checkpoint.names().toSorted(), ["a.weight", "b.weight", "c.weight"]);
     assert.deepEqual([...checkpoint.readTensorF32("c.weight").data], [6]);
   });
@@ -273,7 +273,7 @@ Deno.test("hub: a download that breaks off leaves nothing in snapshots, and the 
     const cdnRange = hub.requests.slice(before).find((request) => request.path.startsWith("/cdn/"))?.range;
     assert.equal(cdnRange, "bytes=50-", "resumed where it broke off");
     assert.ok(!existsSync(join(root, "blobs", `${blob}.incomplete`)));
-    using checkpoint = Checkpoint.open(model.kind === "hf-dir" ? model.dir : "");
+    using checkpoint = ShardedSafetensors.open(model.kind === "hf-dir" ? model.dir : "");
     assert.deepEqual([...checkpoint.readTensorF32("model.embed_tokens.weight").data], [
       1,
       2,
@@ -294,7 +294,7 @@ Deno.test("hub: concurrent resolves of one repo download each file once and agre
     assert.equal(a, b);
     const fetched = hub.paths.filter((path) => path.startsWith("/cdn/"));
     assert.deepEqual(fetched, [`/cdn/${REPO}/model.safetensors`], "the second waits on the blob's lock");
-    using checkpoint = Checkpoint.open(models[1].kind === "hf-dir" ? models[1].dir : "");
+    using checkpoint = ShardedSafetensors.open(models[1].kind === "hf-dir" ? models[1].dir : "");
     assert.equal(checkpoint.names().length, 2);
   });
 });

@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { gguf } from "@huggingface/gguf";
 import { halfToF32 } from "../../lib/io/dtype.ts";
 import { writeGgufLora } from "../../lib/io/peft/gguf_lora.ts";
-import { type LoraWeights, readPeftAdapter } from "../../lib/io/peft/read.ts";
+import type { LoraWeights } from "../../lib/lora/weights.ts";
+import { readPeftAdapter } from "../../lib/io/peft/read.ts";
 import { assertFormatError, withTempDir } from "./helpers.ts";
 import { peftFixture, REF_PYTHON, runFixtureScript, tinyLlama } from "./_peft.ts";
 

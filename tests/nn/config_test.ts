@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gguf } from "@huggingface/gguf";
-import { FormatError } from "../../lib/io/errors.ts";
+import { FormatError } from "../../lib/errors.ts";
 import {
   configFromGguf,
   loadModelConfig,

@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SafetensorsReader } from "../../lib/io/safetensors/reader.ts";
 import { loadModelConfig } from "../../lib/nn/config.ts";
-import { buildModel, type Quantization } from "../../lib/nn/load_model.ts";
-import { CheckpointSource } from "../../lib/nn/weight_source.ts";
+import { buildModel, type Quantization } from "../../lib/pretrained/load_model.ts";
+import { SafetensorsSource } from "../../lib/pretrained/weight_source.ts";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/model/", import.meta.url));
 
@@ -24,7 +24,7 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
 async function load(name: string, quantize: Quantization) {
   const dir = join(FIXTURES, name);
   const config = await loadModelConfig(join(dir, "config.json"));
-  using source = CheckpointSource.open(dir);
+  using source = SafetensorsSource.open(dir);
   return buildModel(source, config, { quantize });
 }
 

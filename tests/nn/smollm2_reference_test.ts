@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { defaultModelPath } from "../../lib/io/default_model.ts";
 import { SafetensorsReader } from "../../lib/io/safetensors/reader.ts";
 import { generate } from "../../lib/generate/generate.ts";
-import { loadModel } from "../../lib/nn/load_model.ts";
+import { loadModel } from "../../lib/pretrained/load_model.ts";
 import { ChatTemplate } from "../../lib/text/chat_template.ts";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/model/", import.meta.url));

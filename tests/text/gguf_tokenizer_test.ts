@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gguf } from "@huggingface/gguf";
-import { FormatError } from "../../lib/io/errors.ts";
+import { FormatError } from "../../lib/errors.ts";
 import { ggufTokenizerSpec, loadGgufTokenizer, tokenizerFromGguf } from "../../lib/text/gguf_tokenizer.ts";
 import { Tokenizer } from "../../lib/text/tokenizer.ts";
 import { type EncodeCase, mismatches, readFixture } from "./_fixtures.ts";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FormatError } from "../../lib/io/errors.ts";
+import { FormatError } from "../../lib/errors.ts";
 import { Tokenizer } from "../../lib/text/tokenizer.ts";
 import { type EncodeCase, fixturePath, mismatches, readFixture } from "./_fixtures.ts";
 

@@ -5,8 +5,8 @@ import { IGNORE_INDEX } from "../../ffi/ops.ts";
 import type { Batch } from "../../lib/data/batch.ts";
 import { loadModelConfig } from "../../lib/nn/config.ts";
 import type { LlamaModel } from "../../lib/nn/llama.ts";
-import { buildModel, type Quantization } from "../../lib/nn/load_model.ts";
-import { CheckpointSource } from "../../lib/nn/weight_source.ts";
+import { buildModel, type Quantization } from "../../lib/pretrained/load_model.ts";
+import { SafetensorsSource } from "../../lib/pretrained/weight_source.ts";
 
 export const MODELS = fileURLToPath(new URL("../fixtures/model/", import.meta.url));
 
@@ -16,7 +16,7 @@ export async function tinyModel(
 ): Promise<LlamaModel> {
   const dir = join(MODELS, name);
   const config = await loadModelConfig(join(dir, "config.json"));
-  using source = CheckpointSource.open(dir);
+  using source = SafetensorsSource.open(dir);
   return buildModel(source, config, { quantize });
 }
 

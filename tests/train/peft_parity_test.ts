@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { adamwStep } from "../../ffi/ops.ts";
 import { SafetensorsReader } from "../../lib/io/safetensors/reader.ts";
-import { LoraModel } from "../../lib/train/lora_model.ts";
+import { LoraModel } from "../../lib/lora/model.ts";
 import type { Batch } from "../../lib/data/batch.ts";
 import { tinyModel } from "./_tiny.ts";
 

@@ -4,6 +4,9 @@
  * is one kernel call on its own slice (so sequences never see each other; packed examples are simply
  * separate sequences); the linears before and after run on all rows at once. The forward keeps each row's
  * log-sum-exp for the backward.
+ *
+ * Generation passes `past` instead: the rows are the newest positions of one sequence whose keys and values
+ * (these rows' included) sit in a KV cache. That form is inference only: it records nothing.
  */
 import { attentionBackward, attentionForward } from "../../../ffi/ops.ts";
 import { addGrad, type Tape } from "../tape.ts";
@@ -15,6 +18,45 @@ export interface AttentionLayout {
   headDim: number;
   /** The sequences as `[firstRow, rows]`, disjoint and in order; rows outside all of them get o = 0. */
   sequences: readonly (readonly [number, number])[];
+}
+
+/** The cached keys and values of one sequence, `[positions, kvHeads·headDim]`; the rows of q are positions `offset…`. */
+export interface PastKeys {
+  keys: Float32Array;
+  values: Float32Array;
+  offset: number;
+}
+
+/** Attention of the newest rows of a sequence over its cached keys (generation; nothing is recorded). */
+export function cachedAttention(
+  q: Tensor,
+  past: PastKeys,
+  layout: Omit<AttentionLayout, "sequences">,
+): Tensor {
+  const { heads, kvHeads, headDim } = layout;
+  const kw = kvHeads * headDim;
+  const keys = past.keys.length / kw;
+  if (q.cols !== heads * headDim || !Number.isInteger(keys) || past.values.length !== past.keys.length) {
+    throw new RangeError(
+      `cachedAttention: q [${q.shape}] and ${past.keys.length} / ${past.values.length} cached values do not ` +
+        `fit ${heads}/${kvHeads} heads of ${headDim}`,
+    );
+  }
+  if (past.offset + q.rows > keys) {
+    throw new RangeError(
+      `cachedAttention: rows ${past.offset}…${past.offset + q.rows - 1} are not in the cache`,
+    );
+  }
+  const o = new Float32Array(q.size);
+  attentionForward(q.data, past.keys, past.values, {
+    tokens: q.rows,
+    keys,
+    heads,
+    kvHeads,
+    headDim,
+    qOffset: past.offset,
+  }, { o, lse: null });
+  return new Tensor(o, q.shape);
 }
 
 export function attention(

@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { LINEAR_MODULES } from "../../nn/config.ts";
-import { FormatError } from "../errors.ts";
+import { FormatError } from "../../errors.ts";
 
 /** The value of `target_modules` that means "every linear layer but the output head". */
 export const ALL_LINEAR = "all-linear";

@@ -12,11 +12,11 @@
  */
 import type { ModelConfig } from "../../nn/config.ts";
 import { f32ToBf16, f32ToF16 } from "../dtype.ts";
-import { FormatError } from "../errors.ts";
-import { hfToGgufName, permuteRows, ropePermutationHeads } from "../gguf_names.ts";
+import { FormatError } from "../../errors.ts";
+import { hfToGgufName, permuteRows, ropePermutationHeads } from "../gguf/names.ts";
 import type { AdapterConfig } from "./config.ts";
-import { type GgufMetadataValue, type GgufTensorToWrite, writeGguf } from "./gguf_write.ts";
-import type { LoraWeights } from "./read.ts";
+import { type GgufMetadataValue, type GgufTensorToWrite, writeGguf } from "../gguf/writer.ts";
+import type { LoraWeights } from "../../lora/weights.ts";
 import { linearModules } from "./targets.ts";
 
 export interface GgufLoraOptions {

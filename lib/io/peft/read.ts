@@ -6,24 +6,14 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ModelConfig } from "../../nn/config.ts";
-import { FormatError } from "../errors.ts";
+import { FormatError } from "../../errors.ts";
+import type { LoraWeights } from "../../lora/weights.ts";
 import { SafetensorsReader } from "../safetensors/reader.ts";
 import { type AdapterConfig, parseAdapterConfigText } from "./config.ts";
 import { type LoraTarget, resolveTargets } from "./targets.ts";
 
 export const ADAPTER_CONFIG_FILE = "adapter_config.json";
 export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
-
-/** One adapted module's matrices, f32 row-major. */
-export interface LoraWeights {
-  /** `[r, in]` */
-  A: Float32Array;
-  /** `[out, r]` */
-  B: Float32Array;
-  r: number;
-  /** alpha / r (alpha / √r with rsLoRA) for this module. */
-  scale: number;
-}
 
 export interface PeftAdapter {
   config: AdapterConfig;

@@ -3,12 +3,13 @@
  * scale. The matching rules are PEFT's (`check_target_module_exists`, `get_pattern_key`), so an adapter
  * trained with PEFT resolves here to exactly the modules PEFT gave it, and ours load there unchanged.
  */
-import type { ModelConfig } from "../../nn/config.ts";
-import { FormatError } from "../errors.ts";
+import { LINEAR_MODULES, linearShape, type ModelConfig, modulePath } from "../../nn/config.ts";
+import { loraScale } from "../../lora/weights.ts";
+import { FormatError } from "../../errors.ts";
 import { type AdapterConfig, ALL_LINEAR, LLAMA_LINEAR_NAMES, pythonRegex } from "./config.ts";
 
 /** A linear layer of the model: its module path and weight shape `[out, in]`. */
-export interface LinearModule {
+export interface ModuleShape {
   /** e.g. "model.layers.0.self_attn.q_proj", or "lm_head". */
   module: string;
   out: number;
@@ -16,39 +17,23 @@ export interface LinearModule {
 }
 
 /** A module the adapter changes: `y += scale · B(A(x))`, A `[r, in]`, B `[out, r]`. */
-export interface LoraTarget extends LinearModule {
+export interface LoraTarget extends ModuleShape {
   r: number;
   alpha: number;
   scale: number;
 }
 
 /** Every linear layer of a Llama-family model in module order, lm_head last. */
-export function linearModules(config: ModelConfig): LinearModule[] {
-  const { hiddenSize: hidden, intermediateSize: inter, headDim } = config;
-  const qDim = config.numAttentionHeads * headDim;
-  const kvDim = config.numKeyValueHeads * headDim;
-  const perLayer: ReadonlyArray<readonly [string, number, number]> = [
-    ["self_attn.q_proj", qDim, hidden],
-    ["self_attn.k_proj", kvDim, hidden],
-    ["self_attn.v_proj", kvDim, hidden],
-    ["self_attn.o_proj", hidden, qDim],
-    ["mlp.gate_proj", inter, hidden],
-    ["mlp.up_proj", inter, hidden],
-    ["mlp.down_proj", hidden, inter],
-  ];
-  const modules: LinearModule[] = [];
+export function linearModules(config: ModelConfig): ModuleShape[] {
+  const modules: ModuleShape[] = [];
   for (let layer = 0; layer < config.numHiddenLayers; layer++) {
-    for (const [name, out, inFeatures] of perLayer) {
-      modules.push({ module: `model.layers.${layer}.${name}`, out, in: inFeatures });
+    for (const m of LINEAR_MODULES) {
+      const [out, inFeatures] = linearShape(config, m);
+      modules.push({ module: modulePath(layer, m), out, in: inFeatures });
     }
   }
-  modules.push({ module: "lm_head", out: config.vocabSize, in: hidden });
+  modules.push({ module: "lm_head", out: config.vocabSize, in: config.hiddenSize });
   return modules;
-}
-
-/** alpha / r, or alpha / √r for rank-stabilised LoRA. */
-export function loraScale(alpha: number, r: number, useRslora: boolean): number {
-  return useRslora ? alpha / Math.sqrt(r) : alpha / r;
 }
 
 /**

@@ -9,10 +9,11 @@ import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ModelConfig } from "../../nn/config.ts";
 import { f32ToBf16 } from "../dtype.ts";
-import { FormatError } from "../errors.ts";
+import { FormatError } from "../../errors.ts";
 import { type TensorToWrite, writeSafetensors } from "../safetensors/writer.ts";
 import { type AdapterConfig, adapterConfigJson } from "./config.ts";
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, type LoraWeights, peftTensorName } from "./read.ts";
+import type { LoraWeights } from "../../lora/weights.ts";
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, peftTensorName } from "./read.ts";
 import { isTargeted, rankOf, resolveTargets } from "./targets.ts";
 
 export interface WritePeftOptions {

@@ -5,7 +5,7 @@
  * data is read, so later reads can trust the table.
  */
 import { type DType, dtypeBytes, DTYPES, elementCount, isDType } from "../dtype.ts";
-import { FormatError } from "../errors.ts";
+import { FormatError } from "../../errors.ts";
 
 /** Bytes of the length prefix. */
 export const HEADER_LENGTH_BYTES = 8;

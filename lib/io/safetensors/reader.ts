@@ -4,7 +4,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { type DType, halfToF32, type TensorData, viewAs } from "../dtype.ts";
-import { FormatError } from "../errors.ts";
+import { FormatError } from "../../errors.ts";
 import { HEADER_LENGTH_BYTES, parseHeader, parseHeaderLength, type TensorInfo } from "./header.ts";
 
 /** A tensor as read from disk; F16/BF16 data are raw bits, I64/U64 are bigint arrays. */
@@ -14,7 +14,7 @@ export interface RawTensor<D extends DType = DType> {
   data: TensorData<D>;
 }
 
-/** What a checkpoint offers, whether one file or many shards. */
+/** What a model's safetensors offer, whether one file or many shards. */
 export interface TensorSource {
   /** The file or directory this source was opened from (used in error messages). */
   readonly path: string;

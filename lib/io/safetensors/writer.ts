@@ -7,7 +7,7 @@
 import { Buffer } from "node:buffer";
 import { bytesOf, type DType, dtypeBytes, DTYPES, elementCount, isDType } from "../dtype.ts";
 import { writeFileAtomically } from "../atomic_file.ts";
-import { FormatError } from "../errors.ts";
+import { FormatError } from "../../errors.ts";
 import { HEADER_LENGTH_BYTES, METADATA_KEY } from "./header.ts";
 
 /** Host byte order is assumed little-endian (x86-64, aarch64), the byte order of the format. */

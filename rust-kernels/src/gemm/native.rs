@@ -127,6 +127,12 @@ pub unsafe fn run<B: PairB>(p: &Product<B>, c: *mut f32, kernel: Kernel, unit: U
     if p.m == 0 || p.n == 0 {
         return;
     }
+    let route = match unit {
+        Unit::Twin => crate::report::Route::Scalar,
+        Unit::Dot => crate::report::Route::Avx512Bf16,
+        Unit::Amx => crate::report::Route::Amx,
+    };
+    crate::report::note(crate::report::Family::GemmBf16, route);
     let ctx = PackCtx { kernel, map: *crate::nf4::codebook::dynamic_map() };
     let simd = unit != Unit::Twin && simd_ok(&ctx);
     let c = CPtr(c);

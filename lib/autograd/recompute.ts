@@ -1,0 +1,39 @@
+/**
+ * A segment of the graph (a decoder block) recomputed in the backward pass instead of kept — what HF calls
+ * gradient checkpointing. The forward runs without recording, so none of the segment's activations outlive
+ * it; only its input is kept. The backward recomputes the segment on a sub-tape from that input and
+ * backpropagates through it right away.
+ *
+ * The recomputation must equal the first forward bit for bit: the kernels are deterministic, and the random
+ * state the segment draws from (dropout masks) is rewound to where it was and restored afterwards, so the
+ * gradients are identical to those of the graph that kept everything (same ops, same order).
+ */
+import type { Rng } from "../random.ts";
+import { addGrad, Tape } from "./tape.ts";
+import { Tensor } from "./tensor.ts";
+
+/** `fn(tape, x)` computes the segment; `params` lists the trainable tensors it uses. */
+export function recomputed(
+  tape: Tape | undefined,
+  x: Tensor,
+  params: readonly Tensor[],
+  fn: (tape: Tape | undefined, x: Tensor) => Tensor,
+  rng?: Rng,
+): Tensor {
+  if (!tape || ![x, ...params].some((t) => t.requiresGrad)) return fn(tape, x);
+  const start = rng?.state;
+  const first = fn(undefined, x);
+  const out = new Tensor(first.data, first.shape);
+  const xData = x.data;
+  tape.record("recomputed", [x, ...params], [out], () => {
+    const after = rng?.state;
+    if (rng && start) rng.state = start;
+    const sub = new Tape();
+    const input = new Tensor(xData, x.shape, x.requiresGrad);
+    const again = fn(sub, input);
+    if (rng && after) rng.state = after;
+    sub.backward(again, out.grad!);
+    if (x.requiresGrad && input.grad) addGrad(x, input.grad);
+  });
+  return out;
+}
