@@ -141,15 +141,16 @@ export const symbols = {
   },
 
   // int32_t qlora_bf16_matmul(const uint16_t *w, uint32_t w_len, uint32_t rows, uint32_t cols, const float *x,
-  //   uint32_t x_len, uint32_t m, float *y, uint32_t y_len, int32_t accumulate)
+  //   uint32_t x_len, uint32_t m, float *y, uint32_t y_len, int32_t accumulate, int32_t compute)
   qlora_bf16_matmul: {
-    parameters: ["buffer", "u32", "u32", "u32", "buffer", "u32", "u32", "buffer", "u32", "i32"],
+    parameters: ["buffer", "u32", "u32", "u32", "buffer", "u32", "u32", "buffer", "u32", "i32", "i32"],
     result: "i32",
   },
   // int32_t qlora_bf16_matmul_t(const uint16_t *w, uint32_t w_len, uint32_t rows, uint32_t cols,
-  //   const float *dy, uint32_t dy_len, uint32_t m, float *dx, uint32_t dx_len, int32_t accumulate)
+  //   const float *dy, uint32_t dy_len, uint32_t m, float *dx, uint32_t dx_len, int32_t accumulate,
+  //   int32_t compute)
   qlora_bf16_matmul_t: {
-    parameters: ["buffer", "u32", "u32", "u32", "buffer", "u32", "u32", "buffer", "u32", "i32"],
+    parameters: ["buffer", "u32", "u32", "u32", "buffer", "u32", "u32", "buffer", "u32", "i32", "i32"],
     result: "i32",
   },
   // int32_t qlora_bf16_gather_rows(const uint16_t *w, uint32_t w_len, uint32_t rows, uint32_t cols,

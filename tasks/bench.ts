@@ -13,6 +13,7 @@ import {
   setThreads,
   threads,
 } from "../ffi/runtime.ts";
+import { benchBf16Gemm } from "./bench/bf16_gemm.ts";
 import { ATTENTION_CASES, benchAttention, printAttentionResults } from "./bench/attention.ts";
 import {
   benchGemmShape,
@@ -31,7 +32,7 @@ const program = pairBooleans(
     .name("deno task bench")
     .description("Benchmarks of qlora-deno's kernels (GFLOP/s and ratios, peak RSS).")
     .option("--threads <n>", "kernel threads (0 = all cores)", "0")
-    .option("--kernel <path>", "force a CPU path: auto, scalar, avx2, avx512", "auto")
+    .option("--kernel <path>", "force a CPU path: auto, scalar, avx2, avx512, avx512bf16, amx", "auto")
     .option(
       "--gemm-paths <list>",
       "GEMM section: comma-separated CPU paths to measure, or all (default: the active one)",
@@ -46,8 +47,8 @@ const program = pairBooleans(
     )
     .option(
       "--sections <list>",
-      "comma-separated: gemm, attention, model, train, mpi, load7b",
-      "gemm,attention,model,train,mpi,load7b",
+      "comma-separated: gemm, bf16gemm, attention, model, train, mpi, load7b",
+      "gemm,bf16gemm,attention,model,train,mpi,load7b",
     ),
 )
   .parse(Deno.args, { from: "user" });
@@ -87,6 +88,7 @@ if (sections.has("gemm")) {
   setKernel(active);
   printGemmResults(results);
 }
+if (sections.has("bf16gemm") && !opts.quick) await benchBf16Gemm(m, threads(), Number(opts.seconds));
 if (sections.has("attention")) {
   console.log("\nCausal GQA attention GFLOP/s (useful FLOPs) vs a dense f32 GEMM of about as many FLOPs");
   const cases = opts.quick ? ATTENTION_CASES.slice(0, 1) : ATTENTION_CASES;

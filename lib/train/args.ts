@@ -17,6 +17,7 @@ import { canonicalFlag } from "./cli_aliases.ts";
 import { resolveUserPaths } from "./user_paths.ts";
 import { ALL_LINEAR, BLOCK_LINEAR_NAMES } from "../io/peft/config.ts";
 import { SCHEDULES } from "./schedule.ts";
+import { kernelName } from "../../ffi/runtime.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // Field types, with messages that read well after the field's name.
@@ -191,8 +192,10 @@ export const TrainingArgsSchema = z.strictObject({
 
   /** Recompute each block's activations in the backward pass (less memory, ~1/3 more compute). */
   gradientCheckpointing: bool.default(false).describe("recompute activations in backward (saves memory)"),
-  /** Precision of the frozen weights' GEMMs. */
-  compute: z.enum(["f32", "bf16"], { error: "must be f32 or bf16" }).default("f32")
+  /** Precision of the frozen weights' GEMMs: bf16 where the CPU path has bf16 units (AMX, AVX512-BF16) —
+   * the default fine-tune reaches the f32 run's eval loss and exact match there (README) — else f32. */
+  compute: z.enum(["f32", "bf16"], { error: "must be f32 or bf16" })
+    .default(() => (["amx", "avx512bf16"].includes(kernelName()) ? "bf16" : "f32"))
     .describe("GEMM compute precision of the frozen weights"),
   /** Kernel threads; 0 = all cores. */
   threads: int(0).default(0).describe("kernel threads (0 = all cores)"),

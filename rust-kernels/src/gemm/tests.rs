@@ -35,7 +35,7 @@ fn random(len: usize, seed: u64) -> Vec<f32> {
 }
 
 fn run_with(kernel: Kernel, compute: Compute, threads: usize) -> Run {
-    Run { kernel, compute, threads }
+    Run { kernel, compute, unit: crate::dispatch::Bf16Unit::Fma, threads }
 }
 
 fn assert_close(got: &[f32], want: &[f32], scale: impl Fn(usize) -> f64, budget: f64, what: &str) {
