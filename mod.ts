@@ -19,6 +19,7 @@ export { GgufHfView } from "./lib/io/gguf/hf_view.ts";
 export { defaultModelPath } from "./lib/io/default_model.ts";
 export { FormatError } from "./lib/errors.ts";
 export {
+  blockModules,
   configFromGguf,
   LINEAR_MODULES,
   type LinearModule,
@@ -26,6 +27,7 @@ export {
   type ModelConfig,
   modulePath,
   parseModelConfig,
+  SUPPORTED_ARCHITECTURES,
 } from "./lib/nn/config.ts";
 export { Tokenizer } from "./lib/text/tokenizer.ts";
 export { loadGgufTokenizer } from "./lib/text/gguf_tokenizer.ts";

@@ -4,6 +4,7 @@
  */
 import { check, kernels } from "./load.ts";
 import { dim, elements, f32 } from "./validate.ts";
+import { type Compute, computeCode } from "./nf4.ts";
 
 /** A `[rows, cols]` matrix of bf16 bit patterns, row-major. */
 export class Bf16Matrix {
@@ -22,8 +23,13 @@ export class Bf16Matrix {
     return this.bits.byteLength;
   }
 
-  /** `Y[m, rows] (+)= X[m, cols] · Wᵀ`. */
-  matmul(x: Float32Array, m: number, y?: Float32Array, opts: { accumulate?: boolean } = {}): Float32Array {
+  /** `Y[m, rows] (+)= X[m, cols] · Wᵀ`; `compute: "bf16"` rounds X to bf16 (the weight already is). */
+  matmul(
+    x: Float32Array,
+    m: number,
+    y?: Float32Array,
+    opts: { accumulate?: boolean; compute?: Compute } = {},
+  ): Float32Array {
     const fn = "Bf16Matrix.matmul";
     dim(fn, "m", m);
     f32(fn, "x", x, elements(fn, "x", m, this.cols), `m × cols = ${m} × ${this.cols}`);
@@ -43,14 +49,20 @@ export class Bf16Matrix {
         out,
         out.length,
         opts.accumulate ? 1 : 0,
+        computeCode(fn, opts.compute),
       ),
       fn,
     );
     return out;
   }
 
-  /** `dX[m, cols] (+)= dY[m, rows] · W`. */
-  matmulT(dy: Float32Array, m: number, dx?: Float32Array, opts: { accumulate?: boolean } = {}): Float32Array {
+  /** `dX[m, cols] (+)= dY[m, rows] · W`; `compute: "bf16"` rounds dY to bf16. */
+  matmulT(
+    dy: Float32Array,
+    m: number,
+    dx?: Float32Array,
+    opts: { accumulate?: boolean; compute?: Compute } = {},
+  ): Float32Array {
     const fn = "Bf16Matrix.matmulT";
     dim(fn, "m", m);
     f32(fn, "dy", dy, elements(fn, "dy", m, this.rows), `m × rows = ${m} × ${this.rows}`);
@@ -70,6 +82,7 @@ export class Bf16Matrix {
         out,
         out.length,
         opts.accumulate ? 1 : 0,
+        computeCode(fn, opts.compute),
       ),
       fn,
     );

@@ -139,7 +139,10 @@ export function rmsnormBackward(
 
 // --- RoPE ----------------------------------------------------------------------------------------------
 
-/** Rotation table for a sequence: `cos`, `sin` `[tokens, headDim / 2]`, shared by q, k, layers, backward. */
+/**
+ * Rotation table for a sequence: `cos`, `sin` `[tokens, rotaryDim / 2]` (rotaryDim = headDim unless only part
+ * of each head rotates), shared by q, k, layers, backward.
+ */
 export interface RopeTable {
   tokens: number;
   half: number;
@@ -177,19 +180,31 @@ export function ropeTable(positions: Uint32Array, invFreq: Float32Array, attenti
   return { tokens, half, cos, sin };
 }
 
-function ropeApply(fn: string, x: Float32Array, heads: number, table: RopeTable, inverse: boolean): void {
+function ropeApply(
+  fn: string,
+  x: Float32Array,
+  heads: number,
+  table: RopeTable,
+  inverse: boolean,
+  headDim: number,
+): void {
   if (typeof table !== "object" || table === null) throw new TypeError(`${fn}: table must be a RopeTable`);
   const { tokens, half } = table;
-  const n = elements(fn, "x", count(fn, "table.tokens", tokens) * dim(fn, "heads", heads), 2 * half);
-  f32(fn, "x", x, n, `tokens × heads × headDim = ${tokens} × ${heads} × ${2 * half}`);
-  f32(fn, "table.cos", table.cos, tokens * half, "tokens × headDim / 2");
-  f32(fn, "table.sin", table.sin, tokens * half, "tokens × headDim / 2");
+  dim(fn, "headDim", headDim);
+  if (2 * half > headDim) {
+    throw new RangeError(`${fn}: the table turns ${2 * half} features, more than headDim ${headDim}`);
+  }
+  const n = elements(fn, "x", count(fn, "table.tokens", tokens) * dim(fn, "heads", heads), headDim);
+  f32(fn, "x", x, n, `tokens × heads × headDim = ${tokens} × ${heads} × ${headDim}`);
+  f32(fn, "table.cos", table.cos, tokens * half, "tokens × rotaryDim / 2");
+  f32(fn, "table.sin", table.sin, tokens * half, "tokens × rotaryDim / 2");
   separate(fn, [["x", x]], [["table.cos", table.cos], ["table.sin", table.sin]]);
   const status = kernels().qlora_rope_apply(
     x,
     n,
     tokens,
     heads,
+    headDim,
     2 * half,
     table.cos,
     tokens * half,
@@ -200,26 +215,58 @@ function ropeApply(fn: string, x: Float32Array, heads: number, table: RopeTable,
   check(status, fn);
 }
 
-/** Rotates `x [tokens, heads, headDim]` (q or k) in place, HF "rotate_half" layout. */
-export function ropeForward(x: Float32Array, heads: number, table: RopeTable): void {
-  ropeApply("ropeForward", x, heads, table, false);
+/**
+ * Rotates `x [tokens, heads, headDim]` (q or k) in place, HF "rotate_half" layout: the first `2 · table.half`
+ * features of each head turn, the rest pass (`headDim` defaults to the table's full rotary width).
+ */
+export function ropeForward(
+  x: Float32Array,
+  heads: number,
+  table: RopeTable,
+  headDim = 2 * table.half,
+): void {
+  ropeApply("ropeForward", x, heads, table, false, headDim);
 }
 
 /** The backward pass of `ropeForward`: rotates the gradient `dx [tokens, heads, headDim]` back, in place. */
-export function ropeBackward(dx: Float32Array, heads: number, table: RopeTable): void {
-  ropeApply("ropeBackward", dx, heads, table, true);
+export function ropeBackward(
+  dx: Float32Array,
+  heads: number,
+  table: RopeTable,
+  headDim = 2 * table.half,
+): void {
+  ropeApply("ropeBackward", dx, heads, table, true, headDim);
 }
 
 // --- SwiGLU --------------------------------------------------------------------------------------------
 
+/** The gated activation of an MLP: SwiGLU (Llama) or GeGLU with tanh GELU (Gemma). */
+export type GateActivation = "silu" | "gelu_tanh";
+
 /** `h = silu(g) * u` elementwise (g = gate_proj(x), u = up_proj(x)). */
 export function swigluForward(g: Float32Array, u: Float32Array, h?: Float32Array): Float32Array {
-  const fn = "swigluForward";
+  return gluForward("swigluForward", "silu", g, u, h);
+}
+
+/** `h = gelu_tanh(g) * u` elementwise (Gemma's `gelu_pytorch_tanh`). */
+export function gegluForward(g: Float32Array, u: Float32Array, h?: Float32Array): Float32Array {
+  return gluForward("gegluForward", "gelu_tanh", g, u, h);
+}
+
+/** `h = act(g) * u` for either gate activation. */
+export function gluForward(
+  fn: string,
+  activation: GateActivation,
+  g: Float32Array,
+  u: Float32Array,
+  h?: Float32Array,
+): Float32Array {
   const n = f32(fn, "g", g).length;
   f32(fn, "u", u, n, "like g");
   const out = f32(fn, "h", h ?? new Float32Array(n), n, "like g");
   separate(fn, [["h", out]], [["g", g], ["u", u]]);
-  check(kernels().qlora_swiglu_forward(g, n, u, n, out, n), fn);
+  const kernel = activation === "silu" ? kernels().qlora_swiglu_forward : kernels().qlora_geglu_forward;
+  check(kernel(g, n, u, n, out, n), fn);
   return out;
 }
 
@@ -235,14 +282,36 @@ export function swigluBackward(
   u: Float32Array,
   out: Partial<SwigluGrads> = {},
 ): SwigluGrads {
-  const fn = "swigluBackward";
+  return gluBackward("swigluBackward", "silu", dh, g, u, out);
+}
+
+/** Gradients of `h = gelu_tanh(g) * u` given `dh` (dg, du overwritten). */
+export function gegluBackward(
+  dh: Float32Array,
+  g: Float32Array,
+  u: Float32Array,
+  out: Partial<SwigluGrads> = {},
+): SwigluGrads {
+  return gluBackward("gegluBackward", "gelu_tanh", dh, g, u, out);
+}
+
+/** Gradients of `h = act(g) * u` for either gate activation. */
+export function gluBackward(
+  fn: string,
+  activation: GateActivation,
+  dh: Float32Array,
+  g: Float32Array,
+  u: Float32Array,
+  out: Partial<SwigluGrads> = {},
+): SwigluGrads {
   const n = f32(fn, "dh", dh).length;
   f32(fn, "g", g, n, "like dh");
   f32(fn, "u", u, n, "like dh");
   const dg = f32(fn, "dg", out.dg ?? new Float32Array(n), n, "like dh");
   const du = f32(fn, "du", out.du ?? new Float32Array(n), n, "like dh");
   separate(fn, [["dg", dg], ["du", du]], [["dh", dh], ["g", g], ["u", u]]);
-  check(kernels().qlora_swiglu_backward(dh, n, g, n, u, n, dg, n, du, n), fn);
+  const kernel = activation === "silu" ? kernels().qlora_swiglu_backward : kernels().qlora_geglu_backward;
+  check(kernel(dh, n, g, n, u, n, dg, n, du, n), fn);
   return { dg, du };
 }
 
@@ -252,7 +321,8 @@ export function swigluBackward(
  * One sequence of causal grouped-query attention: q `[tokens, heads, headDim]`, k and v
  * `[keys, kvHeads, headDim]`. Query row t sits at position `qOffset + t` and sees keys `0..=qOffset + t`;
  * in training `keys = tokens` and `qOffset = 0`, in generation k, v are the KV cache (keys may exceed
- * `qOffset + tokens`, e.g. a preallocated cache: the rest is never read). `heads % kvHeads == 0`.
+ * `qOffset + tokens`, e.g. a preallocated cache: the rest is never read). `heads % kvHeads == 0`. With a
+ * sliding `window` > 0 a row sees only the `window` keys ending at its own position.
  */
 export interface AttentionShape {
   tokens: number;
@@ -261,13 +331,15 @@ export interface AttentionShape {
   kvHeads: number;
   headDim: number;
   qOffset?: number;
+  /** Sliding window (0 or absent: every earlier key). */
+  window?: number;
 }
 
 interface Sizes {
   q: number;
   kv: number;
   lse: number;
-  shape: [number, number, number, number, number, number];
+  shape: [number, number, number, number, number, number, number];
 }
 
 function attentionSizes(fn: string, s: AttentionShape): Sizes {
@@ -278,6 +350,7 @@ function attentionSizes(fn: string, s: AttentionShape): Sizes {
   const kvHeads = dim(fn, "kvHeads", s.kvHeads);
   const headDim = dim(fn, "headDim", s.headDim);
   const qOffset = count(fn, "qOffset", s.qOffset ?? 0);
+  const window = count(fn, "window", s.window ?? 0);
   if (heads % kvHeads !== 0) {
     throw new RangeError(`${fn}: heads (${heads}) is not a multiple of kvHeads (${kvHeads})`);
   }
@@ -288,7 +361,7 @@ function attentionSizes(fn: string, s: AttentionShape): Sizes {
     q: elements(fn, "q", tokens * heads, headDim),
     kv: elements(fn, "k", keys * kvHeads, headDim),
     lse: elements(fn, "lse", heads, tokens),
-    shape: [tokens, keys, heads, kvHeads, headDim, qOffset],
+    shape: [tokens, keys, heads, kvHeads, headDim, qOffset, window],
   };
 }
 

@@ -3,7 +3,13 @@ import { check, kernels } from "./load.ts";
 import { readText } from "./errors.ts";
 import { count } from "./validate.ts";
 
-export type KernelPath = "scalar" | "avx2" | "avx512";
+/**
+ * A CPU path: a SIMD family, and for the AVX-512 family the unit that multiplies bf16 compute
+ * (`avx512`: the f32 GEMM's own bf16 handling; `avx512bf16`: `vdpbf16ps`; `amx`: AMX tiles).
+ */
+export type KernelPath = "scalar" | "avx2" | "avx512" | "avx512bf16" | "amx";
+
+const KERNEL_PATHS: readonly string[] = ["scalar", "avx2", "avx512", "avx512bf16", "amx"];
 
 /** Sizes the kernel thread pool; 0 means all cores. */
 export function setThreads(n: number): void {
@@ -86,5 +92,5 @@ export function cpuFeatures(): string[] {
 
 /** The CPU paths available here, e.g. ["scalar", "avx2"]. */
 export function availableKernels(): KernelPath[] {
-  return cpuFeatures().filter((f): f is KernelPath => f === "scalar" || f === "avx2" || f === "avx512");
+  return cpuFeatures().filter((f): f is KernelPath => KERNEL_PATHS.includes(f));
 }

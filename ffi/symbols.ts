@@ -141,15 +141,16 @@ export const symbols = {
   },
 
   // int32_t qlora_bf16_matmul(const uint16_t *w, uint32_t w_len, uint32_t rows, uint32_t cols, const float *x,
-  //   uint32_t x_len, uint32_t m, float *y, uint32_t y_len, int32_t accumulate)
+  //   uint32_t x_len, uint32_t m, float *y, uint32_t y_len, int32_t accumulate, int32_t compute)
   qlora_bf16_matmul: {
-    parameters: ["buffer", "u32", "u32", "u32", "buffer", "u32", "u32", "buffer", "u32", "i32"],
+    parameters: ["buffer", "u32", "u32", "u32", "buffer", "u32", "u32", "buffer", "u32", "i32", "i32"],
     result: "i32",
   },
   // int32_t qlora_bf16_matmul_t(const uint16_t *w, uint32_t w_len, uint32_t rows, uint32_t cols,
-  //   const float *dy, uint32_t dy_len, uint32_t m, float *dx, uint32_t dx_len, int32_t accumulate)
+  //   const float *dy, uint32_t dy_len, uint32_t m, float *dx, uint32_t dx_len, int32_t accumulate,
+  //   int32_t compute)
   qlora_bf16_matmul_t: {
-    parameters: ["buffer", "u32", "u32", "u32", "buffer", "u32", "u32", "buffer", "u32", "i32"],
+    parameters: ["buffer", "u32", "u32", "u32", "buffer", "u32", "u32", "buffer", "u32", "i32", "i32"],
     result: "i32",
   },
   // int32_t qlora_bf16_gather_rows(const uint16_t *w, uint32_t w_len, uint32_t rows, uint32_t cols,
@@ -202,9 +203,10 @@ export const symbols = {
     result: "i32",
   },
   // int32_t qlora_rope_apply(float *x, uint32_t x_len, uint32_t tokens, uint32_t heads, uint32_t head_dim,
-  //   const float *cos, uint32_t cos_len, const float *sin, uint32_t sin_len, uint32_t inverse)
+  //   uint32_t rotary_dim, const float *cos, uint32_t cos_len, const float *sin, uint32_t sin_len,
+  //   uint32_t inverse)
   qlora_rope_apply: {
-    parameters: ["buffer", "u32", "u32", "u32", "u32", "buffer", "u32", "buffer", "u32", "u32"],
+    parameters: ["buffer", "u32", "u32", "u32", "u32", "u32", "buffer", "u32", "buffer", "u32", "u32"],
     result: "i32",
   },
   // int32_t qlora_swiglu_forward(const float *g, uint32_t g_len, const float *u, uint32_t u_len, float *h,
@@ -216,9 +218,19 @@ export const symbols = {
     parameters: ["buffer", "u32", "buffer", "u32", "buffer", "u32", "buffer", "u32", "buffer", "u32"],
     result: "i32",
   },
+  // int32_t qlora_geglu_forward(const float *g, uint32_t g_len, const float *u, uint32_t u_len, float *h,
+  //   uint32_t h_len)
+  qlora_geglu_forward: { parameters: ["buffer", "u32", "buffer", "u32", "buffer", "u32"], result: "i32" },
+  // int32_t qlora_geglu_backward(const float *dh, uint32_t dh_len, const float *g, uint32_t g_len,
+  //   const float *u, uint32_t u_len, float *dg, uint32_t dg_len, float *du, uint32_t du_len)
+  qlora_geglu_backward: {
+    parameters: ["buffer", "u32", "buffer", "u32", "buffer", "u32", "buffer", "u32", "buffer", "u32"],
+    result: "i32",
+  },
   // int32_t qlora_attention_forward(const float *q, uint32_t q_len, const float *k, uint32_t k_len,
   //   const float *v, uint32_t v_len, uint32_t tokens, uint32_t keys, uint32_t heads, uint32_t kv_heads,
-  //   uint32_t head_dim, uint32_t q_offset, float *o, uint32_t o_len, float *lse, uint32_t lse_len)
+  //   uint32_t head_dim, uint32_t q_offset, uint32_t window, float *o, uint32_t o_len, float *lse,
+  //   uint32_t lse_len)
   qlora_attention_forward: {
     parameters: [
       "buffer",
@@ -226,6 +238,7 @@ export const symbols = {
       "buffer",
       "u32",
       "buffer",
+      "u32",
       "u32",
       "u32",
       "u32",
@@ -243,8 +256,8 @@ export const symbols = {
   // int32_t qlora_attention_backward(const float *q, uint32_t q_len, const float *k, uint32_t k_len,
   //   const float *v, uint32_t v_len, const float *o, uint32_t o_len, const float *lse, uint32_t lse_len,
   //   const float *dout, uint32_t dout_len, uint32_t tokens, uint32_t keys, uint32_t heads,
-  //   uint32_t kv_heads, uint32_t head_dim, uint32_t q_offset, float *dq, uint32_t dq_len, float *dk,
-  //   uint32_t dk_len, float *dv, uint32_t dv_len)
+  //   uint32_t kv_heads, uint32_t head_dim, uint32_t q_offset, uint32_t window, float *dq, uint32_t dq_len,
+  //   float *dk, uint32_t dk_len, float *dv, uint32_t dv_len)
   qlora_attention_backward: {
     parameters: [
       "buffer",
@@ -258,6 +271,7 @@ export const symbols = {
       "buffer",
       "u32",
       "buffer",
+      "u32",
       "u32",
       "u32",
       "u32",

@@ -3,7 +3,17 @@
  * absolute numbers drift, ratios hold). Long by design: never part of the test suite.
  */
 import { Command } from "@commander-js/extra-typings";
-import { cpuFeatures, fmaPeakGflops, kernelName, setKernel, setThreads, threads } from "../ffi/runtime.ts";
+import {
+  availableKernels,
+  cpuFeatures,
+  fmaPeakGflops,
+  kernelName,
+  kernelReport,
+  setKernel,
+  setThreads,
+  threads,
+} from "../ffi/runtime.ts";
+import { benchBf16Gemm } from "./bench/bf16_gemm.ts";
 import { ATTENTION_CASES, benchAttention, printAttentionResults } from "./bench/attention.ts";
 import {
   benchGemmShape,
@@ -22,7 +32,12 @@ const program = pairBooleans(
     .name("deno task bench")
     .description("Benchmarks of qlora-deno's kernels (GFLOP/s and ratios, peak RSS).")
     .option("--threads <n>", "kernel threads (0 = all cores)", "0")
-    .option("--kernel <path>", "force a CPU path: auto, scalar, avx2, avx512", "auto")
+    .option("--kernel <path>", "force a CPU path: auto, scalar, avx2, avx512, avx512bf16, amx", "auto")
+    .option(
+      "--gemm-paths <list>",
+      "GEMM section: comma-separated CPU paths to measure, or all (default: the active one)",
+      "",
+    )
     .option("--m <rows>", "activation rows M (batch × sequence)", "256")
     .option("--seconds <s>", "minimum measuring time per shape", "0.5")
     .option(
@@ -32,8 +47,8 @@ const program = pairBooleans(
     )
     .option(
       "--sections <list>",
-      "comma-separated: gemm, attention, model, train, mpi, load7b, train7b (7B QLoRA vs PyTorch bf16: long)",
-      "gemm,attention,model,train,mpi,load7b",
+      "comma-separated: gemm, bf16gemm, attention, model, train, mpi, load7b, train7b (7B QLoRA vs PyTorch bf16: long)",
+      "gemm,bf16gemm,attention,model,train,mpi,load7b",
     ),
 )
   .parse(Deno.args, { from: "user" });
@@ -45,6 +60,10 @@ const m = Number(opts.m);
 console.log(
   `qlora-deno bench — kernel ${kernelName()} (CPU offers ${cpuFeatures().join(", ")}), ${threads()} threads`,
 );
+// What each kernel family runs on this path (a family without a build for it names the one it uses).
+console.log(
+  `kernel families: ${Object.entries(kernelReport()).map(([f, p]) => `${f} ${p}`).join(", ")}`,
+);
 // On a shared machine the CPU's speed drifts: this is what it gives now (fused multiply-adds, no memory).
 console.log(`CPU FMA peak now: ${fmaPeakGflops(0.5).toFixed(0)} GFLOP/s on ${threads()} threads`);
 const sections = new Set(opts.sections.split(",").map((s) => s.trim()));
@@ -53,10 +72,23 @@ if (sections.has("gemm")) {
     `\nGEMM GFLOP/s, M = ${m}; ratios: NF4 vs our dense f32 on the same shape and direction, bf16 vs f32`,
   );
   const shapes = opts.quick ? SMOLLM2_SHAPES : [...SMOLLM2_SHAPES, ...MISTRAL_SHAPES];
+  const paths = opts.gemmPaths === ""
+    ? [kernelName()]
+    : opts.gemmPaths === "all"
+    ? availableKernels().filter((p) => p !== "scalar")
+    : opts.gemmPaths.split(",").map((p) => p.trim());
+  const active = kernelName();
   const results: GemmResult[] = [];
-  for (const shape of shapes) results.push(benchGemmShape(shape, m, Number(opts.seconds)));
+  for (const shape of shapes) {
+    for (const path of paths) {
+      setKernel(path as "auto");
+      results.push(benchGemmShape(shape, m, Number(opts.seconds)));
+    }
+  }
+  setKernel(active);
   printGemmResults(results);
 }
+if (sections.has("bf16gemm") && !opts.quick) await benchBf16Gemm(m, threads(), Number(opts.seconds));
 if (sections.has("attention")) {
   console.log("\nCausal GQA attention GFLOP/s (useful FLOPs) vs a dense f32 GEMM of about as many FLOPs");
   const cases = opts.quick ? ATTENTION_CASES.slice(0, 1) : ATTENTION_CASES;

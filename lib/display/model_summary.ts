@@ -5,7 +5,7 @@
  */
 import { Nf4Weight } from "../../ffi/nf4.ts";
 import type { Linear } from "../nn/linear.ts";
-import { LINEAR_MODULES } from "../nn/config.ts";
+import { blockModules } from "../nn/config.ts";
 import { blockLinear, type LlamaModel } from "../nn/llama.ts";
 import type { LoadedModel } from "../pretrained/load_model.ts";
 import type { LoraModel } from "../lora/model.ts";
@@ -80,8 +80,9 @@ export function modelSummary(loaded: LoadedModel | LlamaModel, opts: ModelSummar
   for (const layer of w.layers) {
     const a = layer.attention;
     parameters += layer.inputNorm.length + layer.postAttentionNorm.length;
-    parameters += (a.qBias?.length ?? 0) + (a.kBias?.length ?? 0) + (a.vBias?.length ?? 0);
-    for (const m of LINEAR_MODULES) count(blockLinear(layer, m));
+    parameters += (layer.attentionOutNorm?.length ?? 0) + (layer.mlpOutNorm?.length ?? 0);
+    for (const v of [a.qBias, a.kBias, a.vBias, a.qNorm, a.kNorm]) parameters += v?.length ?? 0;
+    for (const m of blockModules(model.config)) count(blockLinear(layer, m));
   }
   const weightBytes = model.weightBytes;
   const facts: ModelFacts = {

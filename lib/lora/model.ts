@@ -13,7 +13,7 @@ import { keepFreedMemory } from "../../ffi/runtime.ts";
 import { lmHeadCrossEntropy, type LmHeadLoss } from "../autograd/ops/lm_head_loss.ts";
 import { Tape } from "../autograd/tape.ts";
 import type { Tensor } from "../autograd/tensor.ts";
-import { LINEAR_MODULES, type LinearModule, modulePath } from "../nn/config.ts";
+import { blockModules, LINEAR_MODULES, type LinearModule, modulePath } from "../nn/config.ts";
 import type { KvCache } from "../nn/kv_cache.ts";
 import { blockLinear, type CausalLm, type ForwardOptions, type LlamaModel } from "../nn/llama.ts";
 import { Rng } from "../random.ts";
@@ -65,9 +65,17 @@ export class LoraModel implements CausalLm {
     // page faults per step on SmolLM2, same peak RSS).
     keepFreedMemory();
     this.rng = new Rng(config.seed ?? 0);
-    const targets = new Set<LinearModule>(config.targetModules ?? LINEAR_MODULES);
+    const modules = blockModules(model.config);
+    const targets = new Set<LinearModule>(config.targetModules ?? modules);
     for (const m of targets) {
       if (!LINEAR_MODULES.includes(m)) throw new RangeError(`unknown LoRA target module "${m}"`);
+      if (!modules.includes(m)) {
+        throw new RangeError(
+          `LoRA target module "${m}" is not a linear of this ${model.config.architecture} (it has ${
+            modules.join(", ")
+          })`,
+        );
+      }
     }
     const n = model.weights.layers.length;
     const layers = new Set(config.layers ?? Array.from({ length: n }, (_, l) => l));
@@ -77,7 +85,7 @@ export class LoraModel implements CausalLm {
     this.#byLayer = model.weights.layers.map(() => new Map());
     for (const [l, w] of model.weights.layers.entries()) {
       if (!layers.has(l)) continue;
-      for (const m of LINEAR_MODULES) {
+      for (const m of modules) {
         if (!targets.has(m)) continue;
         const module = modulePath(l, m);
         this.#attach(l, m, LoraLinear.fromBase(blockLinear(w, m), { ...config, rng: this.rng, module }));
@@ -105,7 +113,7 @@ export class LoraModel implements CausalLm {
     });
     const found = new Set<string>();
     for (const [l, w] of model.weights.layers.entries()) {
-      for (const m of LINEAR_MODULES) {
+      for (const m of blockModules(model.config)) {
         const module = modulePath(l, m);
         const saved = weights.get(module);
         if (!saved) continue;

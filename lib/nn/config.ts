@@ -1,5 +1,5 @@
 /**
- * The shape of a Llama-family model (Llama 2/3, SmolLM2, Mistral, Qwen2), read either from a Hugging Face
+ * The shape of a Llama-family model (Llama 2/3, SmolLM2, Mistral, Qwen2, Qwen3, Phi-3/Phi-4-mini, Gemma 3 text), read either from a Hugging Face
  * `config.json` or from GGUF metadata, plus the rotary inverse frequencies it implies.
  *
  * One typed `ModelConfig` serves every family: the differences that matter to the forward pass
@@ -14,11 +14,31 @@ export const SUPPORTED_ARCHITECTURES = [
   "LlamaForCausalLM",
   "MistralForCausalLM",
   "Qwen2ForCausalLM",
+  "Qwen3ForCausalLM",
+  "Phi3ForCausalLM",
+  "Gemma3ForCausalLM",
 ] as const;
 export type Architecture = typeof SUPPORTED_ARCHITECTURES[number];
 
-/** The linear layers of a Llama-family decoder block, in the order the block applies them. */
+/**
+ * Every name a decoder block's linear layers go by: the separate projections of Llama, and Phi-3's fused
+ * `qkv_proj` (q, k, v stacked by rows) and `gate_up_proj` (gate then up). A model has one set or the other
+ * (`blockModules`).
+ */
 export const LINEAR_MODULES = [
+  "q_proj",
+  "k_proj",
+  "v_proj",
+  "qkv_proj",
+  "o_proj",
+  "gate_proj",
+  "up_proj",
+  "gate_up_proj",
+  "down_proj",
+] as const;
+export type LinearModule = typeof LINEAR_MODULES[number];
+
+const SEPARATE_MODULES: readonly LinearModule[] = [
   "q_proj",
   "k_proj",
   "v_proj",
@@ -26,15 +46,19 @@ export const LINEAR_MODULES = [
   "gate_proj",
   "up_proj",
   "down_proj",
-] as const;
-export type LinearModule = typeof LINEAR_MODULES[number];
+];
+const FUSED_MODULES: readonly LinearModule[] = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"];
+
+/** The linear layers of `config`'s decoder block, in the order the block applies them. */
+export function blockModules(config: Pick<ModelConfig, "fusedLinears">): readonly LinearModule[] {
+  return config.fusedLinears ? FUSED_MODULES : SEPARATE_MODULES;
+}
 
 /** The HF module path of a block linear, e.g. `model.layers.0.self_attn.q_proj` (PEFT keys adapters by it). */
 export function modulePath(layer: number, module: LinearModule): string {
-  const parent = module === "gate_proj" || module === "up_proj" || module === "down_proj"
-    ? "mlp"
-    : "self_attn";
-  return `model.layers.${layer}.${parent}.${module}`;
+  const mlp = module === "gate_proj" || module === "up_proj" || module === "gate_up_proj" ||
+    module === "down_proj";
+  return `model.layers.${layer}.${mlp ? "mlp" : "self_attn"}.${module}`;
 }
 
 /** The weight shape `[out, in]` of a block linear. */
@@ -50,9 +74,13 @@ export function linearShape(config: ModelConfig, module: LinearModule): [number,
       return [kvDim, hidden];
     case "o_proj":
       return [hidden, qDim];
+    case "qkv_proj":
+      return [qDim + 2 * kvDim, hidden];
     case "gate_proj":
     case "up_proj":
       return [inter, hidden];
+    case "gate_up_proj":
+      return [2 * inter, hidden];
     case "down_proj":
       return [hidden, inter];
   }
@@ -74,7 +102,19 @@ export type RopeScaling =
    * GGUF files bake llama3 scaling into a `rope_freqs.weight` tensor of per-frequency divisors;
    * whoever reads the weights passes that tensor to `ropeInvFreq`.
    */
-  | { type: "freq_factors" };
+  | { type: "freq_factors" }
+  /**
+   * Phi-3 128k / Phi-4-mini (LongRoPE, "su"): every frequency divided by its own factor, `shortFactor` while
+   * a forward's positions stay within `originalMaxPositionEmbeddings`, `longFactor` once one passes it (as
+   * transformers switches per call); cos and sin are multiplied by `attentionFactor`.
+   */
+  | {
+    type: "longrope";
+    shortFactor: number[];
+    longFactor: number[];
+    originalMaxPositionEmbeddings: number;
+    attentionFactor: number;
+  };
 
 export interface ModelConfig {
   architecture: Architecture;
@@ -86,6 +126,8 @@ export interface ModelConfig {
   numKeyValueHeads: number;
   /** Usually hiddenSize / numAttentionHeads, but Mistral Nemo and others set it apart. */
   headDim: number;
+  /** The leading features of each head that RoPE turns: headDim, or a part (Phi-4-mini: 96 of 128). */
+  rotaryDim: number;
   vocabSize: number;
   rmsNormEps: number;
   ropeTheta: number;
@@ -99,8 +141,26 @@ export interface ModelConfig {
   oBias: boolean;
   /** Bias on gate, up and down projections. */
   mlpBias: boolean;
-  /** Mistral's attention window; recorded only: sequences up to this length need no mask change. */
+  /** An RMSNorm over each head of q and of k (weights `[headDim]`) before RoPE (Qwen3). */
+  qkNorm: boolean;
+  /** q/k/v and gate/up are stored fused, as `qkv_proj` and `gate_up_proj` (Phi-3). */
+  fusedLinears: boolean;
+  /** The attention window: a query sees itself and the `slidingWindow − 1` keys before it (Mistral, Phi-3). */
   slidingWindow: number | null;
+  /** Which layers the window applies to (Gemma 3's local layers); null: every layer. */
+  slidingWindowLayers: boolean[] | null;
+  /** rope_theta of the windowed layers when it differs (Gemma 3's rope_local_base_freq; no rope scaling there). */
+  localRopeTheta: number | null;
+  /** The MLP's gate: SiLU (SwiGLU) or tanh GELU (Gemma's GeGLU). */
+  mlpActivation: "silu" | "gelu_tanh";
+  /** Token embeddings are multiplied by this (Gemma: √hidden, in f32); the tied LM head is not. */
+  embeddingScale: number;
+  /** RMSNorm weights as stored are offsets: the norm scales by (offset + w) (Gemma: 1). */
+  normWeightOffset: number;
+  /** Gemma's extra norms: on the attention output and on the MLP output, each before its residual add. */
+  sandwichNorms: boolean;
+  /** Attention scores are scaled by this (1 / √headDim, or Gemma's query_pre_attn_scalar^-½). */
+  attentionScale: number;
   bosTokenId: number | null;
   /** Generation stops on any of these. */
   eosTokenIds: number[];
@@ -130,6 +190,10 @@ const ropeSettings = z.object({
   low_freq_factor: positiveNumber.optional(),
   high_freq_factor: positiveNumber.optional(),
   original_max_position_embeddings: positiveInt.optional(),
+  short_factor: z.array(positiveNumber, { error: "a list of positive numbers" }).optional(),
+  long_factor: z.array(positiveNumber, { error: "a list of positive numbers" }).optional(),
+  attention_factor: positiveNumber.optional(),
+  partial_rotary_factor: positiveNumber.optional(),
 }, { error: "an object" });
 
 const hfConfigSchema = z.object({
@@ -145,6 +209,19 @@ const hfConfigSchema = z.object({
   rope_scaling: ropeSettings.nullish(),
   rope_parameters: ropeSettings.nullish(),
   max_position_embeddings: positiveInt.optional(),
+  original_max_position_embeddings: positiveInt.optional(),
+  partial_rotary_factor: positiveNumber.max(1, { error: "a number in (0, 1]" }).optional(),
+  // Gemma 3
+  hidden_activation: z.string({ error: "a string" }).nullish(),
+  query_pre_attn_scalar: positiveNumber.optional(),
+  layer_types: z.array(z.enum(["sliding_attention", "full_attention"]), {
+    error: `a list of "sliding_attention" / "full_attention"`,
+  }).optional(),
+  sliding_window_pattern: positiveInt.optional(),
+  rope_local_base_freq: positiveNumber.optional(),
+  final_logit_softcapping: positiveNumber.nullish(),
+  attn_logit_softcapping: positiveNumber.nullish(),
+  use_bidirectional_attention: flag.nullish(),
   tie_word_embeddings: flag.optional(),
   attention_bias: flag.optional(),
   mlp_bias: flag.optional(),
@@ -165,6 +242,9 @@ const FAMILY_DEFAULTS: Record<Architecture, { maxPositionEmbeddings: number; rms
   LlamaForCausalLM: { maxPositionEmbeddings: 2048, rmsNormEps: 1e-6 },
   MistralForCausalLM: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-6 },
   Qwen2ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
+  Qwen3ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
+  Phi3ForCausalLM: { maxPositionEmbeddings: 4096, rmsNormEps: 1e-5 },
+  Gemma3ForCausalLM: { maxPositionEmbeddings: 131072, rmsNormEps: 1e-6 },
 };
 
 /** Reads and validates a Hugging Face `config.json`. */
@@ -189,8 +269,18 @@ export function parseModelConfig(json: unknown, file = "config.json"): ModelConf
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new FormatError(file, "expected a JSON object");
   }
-  const raw = json as Record<string, unknown>;
+  let raw = json as Record<string, unknown>;
   const architecture = readArchitecture(raw, file);
+  // transformers 5 writes Gemma 3's rope per layer type; the global layers' settings are the model's, the
+  // local layers' theta is rope_local_base_freq (their rope is never scaled).
+  const perType = raw.rope_parameters as Record<string, Record<string, unknown> | undefined> | undefined;
+  if (architecture === "Gemma3ForCausalLM" && perType?.full_attention !== undefined) {
+    const local = perType.sliding_attention;
+    if (local !== undefined && (local.rope_type ?? "default") !== "default") {
+      throw new FormatError(file, `rope_parameters.sliding_attention: only the default rope is supported`);
+    }
+    raw = { ...raw, rope_parameters: perType.full_attention, rope_local_base_freq: local?.rope_theta };
+  }
   const parsed = hfConfigSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -201,9 +291,20 @@ export function parseModelConfig(json: unknown, file = "config.json"): ModelConf
     throw new FormatError(file, problem);
   };
 
-  if (hf.hidden_act !== undefined && hf.hidden_act !== "silu") {
-    fail(`hidden_act "${hf.hidden_act}" is not supported (${architecture} uses "silu")`);
+  const isGemma3 = architecture === "Gemma3ForCausalLM";
+  const activation = isGemma3 ? hf.hidden_activation ?? hf.hidden_act ?? "gelu_pytorch_tanh" : hf.hidden_act;
+  const wanted = isGemma3 ? "gelu_pytorch_tanh" : "silu";
+  if (activation != null && activation !== wanted) {
+    fail(
+      `${
+        isGemma3 ? "hidden_activation" : "hidden_act"
+      } "${activation}" is not supported (${architecture} uses "${wanted}")`,
+    );
   }
+  if (hf.final_logit_softcapping != null || hf.attn_logit_softcapping != null) {
+    fail(`logit soft-capping is not supported (Gemma 3 has none; this config sets it)`);
+  }
+  if (hf.use_bidirectional_attention === true) fail(`use_bidirectional_attention: true is not supported`);
   if (hf.use_sliding_window === true) {
     fail(`use_sliding_window: true is not supported (only full attention)`);
   }
@@ -218,8 +319,25 @@ export function parseModelConfig(json: unknown, file = "config.json"): ModelConf
   }
   const defaults = FAMILY_DEFAULTS[architecture];
   const isQwen2 = architecture === "Qwen2ForCausalLM";
+  const isQwen3 = architecture === "Qwen3ForCausalLM";
+  const isPhi3 = architecture === "Phi3ForCausalLM";
   const isLlama = architecture === "LlamaForCausalLM";
+  if (isQwen3 && hf.attention_bias === true) {
+    // Qwen3's flag also puts a bias on o_proj, which the block does not carry.
+    fail(`attention_bias: true is not supported for ${architecture} (every released Qwen3 has false)`);
+  }
   const eos = hf.eos_token_id;
+  const headDim = hf.head_dim ?? hf.hidden_size / hf.num_attention_heads;
+  const partial = hf.rope_parameters?.partial_rotary_factor ?? hf.partial_rotary_factor ?? 1;
+  if (partial !== 1 && !isPhi3) fail(`partial_rotary_factor ${partial} is not supported for ${architecture}`);
+  // transformers: int(head_dim · factor), the pairs split in halves of it.
+  const rotaryDim = Math.floor(headDim * partial);
+  if (rotaryDim < 2 || rotaryDim % 2 !== 0) {
+    fail(
+      `partial_rotary_factor ${partial} leaves ${rotaryDim} of head_dim ${headDim} to rotate (needs an even count)`,
+    );
+  }
+  const gemma = isGemma3 ? gemma3Settings(hf, headDim, fail) : undefined;
   return {
     architecture,
     hiddenSize: hf.hidden_size,
@@ -227,22 +345,54 @@ export function parseModelConfig(json: unknown, file = "config.json"): ModelConf
     numHiddenLayers: hf.num_hidden_layers,
     numAttentionHeads: hf.num_attention_heads,
     numKeyValueHeads,
-    headDim: hf.head_dim ?? hf.hidden_size / hf.num_attention_heads,
+    headDim,
+    rotaryDim,
     vocabSize: hf.vocab_size,
     rmsNormEps: hf.rms_norm_eps ?? defaults.rmsNormEps,
-    ropeTheta: hf.rope_parameters?.rope_theta ?? hf.rope_theta ?? 10000,
-    ropeScaling: readRopeScaling(hf, file),
+    ropeTheta: hf.rope_parameters?.rope_theta ?? hf.rope_theta ?? (isGemma3 ? 1_000_000 : 10000),
+    ropeScaling: readRopeScaling(hf, architecture, rotaryDim, file),
     maxPositionEmbeddings: hf.max_position_embeddings ?? defaults.maxPositionEmbeddings,
-    tieWordEmbeddings: hf.tie_word_embeddings ?? false,
+    // transformers' default: untied, but tied for Gemma 3.
+    tieWordEmbeddings: hf.tie_word_embeddings ?? isGemma3,
     // Qwen2 always has q/k/v biases and never an o bias; Llama's attention_bias covers all four.
     qkvBias: isQwen2 ? true : isLlama && (hf.attention_bias ?? false),
     oBias: isLlama && (hf.attention_bias ?? false),
     mlpBias: isLlama && (hf.mlp_bias ?? false),
-    slidingWindow: isQwen2 ? null : hf.sliding_window ?? null,
+    qkNorm: isQwen3 || isGemma3,
+    fusedLinears: isPhi3,
+    // Qwen's sliding_window applies only with use_sliding_window, refused above.
+    slidingWindow: isQwen2 || isQwen3
+      ? null
+      : isGemma3
+      ? hf.sliding_window ?? 4096
+      : hf.sliding_window ?? null,
+    slidingWindowLayers: gemma?.slidingWindowLayers ?? null,
+    localRopeTheta: gemma?.localRopeTheta ?? null,
+    mlpActivation: isGemma3 ? "gelu_tanh" : "silu",
+    embeddingScale: isGemma3 ? Math.fround(Math.sqrt(hf.hidden_size)) : 1,
+    normWeightOffset: isGemma3 ? 1 : 0,
+    sandwichNorms: isGemma3,
+    attentionScale: 1 / Math.sqrt(gemma?.queryPreAttnScalar ?? headDim),
     bosTokenId: hf.bos_token_id ?? null,
     eosTokenIds: eos == null ? [] : Array.isArray(eos) ? eos : [eos],
     padTokenId: hf.pad_token_id ?? null,
     torchDtype: hf.torch_dtype ?? hf.dtype ?? null,
+  };
+}
+
+/** Gemma 3's per-layer attention kinds, local rope theta and query scaling. */
+function gemma3Settings(hf: HfConfig, headDim: number, fail: (problem: string) => never) {
+  const n = hf.num_hidden_layers;
+  // transformers: without layer_types, every `sliding_window_pattern`-th layer (default 6) is global.
+  const pattern = hf.sliding_window_pattern ?? 6;
+  const types = hf.layer_types ??
+    Array.from({ length: n }, (_, i) => ((i + 1) % pattern !== 0 ? "sliding_attention" : "full_attention"));
+  if (types.length !== n) fail(`layer_types lists ${types.length} layers, num_hidden_layers is ${n}`);
+  return {
+    slidingWindowLayers: types.map((t) => t === "sliding_attention"),
+    localRopeTheta: hf.rope_local_base_freq ?? 10000,
+    queryPreAttnScalar: hf.query_pre_attn_scalar ?? 256,
+    headDim,
   };
 }
 
@@ -267,11 +417,18 @@ function readArchitecture(raw: Record<string, unknown>, file: string): Architect
   return name as Architecture;
 }
 
-function readRopeScaling(hf: HfConfig, file: string): RopeScaling | null {
+function readRopeScaling(
+  hf: HfConfig,
+  architecture: Architecture,
+  rotaryDim: number,
+  file: string,
+): RopeScaling | null {
   const settings = hf.rope_parameters ?? hf.rope_scaling;
   if (settings == null) return null;
   const key = hf.rope_parameters != null ? "rope_parameters" : "rope_scaling";
-  const kind = settings.rope_type ?? settings.type ?? "default";
+  let kind = settings.rope_type ?? settings.type ?? "default";
+  // transformers' Phi-3 config reads the older names "su" and "yarn" as LongRoPE.
+  if (architecture === "Phi3ForCausalLM" && (kind === "su" || kind === "yarn")) kind = "longrope";
   const need = (name: keyof typeof settings): number => {
     const value = settings[name];
     if (typeof value !== "number") {
@@ -292,12 +449,51 @@ function readRopeScaling(hf: HfConfig, file: string): RopeScaling | null {
         highFreqFactor: need("high_freq_factor"),
         originalMaxPositionEmbeddings: need("original_max_position_embeddings"),
       };
+    case "longrope":
+      return longRope(hf, settings, key, rotaryDim, file);
     default:
       throw new FormatError(
         file,
-        `unsupported ${key} type "${kind}" (supported: default, linear, llama3)`,
+        `unsupported ${key} type "${kind}" (supported: default, linear, llama3, longrope for Phi-3)`,
       );
   }
+}
+
+function longRope(
+  hf: HfConfig,
+  settings: NonNullable<HfConfig["rope_scaling"]>,
+  key: string,
+  rotaryDim: number,
+  file: string,
+): RopeScaling {
+  const factors = (name: "short_factor" | "long_factor"): number[] => {
+    const list = settings[name];
+    if (list === undefined || list.length !== rotaryDim / 2) {
+      throw new FormatError(
+        file,
+        `"${key}.${name}" must list ${rotaryDim / 2} factors (one per rotated pair), found ${
+          list === undefined ? "none" : list.length
+        }`,
+      );
+    }
+    return list;
+  };
+  const original = settings.original_max_position_embeddings ?? hf.original_max_position_embeddings;
+  if (original === undefined) {
+    throw new FormatError(file, `missing "original_max_position_embeddings" (needed for longrope)`);
+  }
+  const max = hf.max_position_embeddings ?? original;
+  // transformers: factor = max / original unless given; attention factor √(1 + ln factor / ln original).
+  const factor = settings.factor ?? max / original;
+  const attentionFactor = settings.attention_factor ??
+    (factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(original)));
+  return {
+    type: "longrope",
+    shortFactor: factors("short_factor"),
+    longFactor: factors("long_factor"),
+    originalMaxPositionEmbeddings: original,
+    attentionFactor,
+  };
 }
 
 function describeIssue(
@@ -325,6 +521,7 @@ function show(value: unknown): string {
 const GGUF_ARCHITECTURES: Record<string, Architecture> = {
   llama: "LlamaForCausalLM",
   qwen2: "Qwen2ForCausalLM",
+  qwen3: "Qwen3ForCausalLM",
 };
 
 /**
@@ -388,6 +585,7 @@ export function configFromGguf(
     numAttentionHeads,
     numKeyValueHeads: read("attention.head_count_kv") ?? numAttentionHeads,
     headDim: read("attention.key_length") ?? hiddenSize / numAttentionHeads,
+    rotaryDim: read("attention.key_length") ?? hiddenSize / numAttentionHeads,
     vocabSize,
     rmsNormEps: need("attention.layer_norm_rms_epsilon"),
     ropeTheta: read("rope.freq_base") ?? 10000,
@@ -397,7 +595,16 @@ export function configFromGguf(
     qkvBias: isQwen2 || names.has("blk.0.attn_q.bias"),
     oBias: names.has("blk.0.attn_output.bias"),
     mlpBias: names.has("blk.0.ffn_down.bias"),
+    qkNorm: names.has("blk.0.attn_q_norm.weight"),
+    fusedLinears: false,
     slidingWindow: null,
+    slidingWindowLayers: null,
+    localRopeTheta: null,
+    mlpActivation: "silu",
+    embeddingScale: 1,
+    normWeightOffset: 0,
+    sandwichNorms: false,
+    attentionScale: 1 / Math.sqrt(read("attention.key_length") ?? hiddenSize / numAttentionHeads),
     bosTokenId: optionalId("tokenizer.ggml.bos_token_id"),
     eosTokenIds: [...new Set(eosTokenIds)],
     padTokenId: optionalId("tokenizer.ggml.padding_token_id"),
@@ -431,20 +638,38 @@ function ggufRopeScaling(
 // Rotary frequencies
 
 /**
+ * The factor folded into the q norm so that the attention kernels' 1/√headDim gives `attentionScale`
+ * (exactly 1 unless the two differ, as with Gemma's query_pre_attn_scalar ≠ head_dim).
+ */
+export function queryScale(config: ModelConfig): number {
+  const scale = config.attentionScale * Math.sqrt(config.headDim);
+  return Math.abs(scale - 1) < 1e-12 ? 1 : scale;
+}
+
+/**
  * The inverse frequency of each rotated pair of a head: `headDim / 2` values, the first rotating fastest.
  * Computed step by step in float32 like transformers (which builds them as float32 tensors), so both
  * sides feed bit-identical angles to the rotary embedding. For `freq_factors` scaling, pass the GGUF
  * `rope_freqs.weight` values: each frequency is divided by its factor.
  */
-export function ropeInvFreq(config: ModelConfig, freqFactors?: Float32Array): Float32Array {
+export function ropeInvFreq(
+  config: ModelConfig,
+  freqFactors?: Float32Array,
+  opts: { long?: boolean } = {},
+): Float32Array {
   const f = Math.fround;
-  const half = config.headDim / 2;
-  const invFreq = new Float32Array(half);
+  const half = config.rotaryDim / 2;
+  const powers = new Float32Array(half); // theta^(2i / rotaryDim)
   for (let i = 0; i < half; i++) {
-    const exponent = f(f(2 * i) / f(config.headDim));
-    invFreq[i] = f(1 / f(Math.pow(config.ropeTheta, exponent)));
+    powers[i] = f(Math.pow(config.ropeTheta, f(f(2 * i) / f(config.rotaryDim))));
   }
   const scaling = config.ropeScaling;
+  if (scaling?.type === "longrope") {
+    // transformers: 1 / (factor · theta^(2i/d)), the product rounded first.
+    const factors = opts.long ? scaling.longFactor : scaling.shortFactor;
+    return powers.map((p, i) => f(1 / f(f(factors[i]) * p)));
+  }
+  const invFreq = powers.map((p) => f(1 / p));
   if (scaling === null) return invFreq;
   switch (scaling.type) {
     case "linear":
@@ -461,6 +686,20 @@ export function ropeInvFreq(config: ModelConfig, freqFactors?: Float32Array): Fl
     case "llama3":
       return invFreq.map((value) => llama3Scaled(value, scaling));
   }
+}
+
+/**
+ * The factor cos and sin are multiplied by (LongRoPE's attention factor, else 1), and whether a forward whose
+ * largest position is `maxPosition` takes LongRoPE's long factors (transformers: once max position + 1
+ * passes original_max_position_embeddings).
+ */
+export function ropeSettingsAt(
+  config: ModelConfig,
+  maxPosition: number,
+): { long: boolean; attentionScaling: number } {
+  const s = config.ropeScaling;
+  if (s?.type !== "longrope") return { long: false, attentionScaling: 1 };
+  return { long: maxPosition + 1 > s.originalMaxPositionEmbeddings, attentionScaling: s.attentionFactor };
 }
 
 /** Llama 3.1's long-context rule for one frequency, in float32 as transformers computes it. */

@@ -1,5 +1,5 @@
 /**
- * The Llama-family decoder (Llama 2/3, Mistral, Qwen2, SmolLM2), written once for inference and training:
+ * The Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3, Phi-3, Gemma 3, SmolLM2), written once for inference and training:
  * token embedding, per block RMSNorm → grouped-query attention with RoPE → residual, RMSNorm → SwiGLU MLP →
  * residual, final RMSNorm, LM head. Every block linear is NF4 (double quant) unless loaded unquantized;
  * embeddings and LM head are bf16; norms and biases f32. All math runs in the Rust kernels through the ops of
@@ -10,7 +10,7 @@
  */
 import type { Bf16Matrix } from "../../ffi/bf16.ts";
 import type { Compute } from "../../ffi/nf4.ts";
-import { type RopeTable, ropeTable, swigluForward } from "../../ffi/ops.ts";
+import { gluForward, type RopeTable, ropeTable } from "../../ffi/ops.ts";
 import { freeNow } from "../autograd/free.ts";
 import { add } from "../autograd/ops/add.ts";
 import { attention, cachedAttention } from "../autograd/ops/attention.ts";
@@ -19,37 +19,53 @@ import { embedding } from "../autograd/ops/embedding.ts";
 import { linear } from "../autograd/ops/linear.ts";
 import { rmsnorm } from "../autograd/ops/rmsnorm.ts";
 import { ropeInPlace } from "../autograd/ops/rope.ts";
+import { splitColumns } from "../autograd/ops/split.ts";
 import { swiglu } from "../autograd/ops/swiglu.ts";
 import { recomputed } from "../autograd/recompute.ts";
 import type { Tape } from "../autograd/tape.ts";
 import type { Tensor } from "../autograd/tensor.ts";
 import type { Rng } from "../random.ts";
-import { LINEAR_MODULES, type LinearModule, type ModelConfig, ropeInvFreq } from "./config.ts";
+import { blockModules, type LinearModule, type ModelConfig, ropeInvFreq, ropeSettingsAt } from "./config.ts";
 import { KvCache } from "./kv_cache.ts";
 import type { Linear } from "./linear.ts";
 
+/** q, k, v as separate linears, or (Phi-3, `fusedLinears`) as one `qkv` whose rows stack them. */
 export interface AttentionWeights {
-  q: Linear;
-  k: Linear;
-  v: Linear;
+  q?: Linear;
+  k?: Linear;
+  v?: Linear;
+  qkv?: Linear;
   o: Linear;
   /** Qwen2 only: `[heads·headDim]`, `[kvHeads·headDim]`, `[kvHeads·headDim]`. */
   qBias?: Float32Array;
   kBias?: Float32Array;
   vBias?: Float32Array;
+  /** Qwen3 only: RMSNorm weights `[headDim]` applied to every head of q and of k before RoPE. */
+  qNorm?: Float32Array;
+  kNorm?: Float32Array;
 }
 
+/** gate and up as separate linears, or (Phi-3) as one `gateUp`: gate's rows, then up's. */
 export interface MlpWeights {
-  gate: Linear;
-  up: Linear;
+  gate?: Linear;
+  up?: Linear;
+  gateUp?: Linear;
   down: Linear;
 }
 
+/**
+ * Norm weights are the scales the kernel multiplies by (Gemma's stored `w` already turned into `1 + w`).
+ * `postAttentionNorm` is the norm before the MLP (HF's `post_attention_layernorm` in Llama, Gemma's
+ * `pre_feedforward_layernorm`); Gemma's norms on the attention and MLP outputs are `attentionOutNorm`
+ * (its `post_attention_layernorm`) and `mlpOutNorm` (`post_feedforward_layernorm`).
+ */
 export interface DecoderLayerWeights {
   inputNorm: Float32Array;
   attention: AttentionWeights;
+  attentionOutNorm?: Float32Array;
   postAttentionNorm: Float32Array;
   mlp: MlpWeights;
+  mlpOutNorm?: Float32Array;
 }
 
 /**
@@ -76,24 +92,23 @@ export interface LlamaWeights {
   lmHead: Bf16Matrix;
 }
 
-/** A block's frozen linear by its HF module name. */
+/** A block's frozen linear by its HF module name (one of `blockModules(config)`). */
 export function blockLinear(w: DecoderLayerWeights, module: LinearModule): Linear {
-  switch (module) {
-    case "q_proj":
-      return w.attention.q;
-    case "k_proj":
-      return w.attention.k;
-    case "v_proj":
-      return w.attention.v;
-    case "o_proj":
-      return w.attention.o;
-    case "gate_proj":
-      return w.mlp.gate;
-    case "up_proj":
-      return w.mlp.up;
-    case "down_proj":
-      return w.mlp.down;
+  const linear = {
+    q_proj: w.attention.q,
+    k_proj: w.attention.k,
+    v_proj: w.attention.v,
+    qkv_proj: w.attention.qkv,
+    o_proj: w.attention.o,
+    gate_proj: w.mlp.gate,
+    up_proj: w.mlp.up,
+    gate_up_proj: w.mlp.gateUp,
+    down_proj: w.mlp.down,
+  }[module];
+  if (linear === undefined) {
+    throw new RangeError(`this block has no ${module} (its linears are fused or not)`);
   }
+  return linear;
 }
 
 /** What a block needs of an adapter on one of its linears (lib/lora's `LoraLinear`). */
@@ -155,14 +170,33 @@ export interface CausalLm {
 
 interface BlockContext extends RunOptions {
   table: RopeTable;
+  /** The windowed layers' table when their rope differs (Gemma 3's local theta). */
+  localTable?: RopeTable;
   rows: Rows;
 }
 
 export class LlamaModel implements CausalLm, Disposable {
   readonly invFreq: Float32Array;
+  /** LongRoPE's frequencies past the original context (Phi-3 128k, Phi-4-mini). */
+  readonly longInvFreq?: Float32Array;
+  /** Gemma 3's local layers: their own theta, no scaling. */
+  readonly localInvFreq?: Float32Array;
 
   constructor(readonly config: ModelConfig, readonly weights: LlamaWeights) {
     this.invFreq = ropeInvFreq(config);
+    if (config.ropeScaling?.type === "longrope") {
+      this.longInvFreq = ropeInvFreq(config, undefined, { long: true });
+    }
+    if (config.localRopeTheta !== null) {
+      this.localInvFreq = ropeInvFreq({ ...config, ropeTheta: config.localRopeTheta, ropeScaling: null });
+    }
+  }
+
+  /** The rotary table of a forward over `positions` (LongRoPE picks its factors by the largest one). */
+  ropeTableAt(positions: Uint32Array): RopeTable {
+    const maxPosition = positions.reduce((a, b) => Math.max(a, b), 0);
+    const { long, attentionScaling } = ropeSettingsAt(this.config, maxPosition);
+    return ropeTable(positions, long ? this.longInvFreq! : this.invFreq, attentionScaling);
   }
 
   /** A KV cache sized for this model. */
@@ -203,12 +237,17 @@ export class LlamaModel implements CausalLm, Disposable {
     if (rows.positions.length !== ids.length) {
       throw new RangeError(`hiddenStates: ${rows.positions.length} positions for ${ids.length} tokens`);
     }
-    const ctx: BlockContext = { ...run, table: ropeTable(rows.positions, this.invFreq), rows };
-    let x = embedding(this.weights.embedTokens, ids);
+    const ctx: BlockContext = {
+      ...run,
+      table: this.ropeTableAt(rows.positions),
+      localTable: this.localInvFreq && ropeTable(rows.positions, this.localInvFreq),
+      rows,
+    };
+    let x = embedding(this.weights.embedTokens, ids, c.embeddingScale);
     for (let l = 0; l < this.weights.layers.length; l++) {
       const input = x;
       if (run.recomputeBlocks && run.tape) {
-        const params = LINEAR_MODULES.flatMap((m) => run.adapters?.(l, m)?.parameters() ?? []);
+        const params = blockModules(c).flatMap((m) => run.adapters?.(l, m)?.parameters() ?? []);
         x = recomputed(run.tape, input, params, (tape, y) => this.block(l, y, { ...ctx, tape }), run.rng);
       } else {
         x = this.block(l, input, ctx);
@@ -237,16 +276,35 @@ export class LlamaModel implements CausalLm, Disposable {
     };
 
     const h = rmsnorm(tape, x, w.inputNorm, c.rmsNormEps);
-    let q = proj("q_proj", h);
-    let k = proj("k_proj", h);
-    let v = proj("v_proj", h);
+    const [qDim, kvDim] = [c.numAttentionHeads * c.headDim, c.numKeyValueHeads * c.headDim];
+    let q: Tensor, k: Tensor, v: Tensor;
+    if (c.fusedLinears) {
+      const qkv = proj("qkv_proj", h);
+      [q, k, v] = splitColumns(tape, qkv, [qDim, kvDim, kvDim]);
+      scratch(qkv);
+    } else {
+      [q, k, v] = [proj("q_proj", h), proj("k_proj", h), proj("v_proj", h)];
+    }
     scratch(h);
     if (a.qBias) q = biasInPlace(tape, q, a.qBias);
     if (a.kBias) k = biasInPlace(tape, k, a.kBias);
     if (a.vBias) v = biasInPlace(tape, v, a.vBias);
-    q = ropeInPlace(tape, q, c.numAttentionHeads, ctx.table);
-    k = ropeInPlace(tape, k, c.numKeyValueHeads, ctx.table);
-    const heads = { heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim };
+    if (a.qNorm && a.kNorm) {
+      const [qIn, kIn] = [q, k];
+      q = rmsnorm(tape, qIn, a.qNorm, c.rmsNormEps, c.numAttentionHeads);
+      k = rmsnorm(tape, kIn, a.kNorm, c.rmsNormEps, c.numKeyValueHeads);
+      scratch(qIn, kIn);
+    }
+    const windowed = c.slidingWindow !== null && (c.slidingWindowLayers?.[l] ?? true);
+    const table = windowed && ctx.localTable ? ctx.localTable : ctx.table;
+    q = ropeInPlace(tape, q, c.numAttentionHeads, table);
+    k = ropeInPlace(tape, k, c.numKeyValueHeads, table);
+    const heads = {
+      heads: c.numAttentionHeads,
+      kvHeads: c.numKeyValueHeads,
+      headDim: c.headDim,
+      window: windowed ? c.slidingWindow! : undefined,
+    };
     let attn: Tensor;
     if ("cache" in ctx.rows) {
       if (tape) throw new Error(`block ${l}: attention over a KV cache is inference only (no tape)`);
@@ -263,21 +321,37 @@ export class LlamaModel implements CausalLm, Disposable {
       attn = attention(tape, q, k, v, { ...heads, sequences: ctx.rows.sequences });
     }
     scratch(q, k, v);
-    const o = proj("o_proj", attn);
+    let o = proj("o_proj", attn);
     scratch(attn);
+    if (w.attentionOutNorm) {
+      const raw = o;
+      o = rmsnorm(tape, raw, w.attentionOutNorm, c.rmsNormEps);
+      scratch(raw);
+    }
     const x1 = add(tape, x, o);
     scratch(o);
 
     const h2 = rmsnorm(tape, x1, w.postAttentionNorm, c.rmsNormEps);
-    const gate = proj("gate_proj", h2);
-    const up = proj("up_proj", h2);
+    let gate: Tensor, up: Tensor;
+    if (c.fusedLinears) {
+      const gateUp = proj("gate_up_proj", h2);
+      [gate, up] = splitColumns(tape, gateUp, [c.intermediateSize, c.intermediateSize]);
+      scratch(gateUp);
+    } else {
+      [gate, up] = [proj("gate_proj", h2), proj("up_proj", h2)];
+    }
     scratch(h2);
     // SwiGLU's output (the widest activation but one) is not held for backward: down_proj's adapter gets it
     // recomputed from gate and up, which SwiGLU's own backward keeps anyway (−1.5 MB a layer at 256 tokens).
-    const act = swiglu(tape, gate, up);
-    const down = proj("down_proj", act, () => swigluForward(gate.data, up.data));
+    const act = swiglu(tape, gate, up, c.mlpActivation);
+    let down = proj("down_proj", act, () => gluForward("recompute", c.mlpActivation, gate.data, up.data));
     freeNow(act.data);
     scratch(gate, up);
+    if (w.mlpOutNorm) {
+      const raw = down;
+      down = rmsnorm(tape, raw, w.mlpOutNorm, c.rmsNormEps);
+      scratch(raw);
+    }
     const out = add(tape, x1, down);
     scratch(x1, down);
     return out;
@@ -290,15 +364,17 @@ export class LlamaModel implements CausalLm, Disposable {
     for (const layer of w.layers) {
       const a = layer.attention;
       bytes += layer.inputNorm.byteLength + layer.postAttentionNorm.byteLength;
-      for (const m of LINEAR_MODULES) bytes += blockLinear(layer, m).bytes;
-      for (const bias of [a.qBias, a.kBias, a.vBias]) bytes += bias?.byteLength ?? 0;
+      bytes += (layer.attentionOutNorm?.byteLength ?? 0) + (layer.mlpOutNorm?.byteLength ?? 0);
+      for (const m of blockModules(this.config)) bytes += blockLinear(layer, m).bytes;
+      for (const v of [a.qBias, a.kBias, a.vBias, a.qNorm, a.kNorm]) bytes += v?.byteLength ?? 0;
     }
     return bytes;
   }
 
   /** Frees the NF4 weights held by the kernel library (and closes a disk-backed embedding table). */
   close(): void {
-    for (const layer of this.weights.layers) for (const m of LINEAR_MODULES) blockLinear(layer, m).close();
+    const modules = blockModules(this.config);
+    for (const layer of this.weights.layers) for (const m of modules) blockLinear(layer, m).close();
     this.weights.embedTokens.close?.();
   }
 

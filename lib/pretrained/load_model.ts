@@ -21,6 +21,7 @@ import {
   loadModelConfig,
   type ModelConfig,
   modulePath,
+  queryScale,
 } from "../nn/config.ts";
 import { type DecoderLayerWeights, LlamaModel } from "../nn/llama.ts";
 import { DenseLinear, type Linear } from "../nn/linear.ts";
@@ -29,6 +30,7 @@ import type { DiskBf16Rows } from "./disk_embeddings.ts";
 import {
   findNf4Cache,
   type Nf4CacheOptions,
+  nf4CacheSupports,
   openNf4Cache,
   removeNf4Cache,
   writeNf4Cache,
@@ -84,10 +86,14 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     tokenizer = tokenizerFromGguf(gguf.file.metadata, path);
   }
   const progress = opts.progress ?? true;
-  const cache = opts.nf4Cache && (opts.quantize ?? "nf4") === "nf4" && !storedIn4Bits(source)
+  let cache = opts.nf4Cache && (opts.quantize ?? "nf4") === "nf4" && !storedIn4Bits(source)
     ? opts.nf4Cache
     : undefined;
   const log = cache?.log ?? ((line: string) => console.error(line));
+  if (cache && !nf4CacheSupports(config)) {
+    log(`NF4 cache: not available for ${config.architecture} yet; quantizing at load`);
+    cache = undefined;
+  }
   const done = (model: LlamaModel, nf4Cache?: LoadedModel["nf4Cache"]): LoadedModel => ({
     model,
     tokenizer,
@@ -177,7 +183,7 @@ export function buildModel(
       layers.push(reader.layer(l));
       bar?.increment();
     }
-    const norm = reader.f32("model.norm.weight", [config.hiddenSize]);
+    const norm = reader.norm("model.norm.weight", [config.hiddenSize]);
     const lmHead = tied
       ? embedTokens as Bf16Matrix
       : reader.bf16("lm_head.weight", [config.vocabSize, config.hiddenSize]);
@@ -207,21 +213,38 @@ class LayerReader {
     const qOut = c.numAttentionHeads * c.headDim;
     const kvOut = c.numKeyValueHeads * c.headDim;
     const linear = (m: LinearModule) => this.linear(modulePath(l, m), ...linearShape(c, m));
+    const fused = c.fusedLinears;
+    const norm = (name: string) => this.norm(`${p}.${name}.weight`, [c.hiddenSize]);
+    // The attention kernels scale scores by 1/√headDim; another scale (Gemma's query_pre_attn_scalar) is
+    // folded into the q norm, which multiplies every q feature just before.
+    const qScale = queryScale(c);
+    if (qScale !== 1 && !c.qkNorm) {
+      throw new FormatError(
+        this.source.path,
+        `an attention scale other than 1/√head_dim needs q norms to carry it`,
+      );
+    }
+    const sandwich = c.sandwichNorms;
     return {
-      inputNorm: this.f32(`${p}.input_layernorm.weight`, [c.hiddenSize]),
+      inputNorm: norm("input_layernorm"),
+      attentionOutNorm: sandwich ? norm("post_attention_layernorm") : undefined,
       attention: {
-        q: linear("q_proj"),
-        k: linear("k_proj"),
-        v: linear("v_proj"),
+        ...(fused
+          ? { qkv: linear("qkv_proj") }
+          : { q: linear("q_proj"), k: linear("k_proj"), v: linear("v_proj") }),
         o: linear("o_proj"),
         qBias: c.qkvBias ? this.f32(`${p}.self_attn.q_proj.bias`, [qOut]) : undefined,
         kBias: c.qkvBias ? this.f32(`${p}.self_attn.k_proj.bias`, [kvOut]) : undefined,
         vBias: c.qkvBias ? this.f32(`${p}.self_attn.v_proj.bias`, [kvOut]) : undefined,
+        qNorm: c.qkNorm ? this.norm(`${p}.self_attn.q_norm.weight`, [c.headDim], qScale) : undefined,
+        kNorm: c.qkNorm ? this.norm(`${p}.self_attn.k_norm.weight`, [c.headDim]) : undefined,
       },
-      postAttentionNorm: this.f32(`${p}.post_attention_layernorm.weight`, [c.hiddenSize]),
+      postAttentionNorm: norm(sandwich ? "pre_feedforward_layernorm" : "post_attention_layernorm"),
+      mlpOutNorm: sandwich ? norm("post_feedforward_layernorm") : undefined,
       mlp: {
-        gate: linear("gate_proj"),
-        up: linear("up_proj"),
+        ...(fused
+          ? { gateUp: linear("gate_up_proj") }
+          : { gate: linear("gate_proj"), up: linear("up_proj") }),
         down: linear("down_proj"),
       },
     };
@@ -249,6 +272,14 @@ class LayerReader {
   diskBf16(name: string, shape: number[]): DiskBf16Rows | undefined {
     this.checkShape(name, shape);
     return this.source.diskBf16(name, shape[0], shape[1]);
+  }
+
+  /** An RMSNorm weight as the kernel's scale: `offset + w` (Gemma stores w around 0), times `scale`. */
+  norm(name: string, shape: number[], scale = 1): Float32Array {
+    const w = this.f32(name, shape);
+    const offset = this.config.normWeightOffset;
+    if (offset === 0 && scale === 1) return w;
+    return w.map((v) => Math.fround(Math.fround(offset + v) * scale));
   }
 
   bf16(name: string, shape: number[]): Bf16Matrix {

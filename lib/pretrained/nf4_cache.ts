@@ -54,6 +54,20 @@ export interface Nf4CacheManifest {
   checksums: Record<string, string>;
 }
 
+/**
+ * Architectures whose weights the cache writes in full (separate q/k/v/o and gate/up/down, optional q/k/v
+ * biases, plain RMSNorm weights). Others (fused linears, per-head norms, Gemma's offset norms) load without it.
+ */
+const CACHED_ARCHITECTURES: readonly string[] = [
+  "LlamaForCausalLM",
+  "MistralForCausalLM",
+  "Qwen2ForCausalLM",
+];
+
+export function nf4CacheSupports(config: ModelConfig): boolean {
+  return CACHED_ARCHITECTURES.includes(config.architecture) && (config.normWeightOffset ?? 0) === 0;
+}
+
 /** The cache directory of the model at `source`. */
 export function nf4CacheDir(root: string, source: string): string {
   const absolute = resolve(source);

@@ -15,8 +15,9 @@ import { parse as parseYaml, YAMLParseError } from "yaml";
 import { z } from "zod";
 import { canonicalFlag } from "./cli_aliases.ts";
 import { resolveUserPaths } from "./user_paths.ts";
-import { ALL_LINEAR, LLAMA_LINEAR_NAMES } from "../io/peft/config.ts";
+import { ALL_LINEAR, BLOCK_LINEAR_NAMES } from "../io/peft/config.ts";
 import { SCHEDULES } from "./schedule.ts";
+import { kernelName } from "../../ffi/runtime.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // Field types, with messages that read well after the field's name.
@@ -37,10 +38,10 @@ const targets = z.preprocess(
   (v) => typeof v === "string" && v !== ALL_LINEAR ? v.split(",").map((s) => s.trim()).filter(Boolean) : v,
   z.union([
     z.literal(ALL_LINEAR),
-    z.array(z.string()).min(1).refine((names) => names.every((n) => LLAMA_LINEAR_NAMES.includes(n)), {
-      error: `must be "${ALL_LINEAR}" or names among ${LLAMA_LINEAR_NAMES.join(", ")}`,
+    z.array(z.string()).min(1).refine((names) => names.every((n) => BLOCK_LINEAR_NAMES.includes(n)), {
+      error: `must be "${ALL_LINEAR}" or names among ${BLOCK_LINEAR_NAMES.join(", ")}`,
     }),
-  ], { error: `must be "${ALL_LINEAR}" or names among ${LLAMA_LINEAR_NAMES.join(", ")}` }),
+  ], { error: `must be "${ALL_LINEAR}" or names among ${BLOCK_LINEAR_NAMES.join(", ")}` }),
 );
 
 /** `prompt=question,completion=answer` (or an object in a config file): record key → the file's key. */
@@ -151,7 +152,7 @@ export const TrainingArgsSchema = z.strictObject({
     dropout: unit("[0, 1)", "lt").default(0.05).describe("dropout on the adapters' inputs"),
     /** Which linears get adapters: "all-linear" or a list such as q_proj,v_proj. */
     targets: targets.default(ALL_LINEAR).describe(
-      `adapted linears: "${ALL_LINEAR}" or a comma list (${LLAMA_LINEAR_NAMES.join(",")})`,
+      `adapted linears: "${ALL_LINEAR}" or a comma list (${BLOCK_LINEAR_NAMES.join(",")})`,
     ),
     /** Rank-stabilised LoRA: scale alpha / √r. */
     rslora: bool.default(false).describe("rank-stabilised scaling alpha / sqrt(rank)"),
@@ -194,8 +195,10 @@ export const TrainingArgsSchema = z.strictObject({
    * finetune` then also leaves an untied bf16 embedding table in its file, reading the rows of each batch.
    */
   gradientCheckpointing: bool.default(false).describe("recompute activations in backward (saves memory)"),
-  /** Precision of the frozen weights' GEMMs. */
-  compute: z.enum(["f32", "bf16"], { error: "must be f32 or bf16" }).default("f32")
+  /** Precision of the frozen weights' GEMMs: bf16 where the CPU path has bf16 units (AMX, AVX512-BF16) —
+   * the default fine-tune reaches the f32 run's eval loss and exact match there (README) — else f32. */
+  compute: z.enum(["f32", "bf16"], { error: "must be f32 or bf16" })
+    .default(() => (["amx", "avx512bf16"].includes(kernelName()) ? "bf16" : "f32"))
     .describe("GEMM compute precision of the frozen weights"),
   /**
    * Keep the quantized model in the NF4 cache (`$QLORA_CACHE/nf4/`, a bnb-4bit safetensors directory) and reuse

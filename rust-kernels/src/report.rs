@@ -47,10 +47,12 @@ pub enum Route {
     Avx512 = 2,
     /// AVX512-BF16 dot products (`vdpbf16ps`).
     Avx512Bf16 = 3,
+    /// AMX-BF16 tiles (`tdpbf16ps`).
+    Amx = 4,
 }
 
 impl Route {
-    pub const ALL: [Route; 4] = [Route::Scalar, Route::Avx2, Route::Avx512, Route::Avx512Bf16];
+    pub const ALL: [Route; 5] = [Route::Scalar, Route::Avx2, Route::Avx512, Route::Avx512Bf16, Route::Amx];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -58,6 +60,7 @@ impl Route {
             Route::Avx2 => "avx2",
             Route::Avx512 => "avx512",
             Route::Avx512Bf16 => "avx512-bf16",
+            Route::Amx => "amx",
         }
     }
 
@@ -76,6 +79,17 @@ pub fn route(family: Family, kernel: Kernel) -> Route {
         Family::GemmF32 | Family::Nf4Decode => Route::of_kernel(kernel),
         Family::GemmBf16 => crate::gemm::driver::bf16_route(kernel),
         Family::Ops | Family::Attention => crate::ops::exec::Path::for_kernel(kernel).route(),
+    }
+}
+
+/// What `family` runs while `path` is active: a path with a bf16 unit sends weight products at bf16 compute
+/// to it (`gemm/native.rs`); everything else follows the path's SIMD family.
+pub fn route_for_path(family: Family, path: crate::dispatch::Path) -> Route {
+    let cpu = crate::dispatch::cpu();
+    match (family, path.bf16_unit()) {
+        (Family::GemmBf16, crate::dispatch::Bf16Unit::Amx) if cpu.amx_bf16 => Route::Amx,
+        (Family::GemmBf16, crate::dispatch::Bf16Unit::Dot) if cpu.avx512_bf16 => Route::Avx512Bf16,
+        _ => route(family, path.kernel()),
     }
 }
 
@@ -99,8 +113,8 @@ pub fn used(family: Family) -> Vec<Route> {
 }
 
 /// `family=route;…` for the active path, e.g. `gemm-f32=avx512;…;attention=avx2`.
-pub fn describe_routes(kernel: Kernel) -> String {
-    Family::ALL.map(|f| format!("{}={}", f.name(), route(f, kernel).name())).join(";")
+pub fn describe_routes(path: crate::dispatch::Path) -> String {
+    Family::ALL.map(|f| format!("{}={}", f.name(), route_for_path(f, path).name())).join(";")
 }
 
 /// `family=route,route;…` of what ran so far (an empty list for a family that has not run).

@@ -34,7 +34,9 @@ testOnEveryPath(import.meta, {
   "every kernel family runs the path kernelReport names, and none claims a path the CPU lacks": () => {
     const report = kernelReport();
     assert.deepEqual(Object.keys(report), ["gemm-f32", "nf4-decode", "gemm-bf16", "ops", "attention"]);
-    assert.equal(report["gemm-f32"], kernelName());
+    // avx512bf16 and amx are the AVX-512 family with a bf16 unit: their f32 kernels are avx512's.
+    const family = ["avx512bf16", "amx"].includes(kernelName()) ? "avx512" : kernelName();
+    assert.equal(report["gemm-f32"], family);
     const offered = new Set<string>(cpuFeatures());
     if (offered.has("bf16dot")) offered.add("avx512-bf16");
     for (const [family, route] of Object.entries(report)) {
@@ -65,6 +67,19 @@ Deno.test("asking for a path the CPU lacks or an unknown one is a clear error", 
   if (!cpuFeatures().includes("avx512")) {
     assert.throws(() => setKernel("avx512"), /this CPU cannot run the avx512 path/);
   }
+  // The message names every path and what this CPU has, so a typo in QLORA_KERNEL is easy to fix.
+  assert.throws(
+    () => setKernel("amx2" as "amx"),
+    (e: unknown) =>
+      e instanceof KernelError && /scalar, avx2, avx512, avx512bf16, amx/.test(e.message) &&
+      e.message.includes(`this CPU has: ${cpuFeatures().join(",")}`),
+  );
+  for (const path of ["avx512bf16", "amx"] as const) {
+    if (!availableKernels().includes(path)) {
+      assert.throws(() => setKernel(path), new RegExp(`this CPU cannot run the ${path} path`));
+    }
+  }
+  console.log(`paths on this CPU: ${availableKernels().join(", ")}`);
 });
 
 Deno.test("thread count can be set and restored", () => {

@@ -1,6 +1,10 @@
 /** LoraLinear: PEFT's initialisation, scaling, fuse(); LoraModel: which modules, PEFT names. */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { Nf4Weight } from "../../ffi/nf4.ts";
+import { ALL_LINEAR, createAdapterConfig } from "../../lib/io/peft/config.ts";
+import { readPeftAdapter } from "../../lib/io/peft/read.ts";
+import { writePeftAdapter } from "../../lib/io/peft/write.ts";
 import { Tensor } from "../../lib/autograd/tensor.ts";
 import { DenseLinear } from "../../lib/nn/linear.ts";
 import { Rng } from "../../lib/random.ts";
@@ -93,4 +97,34 @@ Deno.test("LoraModel: backward needs a forward first; zeroGrad clears", async ()
   p.grad!.fill(3);
   lora.zeroGrad();
   assert.ok(p.grad!.every((v) => v === 0));
+});
+
+Deno.test("Phi-3's fused linears: all-linear adapts qkv_proj, o_proj, gate_up_proj, down_proj and saves under PEFT's names", async () => {
+  using model = await tinyModel("tiny_phi3", "nf4");
+  const lora = new LoraModel(model, { rank: 2, alpha: 4, seed: 1 });
+  const modules = [...lora.adapters.keys()].filter((m) => m.startsWith("model.layers.0."));
+  assert.deepEqual(modules, [
+    "model.layers.0.self_attn.qkv_proj",
+    "model.layers.0.self_attn.o_proj",
+    "model.layers.0.mlp.gate_up_proj",
+    "model.layers.0.mlp.down_proj",
+  ]);
+  assert.throws(
+    () => new LoraModel(model, { rank: 2, alpha: 4, targetModules: ["q_proj"] }),
+    /LoRA target module "q_proj" is not a linear of this Phi3ForCausalLM \(it has qkv_proj, o_proj, gate_up_proj, down_proj\)/,
+  );
+  const dir = Deno.makeTempDirSync();
+  try {
+    const config = createAdapterConfig({ r: 2, loraAlpha: 4, targetModules: ALL_LINEAR });
+    writePeftAdapter(dir, config, lora.adapterWeights(), { model: model.config });
+    const saved = JSON.parse(Deno.readTextFileSync(join(dir, "adapter_config.json")));
+    assert.deepEqual(saved.target_modules, ["down_proj", "gate_up_proj", "o_proj", "qkv_proj"]);
+    const back = readPeftAdapter(dir, model.config);
+    assert.equal(back.layers.size, 2 * 4);
+    assert.deepEqual([...back.layers.get("model.layers.1.self_attn.qkv_proj")!.A], [
+      ...lora.adapterWeights().get("model.layers.1.self_attn.qkv_proj")!.A,
+    ]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

@@ -1,6 +1,7 @@
 /**
  * PEFT-written adapters (tests/fixtures/peft, made by make_peft_fixtures.py with PEFT 0.21.2) applied to our
- * model give PEFT's logits: all-linear, a q/v rsLoRA adapter with a rank pattern, and a bf16 adapter.
+ * model give PEFT's logits: all-linear, a q/v rsLoRA adapter with a rank pattern, and a bf16 adapter on
+ * tiny_llama; all-linear on tiny_phi3 (PEFT's adapters on the fused qkv_proj and gate_up_proj).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -12,13 +13,22 @@ import { buildModel } from "../../lib/pretrained/load_model.ts";
 import { SafetensorsSource } from "../../lib/pretrained/weight_source.ts";
 import { LoraModel } from "../../lib/lora/model.ts";
 
-const TINY = fileURLToPath(new URL("../fixtures/model/tiny_llama/", import.meta.url));
+const MODELS = fileURLToPath(new URL("../fixtures/model/", import.meta.url));
+const TINY = join(MODELS, "tiny_llama");
 const PEFT = fileURLToPath(new URL("../fixtures/peft/", import.meta.url));
 
-for (const name of ["all_linear", "qv_rslora", "bf16_layers"]) {
+for (
+  const [name, baseName] of [
+    ["all_linear", "tiny_llama"],
+    ["qv_rslora", "tiny_llama"],
+    ["bf16_layers", "tiny_llama"],
+    ["phi3_all_linear", "tiny_phi3"],
+  ]
+) {
   Deno.test(`PEFT adapter ${name}: our logits with it applied equal PEFT's within 1e-4`, async () => {
-    const config = await loadModelConfig(join(TINY, "config.json"));
-    using source = SafetensorsSource.open(TINY);
+    const dir = join(MODELS, baseName);
+    const config = await loadModelConfig(join(dir, "config.json"));
+    using source = SafetensorsSource.open(dir);
     using base = buildModel(source, config, { quantize: "none" });
     const adapter = readPeftAdapter(join(PEFT, name), config);
     const adapted = LoraModel.fromWeights(base, adapter.layers);

@@ -11,11 +11,17 @@ import {
   type ModelConfig,
   parseModelConfig,
   ropeInvFreq,
+  ropeSettingsAt,
 } from "../../lib/nn/config.ts";
 import { smollm2Path } from "../text/_smollm2.ts";
 
 const fixtures = fileURLToPath(new URL("../fixtures/configs/", import.meta.url));
-type Expected = Record<string, number | boolean | number[] | string | null> & { invFreq: number[] };
+type Expected = Record<string, number | boolean | number[] | string | null> & {
+  invFreq: number[];
+  invFreqLong?: number[];
+  localInvFreq?: number[];
+  attentionScaling: number;
+};
 const expected: Record<string, Expected> = JSON.parse(
   await readFile(join(fixtures, "expected.json"), "utf8"),
 );
@@ -33,7 +39,7 @@ for (const name of Object.keys(expected)) {
     const config = await loadModelConfig(join(fixtures, name, "config.json"));
     const want = expected[name];
     for (const key of Object.keys(want)) {
-      if (key === "invFreq" || key === "ropeType" || key === "attentionScaling") continue;
+      if (["invFreq", "invFreqLong", "localInvFreq", "ropeType", "attentionScaling"].includes(key)) continue;
       assert.deepEqual(config[key as keyof ModelConfig], want[key], key);
     }
     assert.equal(config.ropeScaling?.type ?? "default", want.ropeType);
@@ -47,6 +53,19 @@ for (const name of Object.keys(expected)) {
     const worst = Math.max(...want.map((value, i) => ulps(invFreq[i], value)));
     // Bit-identical today; were torch's powf ever to round differently, this says by how much.
     assert.equal(worst, 0, `largest difference ${worst} ulp`);
+    const { attentionScaling } = ropeSettingsAt(config, 0);
+    assert.ok(Math.abs(attentionScaling - expected[name].attentionScaling) < 1e-12, `${attentionScaling}`);
+    const long = expected[name].invFreqLong;
+    if (long !== undefined) {
+      const got = ropeInvFreq(config, undefined, { long: true });
+      assert.equal(Math.max(...long.map((value, i) => ulps(got[i], value))), 0, "long factors");
+      assert.equal(ropeSettingsAt(config, config.maxPositionEmbeddings - 1).long, true);
+    }
+    const local = expected[name].localInvFreq;
+    if (local !== undefined) {
+      const got = ropeInvFreq({ ...config, ropeTheta: config.localRopeTheta!, ropeScaling: null });
+      assert.equal(Math.max(...local.map((value, i) => ulps(got[i], value))), 0, "local layers");
+    }
   });
 }
 
@@ -116,12 +135,12 @@ Deno.test("bad input: each error names the file and the problem", async () => {
   fails(
     { ...raw, architectures: ["GPT2LMHeadModel"] },
     'unsupported architecture "GPT2LMHeadModel" ' +
-      "(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)",
+      "(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Gemma3ForCausalLM)",
   );
   fails(
     { ...raw, architectures: undefined },
     'missing "architectures" (expected one of LlamaForCausalLM, ' +
-      "MistralForCausalLM, Qwen2ForCausalLM)",
+      "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Gemma3ForCausalLM)",
   );
   fails({ ...raw, num_attention_heads: 0 }, '"num_attention_heads" must be a positive integer, found 0');
   fails({ ...raw, vocab_size: "49152" }, '"vocab_size" must be a positive integer, found "49152"');
@@ -130,7 +149,7 @@ Deno.test("bad input: each error names the file and the problem", async () => {
   fails(
     { ...raw, rope_scaling: { rope_type: "yarn", factor: 4 } },
     'unsupported rope_scaling type "yarn" ' +
-      "(supported: default, linear, llama3)",
+      "(supported: default, linear, llama3, longrope for Phi-3)",
   );
   fails(
     { ...raw, rope_scaling: { rope_type: "llama3", factor: 8 } },
@@ -212,10 +231,41 @@ Deno.test("configFromGguf: bad input names the file and key", () => {
   assert.throws(() => configFromGguf({}, [], file), /^FormatError: m.gguf: missing "general.architecture"$/);
   assert.throws(
     () => configFromGguf({ "general.architecture": "gpt2" }, [], file),
-    /m.gguf: unsupported general.architecture "gpt2" \(supported: llama, qwen2\)/,
+    /m.gguf: unsupported general.architecture "gpt2" \(supported: llama, qwen2, qwen3\)/,
   );
   assert.throws(
     () => configFromGguf({ "general.architecture": "llama", "llama.embedding_length": 64 }, [], file),
     /m.gguf: missing "llama.attention.head_count" \(needed for llama\)/,
+  );
+});
+
+Deno.test("configFromGguf: qwen3 has q/k norms (attn_q_norm), an explicit head size and no biases", () => {
+  const metadata = {
+    "general.architecture": "qwen3",
+    "qwen3.embedding_length": 1024,
+    "qwen3.block_count": 28,
+    "qwen3.feed_forward_length": 3072,
+    "qwen3.attention.head_count": 16,
+    "qwen3.attention.head_count_kv": 8,
+    "qwen3.attention.key_length": 128,
+    "qwen3.attention.layer_norm_rms_epsilon": 1e-6,
+    "qwen3.rope.freq_base": 1000000,
+    "qwen3.context_length": 40960,
+    "tokenizer.ggml.tokens": ["a", "b", "c"],
+  };
+  const config = configFromGguf(metadata, ["token_embd.weight", "blk.0.attn_q_norm.weight"]);
+  assert.equal(config.architecture, "Qwen3ForCausalLM");
+  assert.equal(config.qkNorm, true);
+  assert.equal(config.headDim, 128);
+  assert.equal(config.qkvBias, false);
+  assert.equal(config.tieWordEmbeddings, true);
+});
+
+Deno.test("Qwen3 with attention_bias: true is refused by name (its o_proj bias is not modelled)", async () => {
+  const raw = await rawConfig("qwen3-0.6b");
+  assert.throws(
+    () => parseModelConfig({ ...raw, attention_bias: true }, "q3.json"),
+    (e: Error) =>
+      e instanceof FormatError && /q3\.json.*attention_bias: true is not supported/.test(e.message),
   );
 });

@@ -1,6 +1,8 @@
 /**
  * The model against HF transformers: tiny random Llama (GQA, llama3 rope scaling, in % 64 ≠ 0) and Qwen2
- * (q/k/v biases, tied embeddings) written by tests/fixtures/model/make_model_fixtures.py. Logits on the
+ * (q/k/v biases, tied embeddings) written by tests/fixtures/model/make_model_fixtures.py, and the families of
+ * make_family_fixtures.py: Qwen3 (per-head q/k RMSNorm, head_dim ≠ hidden / heads), Phi-3 (fused qkv_proj and
+ * gate_up_proj, partial rotary, LongRoPE: short factors at length 7, long ones at 19). Logits on the
  * unquantized weights within 1e-4 max-abs; with NF4 within 1e-3 of transformers run on the NF4-dequantized
  * weights (bitsandbytes' quantize → dequantize, which our quantization reproduces byte for byte).
  */
@@ -37,7 +39,7 @@ function expected(name: string) {
   };
 }
 
-for (const name of ["tiny_llama", "tiny_qwen2"]) {
+for (const name of ["tiny_llama", "tiny_qwen2", "tiny_qwen3", "tiny_phi3", "tiny_gemma3"]) {
   for (const [quantize, key, budget] of [["none", "f32", 1e-4], ["nf4", "nf4", 1e-3]] as const) {
     Deno.test(`${name}: logits (${quantize === "none" ? "unquantized" : "NF4"}) match transformers within ${budget}`, async () => {
       using model = await load(name, quantize);

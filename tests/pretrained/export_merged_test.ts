@@ -39,8 +39,17 @@ import { GgufFile } from "../../lib/io/gguf/file.ts";
 import type { LoraWeights } from "../../lib/lora/weights.ts";
 import { readPeftAdapter } from "../../lib/io/peft/read.ts";
 import { SafetensorsReader } from "../../lib/io/safetensors/reader.ts";
-import { configFromGguf, loadModelConfig, type ModelConfig, parseModelConfig } from "../../lib/nn/config.ts";
-import { type DecoderLayerWeights, LlamaModel } from "../../lib/nn/llama.ts";
+import {
+  blockModules,
+  configFromGguf,
+  type LinearModule,
+  loadModelConfig,
+  type ModelConfig,
+  modulePath,
+  parseModelConfig,
+  queryScale,
+} from "../../lib/nn/config.ts";
+import { blockLinear, type DecoderLayerWeights, LlamaModel } from "../../lib/nn/llama.ts";
 import { DenseLinear, type Linear } from "../../lib/nn/linear.ts";
 import { buildModel, type Quantization } from "../../lib/pretrained/load_model.ts";
 import { GgufSource, SafetensorsSource, type WeightSource } from "../../lib/pretrained/weight_source.ts";
@@ -54,7 +63,6 @@ const FIXTURES = fileURLToPath(new URL("../fixtures/", import.meta.url));
 const MODEL = (name: string) => join(FIXTURES, "model", name);
 const GGUF = (name: string) => join(FIXTURES, "gguf", `${name}.gguf`);
 const PEFT_ALL_LINEAR = join(FIXTURES, "peft", "all_linear");
-const LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
 
 async function withTmp(body: (dir: string) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "qlora-export-"));
@@ -111,34 +119,44 @@ function referenceWeight(base: Linear, lora?: LoraWeights): Float32Array {
 /** The merged model as the export should store it, built in memory. */
 function referenceModel(base: LlamaModel, adapters: ReadonlyMap<string, LoraWeights>): LlamaModel {
   const round = (v?: Float32Array) => (v === undefined ? undefined : toBf16(v));
+  // A norm as the checkpoint stores it (Gemma: w of `1 + w`, q's folded scale undone) in bf16, read back.
+  const f = Math.fround;
+  const [offset, qScale] = [base.config.normWeightOffset, queryScale(base.config)];
+  const norm = (v: Float32Array | undefined, scale = 1) =>
+    v && toBf16(v.map((x) => f(f(x / scale) - offset))).map((x) => f(f(offset + x) * scale));
+  const modules = blockModules(base.config);
   const layers = base.weights.layers.map((layer, l): DecoderLayerWeights => {
-    const at = (path: string, linear: Linear) =>
-      new DenseLinear(
-        referenceWeight(linear, adapters.get(`model.layers.${l}.${path}`)),
+    const at = (m: LinearModule) => {
+      if (!modules.includes(m)) return undefined;
+      const linear = blockLinear(layer, m);
+      return new DenseLinear(
+        referenceWeight(linear, adapters.get(modulePath(l, m))),
         linear.rows,
         linear.cols,
       );
+    };
     const a = layer.attention;
     return {
-      inputNorm: toBf16(layer.inputNorm),
-      postAttentionNorm: toBf16(layer.postAttentionNorm),
+      inputNorm: norm(layer.inputNorm)!,
+      postAttentionNorm: norm(layer.postAttentionNorm)!,
+      attentionOutNorm: norm(layer.attentionOutNorm),
+      mlpOutNorm: norm(layer.mlpOutNorm),
       attention: {
-        q: at("self_attn.q_proj", a.q),
-        k: at("self_attn.k_proj", a.k),
-        v: at("self_attn.v_proj", a.v),
-        o: at("self_attn.o_proj", a.o),
+        q: at("q_proj"),
+        k: at("k_proj"),
+        v: at("v_proj"),
+        qkv: at("qkv_proj"),
+        o: at("o_proj")!,
         qBias: round(a.qBias),
         kBias: round(a.kBias),
         vBias: round(a.vBias),
+        qNorm: norm(a.qNorm, qScale),
+        kNorm: norm(a.kNorm),
       },
-      mlp: {
-        gate: at("mlp.gate_proj", layer.mlp.gate),
-        up: at("mlp.up_proj", layer.mlp.up),
-        down: at("mlp.down_proj", layer.mlp.down),
-      },
+      mlp: { gate: at("gate_proj"), up: at("up_proj"), gateUp: at("gate_up_proj"), down: at("down_proj")! },
     };
   });
-  return new LlamaModel(base.config, { ...base.weights, layers, norm: toBf16(base.weights.norm) });
+  return new LlamaModel(base.config, { ...base.weights, layers, norm: norm(base.weights.norm)! });
 }
 
 /** A LoRA with seeded A ~ U(±1/√in) and small B on every linear of every layer. */
@@ -148,11 +166,9 @@ function randomAdapters(model: LlamaModel, r = 4, scale = 2, seed = 7): Map<stri
     Float32Array.from({ length: n }, () => (2 * rng.next() - 1) * bound);
   const adapters = new Map<string, LoraWeights>();
   for (const [l, layer] of model.weights.layers.entries()) {
-    const a = layer.attention;
-    const linears = [a.q, a.k, a.v, a.o, layer.mlp.gate, layer.mlp.up, layer.mlp.down];
-    for (const [i, linear] of linears.entries()) {
-      const parent = i < 4 ? "self_attn" : "mlp";
-      adapters.set(`model.layers.${l}.${parent}.${LINEARS[i]}`, {
+    for (const m of blockModules(model.config)) {
+      const linear = blockLinear(layer, m);
+      adapters.set(modulePath(l, m), {
         A: uniform(r * linear.cols, 1 / Math.sqrt(linear.cols)),
         B: uniform(linear.rows * r, 0.05),
         r,
@@ -182,15 +198,7 @@ function assertWeightsMatch(merged: LlamaModel, reference: LlamaModel): void {
   let flips = 0, total = 0;
   for (const [l, layer] of merged.weights.layers.entries()) {
     const ref = reference.weights.layers[l];
-    const pairs = [
-      [layer.attention.q, ref.attention.q],
-      [layer.attention.k, ref.attention.k],
-      [layer.attention.v, ref.attention.v],
-      [layer.attention.o, ref.attention.o],
-      [layer.mlp.gate, ref.mlp.gate],
-      [layer.mlp.up, ref.mlp.up],
-      [layer.mlp.down, ref.mlp.down],
-    ];
+    const pairs = blockModules(merged.config).map((m) => [blockLinear(layer, m), blockLinear(ref, m)]);
     for (const [got, want] of pairs) {
       const g = f32ToBf16(weightOf(got)), w = f32ToBf16(weightOf(want));
       for (let i = 0; i < g.length; i++) {
@@ -203,6 +211,9 @@ function assertWeightsMatch(merged: LlamaModel, reference: LlamaModel): void {
     assert.deepEqual(layer.inputNorm, ref.inputNorm);
     assert.deepEqual(layer.postAttentionNorm, ref.postAttentionNorm);
     assert.deepEqual(layer.attention.qBias, ref.attention.qBias);
+    assert.deepEqual(layer.attention.kNorm, ref.attention.kNorm);
+    assert.deepEqual(layer.attention.qNorm, ref.attention.qNorm);
+    assert.deepEqual(layer.mlpOutNorm, ref.mlpOutNorm);
   }
   assert.ok(flips <= total * 1e-3, `${flips} of ${total} weights one bf16 step off`);
 }
@@ -303,6 +314,36 @@ Deno.test("tied tiny_qwen2: no lm_head.weight, q/k/v biases in bf16, logits of t
     assert.ok(maxAbsDiff(logits, adapted) <= bf16Budget(adapted));
   });
 });
+
+const FAMILIES = [
+  ["tiny_qwen3", "qwen3", "model.layers.1.self_attn.k_norm.weight"],
+  ["tiny_phi3", "phi3", "model.layers.1.mlp.gate_up_proj.weight"],
+  ["tiny_gemma3", "gemma3_text", "model.layers.1.post_feedforward_layernorm.weight"],
+] as const;
+for (const [name, modelType, tensor] of FAMILIES) {
+  Deno.test(`${name}: ${tensor.split(".").slice(-2).join(".")} exported; the merged model loads back with the adapted logits`, async () => {
+    await withTmp(async (tmp) => {
+      const source: ExportSource = { kind: "hf-dir", dir: MODEL(name) };
+      using base = await loadSource(source, "none");
+      const adapters = randomAdapters(base);
+      const out = join(tmp, "merged");
+      await exportMergedModel(out, { model: base, adapters, source });
+      using file = SafetensorsReader.open(join(out, "model.safetensors"));
+      assert.equal(file.info(tensor).dtype, "BF16");
+      assert.equal(readJson(join(out, "config.json")).model_type, modelType);
+
+      using merged = await loadMerged(out);
+      using reference = referenceModel(base, adapters);
+      assertWeightsMatch(merged, reference);
+      const ids = Uint32Array.from([1, 17, 299, 0, 42, 128, 7]);
+      const logits = merged.forward(ids);
+      assert.ok(maxAbsDiff(logits, reference.forward(ids)) <= 1e-4);
+      const adapted = LoraModel.fromWeights(base, adapters).forward(ids);
+      assert.ok(maxAbsDiff(adapted, base.forward(ids)) > 0.1, "the adapter changes the logits");
+      assert.ok(maxAbsDiff(logits, adapted) <= bf16Budget(adapted));
+    });
+  });
+}
 
 Deno.test("config.json from an HF dir: its keys pass through, quantization_config goes, dtype is bf16", async () => {
   await withTmp(async (tmp) => {

@@ -10,8 +10,11 @@ import { SafetensorsSource } from "../../lib/pretrained/weight_source.ts";
 
 export const MODELS = fileURLToPath(new URL("../fixtures/model/", import.meta.url));
 
+/** The tiny random checkpoints of tests/fixtures/model/ (make_model_fixtures.py, make_family_fixtures.py). */
+export type TinyModelName = "tiny_llama" | "tiny_qwen2" | "tiny_qwen3" | "tiny_phi3" | "tiny_gemma3";
+
 export async function tinyModel(
-  name: "tiny_llama" | "tiny_qwen2",
+  name: TinyModelName,
   quantize: Quantization,
 ): Promise<LlamaModel> {
   const dir = join(MODELS, name);

@@ -18,6 +18,8 @@ export interface AttentionLayout {
   headDim: number;
   /** The sequences as `[firstRow, rows]`, disjoint and in order; rows outside all of them get o = 0. */
   sequences: readonly (readonly [number, number])[];
+  /** Sliding window: a row sees the `window` keys ending at its own position (absent: all earlier keys). */
+  window?: number;
 }
 
 /** The cached keys and values of one sequence, `[positions, kvHeads·headDim]`; the rows of q are positions `offset…`. */
@@ -33,7 +35,7 @@ export function cachedAttention(
   past: PastKeys,
   layout: Omit<AttentionLayout, "sequences">,
 ): Tensor {
-  const { heads, kvHeads, headDim } = layout;
+  const { heads, kvHeads, headDim, window } = layout;
   const kw = kvHeads * headDim;
   const keys = past.keys.length / kw;
   if (q.cols !== heads * headDim || !Number.isInteger(keys) || past.values.length !== past.keys.length) {
@@ -55,6 +57,7 @@ export function cachedAttention(
     kvHeads,
     headDim,
     qOffset: past.offset,
+    window,
   }, { o, lse: null });
   return new Tensor(o, q.shape);
 }
@@ -66,7 +69,7 @@ export function attention(
   v: Tensor,
   layout: AttentionLayout,
 ): Tensor {
-  const { heads, kvHeads, headDim, sequences } = layout;
+  const { heads, kvHeads, headDim, sequences, window } = layout;
   const [qw, kw] = [heads * headDim, kvHeads * headDim];
   const rows = q.rows;
   if (q.cols !== qw || k.cols !== kw || v.cols !== kw || k.rows !== rows || v.rows !== rows) {
@@ -89,7 +92,7 @@ export function attention(
     q: [first * qw, (first + n) * qw] as const,
     kv: [first * kw, (first + n) * kw] as const,
     lse: lse.subarray(first * heads, (first + n) * heads),
-    shape: { tokens: n, keys: n, heads, kvHeads, headDim },
+    shape: { tokens: n, keys: n, heads, kvHeads, headDim, window },
   });
   for (const [first, n] of sequences) {
     const s = slices(first, n);

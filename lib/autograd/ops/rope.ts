@@ -8,13 +8,17 @@ import { ropeBackward, ropeForward, type RopeTable } from "../../../ffi/ops.ts";
 import { addGrad, type Tape } from "../tape.ts";
 import { Tensor } from "../tensor.ts";
 
-/** Rotates `x [tokens, heads·headDim]` by `table` (one row per token), consuming `x`. */
+/**
+ * Rotates `x [tokens, heads·headDim]` by `table` (one row per token), consuming `x`; a table narrower than
+ * the head turns its first features only (partial rotary).
+ */
 export function ropeInPlace(tape: Tape | undefined, x: Tensor, heads: number, table: RopeTable): Tensor {
-  ropeForward(x.data, heads, table);
+  const headDim = x.cols / heads;
+  ropeForward(x.data, heads, table, headDim);
   const out = new Tensor(x.data, x.shape);
   tape?.record("rope", [x], [out], () => {
     const g = out.grad!;
-    ropeBackward(g, heads, table);
+    ropeBackward(g, heads, table, headDim);
     addGrad(x, g);
   });
   return out;

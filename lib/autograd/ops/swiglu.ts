@@ -1,13 +1,21 @@
-/** SwiGLU's gating: `h = silu(g) · u` (g = gate_proj(x), u = up_proj(x)). */
-import { swigluBackward, swigluForward } from "../../../ffi/ops.ts";
+/**
+ * The gate of a gated MLP: `h = act(g) · u` (g = gate_proj(x), u = up_proj(x)), act = SiLU (SwiGLU: Llama,
+ * Qwen, Phi) or tanh GELU (GeGLU: Gemma).
+ */
+import { type GateActivation, gluBackward, gluForward } from "../../../ffi/ops.ts";
 import { addGrad, type Tape } from "../tape.ts";
 import { Tensor } from "../tensor.ts";
 
-export function swiglu(tape: Tape | undefined, g: Tensor, u: Tensor): Tensor {
-  const out = new Tensor(swigluForward(g.data, u.data), g.shape);
+export function swiglu(
+  tape: Tape | undefined,
+  g: Tensor,
+  u: Tensor,
+  activation: GateActivation = "silu",
+): Tensor {
+  const out = new Tensor(gluForward("swiglu", activation, g.data, u.data), g.shape);
   const [gData, uData] = [g.data, u.data];
-  tape?.record("swiglu", [g, u], [out], () => {
-    const { dg, du } = swigluBackward(out.grad!, gData, uData);
+  tape?.record(activation === "silu" ? "swiglu" : "geglu", [g, u], [out], () => {
+    const { dg, du } = gluBackward("swiglu backward", activation, out.grad!, gData, uData);
     if (g.requiresGrad) addGrad(g, dg);
     if (u.requiresGrad) addGrad(u, du);
   });

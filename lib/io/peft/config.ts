@@ -43,8 +43,18 @@ export interface AdapterConfig {
 
 /** The LoRA targets PEFT picks for Llama, Mistral and Qwen2 when a config names none. */
 const PEFT_DEFAULT_TARGETS = ["q_proj", "v_proj"];
-/** What `ALL_LINEAR` stands for in a Llama-family model (PEFT leaves out lm_head), sorted. */
-export const LLAMA_LINEAR_NAMES: readonly string[] = [...LINEAR_MODULES].sort();
+/** What `ALL_LINEAR` stands for in a Llama-family model with separate projections (PEFT leaves out lm_head), sorted. */
+export const LLAMA_LINEAR_NAMES: readonly string[] = [
+  "down_proj",
+  "gate_proj",
+  "k_proj",
+  "o_proj",
+  "q_proj",
+  "up_proj",
+  "v_proj",
+];
+/** Every block linear name of the families we run (Phi-3's fused `qkv_proj`, `gate_up_proj` included), sorted. */
+export const BLOCK_LINEAR_NAMES: readonly string[] = [...LINEAR_MODULES].sort();
 
 /** A config with PEFT's defaults for everything not given (`r` 8, alpha 8, q/v projections, no dropout). */
 export function createAdapterConfig(options: Partial<AdapterConfig> = {}): AdapterConfig {
@@ -251,12 +261,16 @@ function show(value: unknown): string {
 
 /**
  * The text of `adapter_config.json` for `config`, as PEFT writes it (keys sorted, two-space indent) with
- * the keys PEFT needs to load it. `ALL_LINEAR` is written as the list of Llama linear names it stands for,
- * as older PEFT releases did, so readers that predate the shorthand load it too.
+ * the keys PEFT needs to load it. `ALL_LINEAR` is written as the list of linear names it stands for
+ * (`linearNames`: the adapted model's, by default Llama's), as PEFT does, so readers that predate the
+ * shorthand load it too.
  */
-export function adapterConfigJson(config: AdapterConfig): string {
+export function adapterConfigJson(
+  config: AdapterConfig,
+  linearNames: readonly string[] = LLAMA_LINEAR_NAMES,
+): string {
   const targets = config.targetModules === ALL_LINEAR
-    ? [...LLAMA_LINEAR_NAMES]
+    ? [...linearNames].sort()
     : typeof config.targetModules === "string"
     ? config.targetModules
     : [...config.targetModules].sort();

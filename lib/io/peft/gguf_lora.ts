@@ -10,7 +10,7 @@
  * - llama-architecture GGUFs keep q/k rows permuted for llama.cpp's RoPE, so B of q_proj / k_proj gets
  *   the same row permutation (the rows of B are the output rows of the weight).
  */
-import type { ModelConfig } from "../../nn/config.ts";
+import type { Architecture, ModelConfig } from "../../nn/config.ts";
 import { f32ToBf16, f32ToF16 } from "../dtype.ts";
 import { FormatError } from "../../errors.ts";
 import { hfToGgufName, permuteRows, ropePermutationHeads } from "../gguf/names.ts";
@@ -26,19 +26,32 @@ export interface GgufLoraOptions {
   layers: ReadonlyMap<string, LoraWeights>;
   /** Element type of the matrices (default F32). */
   dtype?: "F32" | "F16" | "BF16";
-  /** `general.architecture`; default: "qwen2" for Qwen2, "llama" for Llama and Mistral (as llama.cpp converts them). */
+  /** `general.architecture`; default: "qwen2" / "qwen3" for Qwen2 / Qwen3, "llama" for Llama and Mistral (as llama.cpp converts them). */
   architecture?: string;
   /** `general.name`, when given. */
   name?: string;
 }
+
+/** The llama.cpp architecture name of each family converted under its own name (the rest as "llama"). */
+const GGUF_ARCHITECTURE_OF: Partial<Record<Architecture, string>> = {
+  Qwen2ForCausalLM: "qwen2",
+  Qwen3ForCausalLM: "qwen3",
+  Gemma3ForCausalLM: "gemma3",
+};
 
 /** A scale within this relative distance of llama.cpp's alpha / r is taken as equal (B written unchanged). */
 const SAME_SCALE = 1e-9;
 
 export function writeGgufLora(path: string, options: GgufLoraOptions): void {
   const { model, config, layers, dtype = "F32" } = options;
-  const architecture = options.architecture ??
-    (model.architecture === "Qwen2ForCausalLM" ? "qwen2" : "llama");
+  if (model.fusedLinears) {
+    // llama.cpp names Phi-3's fused linears by architecture (gate_up_proj is its ffn_up); not mapped here.
+    throw new FormatError(
+      path,
+      `llama.cpp GGUF LoRA export is not supported for ${model.architecture} (fused qkv_proj / gate_up_proj); save the PEFT adapter instead`,
+    );
+  }
+  const architecture = options.architecture ?? GGUF_ARCHITECTURE_OF[model.architecture] ?? "llama";
   const alpha = config.useRslora ? config.loraAlpha * Math.sqrt(config.r) : config.loraAlpha;
   const shapes = new Map(linearModules(model).map((m) => [m.module, m]));
   const tensors: GgufTensorToWrite[] = [];

@@ -3,10 +3,10 @@
  * scale. The matching rules are PEFT's (`check_target_module_exists`, `get_pattern_key`), so an adapter
  * trained with PEFT resolves here to exactly the modules PEFT gave it, and ours load there unchanged.
  */
-import { LINEAR_MODULES, linearShape, type ModelConfig, modulePath } from "../../nn/config.ts";
+import { blockModules, linearShape, type ModelConfig, modulePath } from "../../nn/config.ts";
 import { loraScale } from "../../lora/weights.ts";
 import { FormatError } from "../../errors.ts";
-import { type AdapterConfig, ALL_LINEAR, LLAMA_LINEAR_NAMES, pythonRegex } from "./config.ts";
+import { type AdapterConfig, ALL_LINEAR, BLOCK_LINEAR_NAMES, pythonRegex } from "./config.ts";
 
 /** A linear layer of the model: its module path and weight shape `[out, in]`. */
 export interface ModuleShape {
@@ -27,7 +27,7 @@ export interface LoraTarget extends ModuleShape {
 export function linearModules(config: ModelConfig): ModuleShape[] {
   const modules: ModuleShape[] = [];
   for (let layer = 0; layer < config.numHiddenLayers; layer++) {
-    for (const m of LINEAR_MODULES) {
+    for (const m of blockModules(config)) {
       const [out, inFeatures] = linearShape(config, m);
       modules.push({ module: modulePath(layer, m), out, in: inFeatures });
     }
@@ -57,11 +57,20 @@ export function resolveTargets(
       `target_modules ${
         JSON.stringify(adapter.targetModules)
       }${layers} match no linear module of the model ` +
-        `(it has model.layers.0-${model.numHiddenLayers - 1}.{self_attn.{q,k,v,o}_proj, ` +
-        `mlp.{gate,up,down}_proj} and lm_head)`,
+        `(it has model.layers.0-${model.numHiddenLayers - 1}.{${describeBlock(model)}} and lm_head)`,
     );
   }
   return targets;
+}
+
+/** The block's linears, compactly: "self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj". */
+function describeBlock(model: ModelConfig): string {
+  const byParent = new Map<string, string[]>();
+  for (const m of blockModules(model)) {
+    const parent = modulePath(0, m).split(".")[3];
+    byParent.set(parent, [...byParent.get(parent) ?? [], m.replace(/_proj$/, "")]);
+  }
+  return [...byParent].map(([parent, names]) => `${parent}.{${names.join(",")}}_proj`).join(", ");
 }
 
 /** Whether the module named `module` is adapted (PEFT's `check_target_module_exists`). */
@@ -87,7 +96,7 @@ export function rankOf(adapter: AdapterConfig, module: string): { r: number; alp
 /** A decoder-block linear of the Llama family, i.e. what "all-linear" selects. */
 function isBlockLinear(module: string): boolean {
   const m = /^model\.layers\.\d+\.(?:self_attn|mlp)\.(\w+)$/.exec(module);
-  return m !== null && LLAMA_LINEAR_NAMES.includes(m[1]);
+  return m !== null && BLOCK_LINEAR_NAMES.includes(m[1]);
 }
 
 /** A string is a regex over the whole name; a list matches a name exactly or as a dotted suffix. */

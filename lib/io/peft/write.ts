@@ -40,7 +40,9 @@ export function writePeftAdapter(
   mkdirSync(dir, { recursive: true });
   try {
     writeSafetensors(weightsPath + PARTIAL, tensors, { format: "pt" });
-    writeFileSync(configPath + PARTIAL, adapterConfigJson(config));
+    // "all-linear" is saved as the names of the linears it adapted (Phi-3's fused ones differ from Llama's).
+    const names = [...new Set([...layers.keys()].map((module) => module.split(".").at(-1)!))];
+    writeFileSync(configPath + PARTIAL, adapterConfigJson(config, names.length > 0 ? names : undefined));
     renameSync(weightsPath + PARTIAL, weightsPath);
     renameSync(configPath + PARTIAL, configPath);
   } finally {

@@ -13,6 +13,9 @@ const MODEL_TYPE: Record<Architecture, string> = {
   LlamaForCausalLM: "llama",
   MistralForCausalLM: "mistral",
   Qwen2ForCausalLM: "qwen2",
+  Qwen3ForCausalLM: "qwen3",
+  Phi3ForCausalLM: "phi3",
+  Gemma3ForCausalLM: "gemma3_text",
 };
 
 /** The dtype the exported weights are stored in. */
@@ -82,6 +85,19 @@ function fromModelConfig(c: ModelConfig): Record<string, unknown> {
       json.use_sliding_window = false;
       json.sliding_window = null;
       break;
+    case "Phi3ForCausalLM":
+      json.partial_rotary_factor = c.rotaryDim / c.headDim;
+      json.sliding_window = c.slidingWindow;
+      if (c.ropeScaling?.type === "longrope") {
+        json.original_max_position_embeddings = c.ropeScaling.originalMaxPositionEmbeddings;
+      }
+      break;
+    case "Qwen3ForCausalLM":
+      // Qwen3 always has q/k norms (no flag); no biases; full attention in every layer.
+      json.attention_bias = false;
+      json.use_sliding_window = false;
+      json.sliding_window = null;
+      break;
   }
   return json;
 }
@@ -99,6 +115,14 @@ function ropeScalingJson(c: ModelConfig): Record<string, unknown> | null {
         low_freq_factor: s.lowFreqFactor,
         high_freq_factor: s.highFreqFactor,
         original_max_position_embeddings: s.originalMaxPositionEmbeddings,
+      };
+    case "longrope":
+      return {
+        rope_type: "longrope",
+        short_factor: s.shortFactor,
+        long_factor: s.longFactor,
+        original_max_position_embeddings: s.originalMaxPositionEmbeddings,
+        attention_factor: s.attentionFactor,
       };
     case "freq_factors":
       // A table of per-frequency divisors has no config.json form.

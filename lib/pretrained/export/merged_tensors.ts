@@ -4,7 +4,13 @@
  * the Rust GEMM) rounded to bf16; embeddings and LM head are written from the bf16 bits the model holds;
  * norms and biases are rounded to bf16. Only one tensor is materialised at a time.
  */
-import { type ModelConfig, modulePath } from "../../nn/config.ts";
+import {
+  blockModules,
+  type LinearModule,
+  type ModelConfig,
+  modulePath,
+  queryScale,
+} from "../../nn/config.ts";
 import { blockLinear, type LlamaModel } from "../../nn/llama.ts";
 import type { Linear } from "../../nn/linear.ts";
 import { f32ToBf16 } from "../../io/dtype.ts";
@@ -29,6 +35,16 @@ export function mergedTensors(
     tensors.push({ name, dtype: "BF16", shape, data });
   const rounded = (name: string, values: Float32Array) =>
     tensors.push({ name, dtype: "BF16", shape: [values.length], data: () => f32ToBf16(values) });
+  // A norm weight as the checkpoint stores it: the loader's `offset + w` (Gemma) and q's folded attention
+  // scale undone (both exact or within an f32 rounding, far below bf16's).
+  const qScale = queryScale(c);
+  const normWeight = (name: string, values: Float32Array, scale = 1) =>
+    rounded(
+      name,
+      c.normWeightOffset === 0 && scale === 1
+        ? values
+        : values.map((v) => Math.fround(Math.fround(v / scale) - c.normWeightOffset)),
+    );
   const linear = (module: string, base: Linear) => {
     const lora = adapters.get(module);
     if (lora) {
@@ -54,19 +70,26 @@ export function mergedTensors(
   for (const [l, layer] of w.layers.entries()) {
     const p = `model.layers.${l}`;
     const a = layer.attention;
-    rounded(`${p}.input_layernorm.weight`, layer.inputNorm);
-    for (const m of ["q_proj", "k_proj", "v_proj", "o_proj"] as const) {
-      linear(modulePath(l, m), blockLinear(layer, m));
-    }
+    const modules = blockModules(c);
+    const isMlp = (m: LinearModule) => modulePath(l, m).includes(".mlp.");
+    normWeight(`${p}.input_layernorm.weight`, layer.inputNorm);
+    for (const m of modules.filter((m) => !isMlp(m))) linear(modulePath(l, m), blockLinear(layer, m));
     if (a.qBias) rounded(`${p}.self_attn.q_proj.bias`, a.qBias);
     if (a.kBias) rounded(`${p}.self_attn.k_proj.bias`, a.kBias);
     if (a.vBias) rounded(`${p}.self_attn.v_proj.bias`, a.vBias);
-    rounded(`${p}.post_attention_layernorm.weight`, layer.postAttentionNorm);
-    for (const m of ["gate_proj", "up_proj", "down_proj"] as const) {
-      linear(modulePath(l, m), blockLinear(layer, m));
+    if (a.qNorm) normWeight(`${p}.self_attn.q_norm.weight`, a.qNorm, qScale);
+    if (a.kNorm) normWeight(`${p}.self_attn.k_norm.weight`, a.kNorm);
+    if (layer.attentionOutNorm) {
+      // Gemma: its post_attention_layernorm is on the attention output; the MLP's input norm is separate.
+      normWeight(`${p}.post_attention_layernorm.weight`, layer.attentionOutNorm);
+      normWeight(`${p}.pre_feedforward_layernorm.weight`, layer.postAttentionNorm);
+    } else {
+      normWeight(`${p}.post_attention_layernorm.weight`, layer.postAttentionNorm);
     }
+    for (const m of modules.filter(isMlp)) linear(modulePath(l, m), blockLinear(layer, m));
+    if (layer.mlpOutNorm) normWeight(`${p}.post_feedforward_layernorm.weight`, layer.mlpOutNorm);
   }
-  rounded("model.norm.weight", w.norm);
+  normWeight("model.norm.weight", w.norm);
   if (w.lmHead !== w.embedTokens) bits("lm_head.weight", [w.lmHead.rows, w.lmHead.cols], w.lmHead.bits);
 
   const unknown = [...adapters.keys()].filter((m) => !used.has(m));

@@ -41,14 +41,14 @@ pub unsafe extern "C" fn qlora_set_kernel(name: *const u8, len: u32) -> i32 {
 /// `uint32_t qlora_kernel_name(uint8_t *buf, uint32_t cap)` — the active path, e.g. "avx2".
 #[no_mangle]
 pub unsafe extern "C" fn qlora_kernel_name(buf: *mut u8, cap: u32) -> u32 {
-    write_text(dispatch::active().name(), buf, cap)
+    write_text(dispatch::active_path().name(), buf, cap)
 }
 
 /// `uint32_t qlora_kernel_report(uint8_t *buf, uint32_t cap)` — the path each kernel family runs with the
 /// active path, `family=route;…` (e.g. `gemm-f32=avx512;gemm-bf16=avx512-bf16;…`; see `report.rs`).
 #[no_mangle]
 pub unsafe extern "C" fn qlora_kernel_report(buf: *mut u8, cap: u32) -> u32 {
-    write_text(&report::describe_routes(dispatch::active()), buf, cap)
+    write_text(&report::describe_routes(dispatch::active_path()), buf, cap)
 }
 
 /// `uint32_t qlora_kernels_used(uint8_t *buf, uint32_t cap)` — the routes each family has run in this

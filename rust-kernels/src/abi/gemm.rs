@@ -144,8 +144,8 @@ unsafe fn low_rank<'a>(
 }
 
 /// `int32_t qlora_bf16_matmul(const uint16_t *w, uint32_t w_len, uint32_t rows, uint32_t cols, const float *x,
-///   uint32_t x_len, uint32_t m, float *y, uint32_t y_len, int32_t accumulate)` — `Y[m, rows] (+)= X · Wᵀ` for
-///   W `[rows, cols]` stored as bf16 bits.
+///   uint32_t x_len, uint32_t m, float *y, uint32_t y_len, int32_t accumulate, int32_t compute)` —
+///   `Y[m, rows] (+)= X · Wᵀ` for W `[rows, cols]` stored as bf16 bits (compute 0 = f32, 1 = bf16).
 #[no_mangle]
 pub unsafe extern "C" fn qlora_bf16_matmul(
     w: *const u16,
@@ -158,18 +158,19 @@ pub unsafe extern "C" fn qlora_bf16_matmul(
     y: *mut f32,
     y_len: u32,
     accumulate: i32,
+    compute_code: i32,
 ) -> i32 {
     run(|| {
         let w = Bf16Matrix { bits: slice(w, w_len, "w")?, rows: rows as usize, cols: cols as usize };
         let x = slice(x, x_len, "x")?;
         let y = slice_mut(y, y_len, "y")?;
-        bf16_forward(w, x, m as usize, y, accumulate != 0, Run::current(Compute::F32))
+        bf16_forward(w, x, m as usize, y, accumulate != 0, Run::current(compute(compute_code)?))
     })
 }
 
 /// `int32_t qlora_bf16_matmul_t(const uint16_t *w, uint32_t w_len, uint32_t rows, uint32_t cols,
-///   const float *dy, uint32_t dy_len, uint32_t m, float *dx, uint32_t dx_len, int32_t accumulate)` —
-///   `dX[m, cols] (+)= dY[m, rows] · W`.
+///   const float *dy, uint32_t dy_len, uint32_t m, float *dx, uint32_t dx_len, int32_t accumulate,
+///   int32_t compute)` — `dX[m, cols] (+)= dY[m, rows] · W` (compute 0 = f32, 1 = bf16).
 #[no_mangle]
 pub unsafe extern "C" fn qlora_bf16_matmul_t(
     w: *const u16,
@@ -182,12 +183,13 @@ pub unsafe extern "C" fn qlora_bf16_matmul_t(
     dx: *mut f32,
     dx_len: u32,
     accumulate: i32,
+    compute_code: i32,
 ) -> i32 {
     run(|| {
         let w = Bf16Matrix { bits: slice(w, w_len, "w")?, rows: rows as usize, cols: cols as usize };
         let dy = slice(dy, dy_len, "dy")?;
         let dx = slice_mut(dx, dx_len, "dx")?;
-        bf16_backward(w, dy, m as usize, dx, accumulate != 0, Run::current(Compute::F32))
+        bf16_backward(w, dy, m as usize, dx, accumulate != 0, Run::current(compute(compute_code)?))
     })
 }
 

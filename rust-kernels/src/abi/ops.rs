@@ -6,7 +6,7 @@ use crate::error::{ensure, KResult};
 use crate::ops::adamw::{self, AdamW};
 use crate::ops::attention::{self, Shape};
 use crate::ops::exec::Ctx;
-use crate::ops::{cross_entropy, rmsnorm, rope, swiglu, vector};
+use crate::ops::{cross_entropy, geglu, rmsnorm, rope, swiglu, vector};
 
 fn positive(name: &str, value: u32) -> KResult<usize> {
     ensure(value > 0, || format!("{name}: must be positive"))?;
@@ -127,8 +127,10 @@ pub unsafe extern "C" fn qlora_rope_cos_sin(
 }
 
 /// `int32_t qlora_rope_apply(float *x, uint32_t x_len, uint32_t tokens, uint32_t heads, uint32_t head_dim,
-///   const float *cos, uint32_t cos_len, const float *sin, uint32_t sin_len, uint32_t inverse)` — rotates
-///   x [tokens, heads, head_dim] in place (inverse = 1: the transpose, i.e. the backward pass).
+///   uint32_t rotary_dim, const float *cos, uint32_t cos_len, const float *sin, uint32_t sin_len,
+///   uint32_t inverse)` — rotates the first rotary_dim features of each head of x [tokens, heads, head_dim]
+///   in place (rotary_dim even, ≤ head_dim; the rest pass unchanged); cos, sin [tokens, rotary_dim / 2];
+///   inverse = 1: the transpose, i.e. the backward pass.
 #[no_mangle]
 pub unsafe extern "C" fn qlora_rope_apply(
     x: *mut f32,
@@ -136,6 +138,7 @@ pub unsafe extern "C" fn qlora_rope_apply(
     tokens: u32,
     heads: u32,
     head_dim: u32,
+    rotary_dim: u32,
     cos: *const f32,
     cos_len: u32,
     sin: *const f32,
@@ -144,16 +147,19 @@ pub unsafe extern "C" fn qlora_rope_apply(
 ) -> i32 {
     run(|| {
         let (tokens, heads, head_dim) = (tokens as usize, heads as usize, positive("head_dim", head_dim)?);
-        ensure(head_dim % 2 == 0, || format!("head_dim: must be even, got {head_dim}"))?;
-        let half = head_dim / 2;
+        let rotary_dim = positive("rotary_dim", rotary_dim)?;
+        ensure(rotary_dim % 2 == 0 && rotary_dim <= head_dim, || {
+            format!("rotary_dim: must be even and at most head_dim ({head_dim}), got {rotary_dim}")
+        })?;
+        let half = rotary_dim / 2;
         let x = slice_mut(x, x_len, "x")?;
         let cos = slice(cos, cos_len, "cos")?;
         let sin = slice(sin, sin_len, "sin")?;
         expect_len("x", x.len(), tokens * heads * head_dim, "tokens × heads × head_dim")?;
-        expect_len("cos", cos.len(), tokens * half, "tokens × head_dim / 2")?;
-        expect_len("sin", sin.len(), tokens * half, "tokens × head_dim / 2")?;
+        expect_len("cos", cos.len(), tokens * half, "tokens × rotary_dim / 2")?;
+        expect_len("sin", sin.len(), tokens * half, "tokens × rotary_dim / 2")?;
         ensure(inverse <= 1, || format!("inverse: must be 0 or 1, got {inverse}"))?;
-        rope::apply(&Ctx::current(), x, heads, half, cos, sin, inverse == 1);
+        rope::apply(&Ctx::current(), x, heads, head_dim, half, cos, sin, inverse == 1);
         Ok(())
     })
 }
@@ -210,6 +216,58 @@ pub unsafe extern "C" fn qlora_swiglu_backward(
     })
 }
 
+/// `int32_t qlora_geglu_forward(const float *g, uint32_t g_len, const float *u, uint32_t u_len, float *h,
+///   uint32_t h_len)` — h = gelu_tanh(g) * u elementwise (Gemma); all three of g_len elements.
+#[no_mangle]
+pub unsafe extern "C" fn qlora_geglu_forward(
+    g: *const f32,
+    g_len: u32,
+    u: *const f32,
+    u_len: u32,
+    h: *mut f32,
+    h_len: u32,
+) -> i32 {
+    run(|| {
+        let g = slice(g, g_len, "g")?;
+        let u = slice(u, u_len, "u")?;
+        let h = slice_mut(h, h_len, "h")?;
+        expect_len("u", u.len(), g.len(), "like g")?;
+        expect_len("h", h.len(), g.len(), "like g")?;
+        geglu::forward(&Ctx::current(), g, u, h);
+        Ok(())
+    })
+}
+
+/// `int32_t qlora_geglu_backward(const float *dh, uint32_t dh_len, const float *g, uint32_t g_len,
+///   const float *u, uint32_t u_len, float *dg, uint32_t dg_len, float *du, uint32_t du_len)` — dg, du
+///   (overwritten) for h = gelu_tanh(g) * u; all five of dh_len elements.
+#[no_mangle]
+pub unsafe extern "C" fn qlora_geglu_backward(
+    dh: *const f32,
+    dh_len: u32,
+    g: *const f32,
+    g_len: u32,
+    u: *const f32,
+    u_len: u32,
+    dg: *mut f32,
+    dg_len: u32,
+    du: *mut f32,
+    du_len: u32,
+) -> i32 {
+    run(|| {
+        let dh = slice(dh, dh_len, "dh")?;
+        let g = slice(g, g_len, "g")?;
+        let u = slice(u, u_len, "u")?;
+        let dg = slice_mut(dg, dg_len, "dg")?;
+        let du = slice_mut(du, du_len, "du")?;
+        for (name, len) in [("g", g.len()), ("u", u.len()), ("dg", dg.len()), ("du", du.len())] {
+            expect_len(name, len, dh.len(), "like dh")?;
+        }
+        geglu::backward(&Ctx::current(), dh, g, u, dg, du);
+        Ok(())
+    })
+}
+
 fn attention_shape(
     tokens: u32,
     keys: u32,
@@ -217,6 +275,7 @@ fn attention_shape(
     kv_heads: u32,
     head_dim: u32,
     q_offset: u32,
+    window: u32,
 ) -> KResult<Shape> {
     let sh = Shape {
         tokens: tokens as usize,
@@ -225,6 +284,7 @@ fn attention_shape(
         kv_heads: kv_heads as usize,
         head_dim: head_dim as usize,
         q_offset: q_offset as usize,
+        window: window as usize,
     };
     sh.check()?;
     Ok(sh)
@@ -232,10 +292,11 @@ fn attention_shape(
 
 /// `int32_t qlora_attention_forward(const float *q, uint32_t q_len, const float *k, uint32_t k_len,
 ///   const float *v, uint32_t v_len, uint32_t tokens, uint32_t keys, uint32_t heads, uint32_t kv_heads,
-///   uint32_t head_dim, uint32_t q_offset, float *o, uint32_t o_len, float *lse, uint32_t lse_len)` —
-///   causal GQA for one sequence: q, o [tokens, heads, head_dim]; k, v [keys, kv_heads, head_dim] with
-///   keys >= q_offset + tokens; query row t attends to keys 0..=q_offset + t. lse [heads, tokens] is kept
-///   for backward; lse_len = 0 skips it (inference).
+///   uint32_t head_dim, uint32_t q_offset, uint32_t window, float *o, uint32_t o_len, float *lse,
+///   uint32_t lse_len)` — causal GQA for one sequence: q, o [tokens, heads, head_dim]; k, v [keys, kv_heads,
+///   head_dim] with keys >= q_offset + tokens; query row t attends to keys 0..=q_offset + t, or with
+///   window > 0 only to the last `window` of them. lse [heads, tokens] is kept for backward; lse_len = 0
+///   skips it (inference).
 #[no_mangle]
 pub unsafe extern "C" fn qlora_attention_forward(
     q: *const f32,
@@ -250,13 +311,14 @@ pub unsafe extern "C" fn qlora_attention_forward(
     kv_heads: u32,
     head_dim: u32,
     q_offset: u32,
+    window: u32,
     o: *mut f32,
     o_len: u32,
     lse: *mut f32,
     lse_len: u32,
 ) -> i32 {
     run(|| {
-        let sh = attention_shape(tokens, keys, heads, kv_heads, head_dim, q_offset)?;
+        let sh = attention_shape(tokens, keys, heads, kv_heads, head_dim, q_offset, window)?;
         let q = slice(q, q_len, "q")?;
         let k = slice(k, k_len, "k")?;
         let v = slice(v, v_len, "v")?;
@@ -281,7 +343,7 @@ pub unsafe extern "C" fn qlora_attention_forward(
 /// `int32_t qlora_attention_backward(const float *q, uint32_t q_len, const float *k, uint32_t k_len,
 ///   const float *v, uint32_t v_len, const float *o, uint32_t o_len, const float *lse, uint32_t lse_len,
 ///   const float *dout, uint32_t dout_len, uint32_t tokens, uint32_t keys, uint32_t heads,
-///   uint32_t kv_heads, uint32_t head_dim, uint32_t q_offset, float *dq, uint32_t dq_len, float *dk,
+///   uint32_t kv_heads, uint32_t head_dim, uint32_t q_offset, uint32_t window, float *dq, uint32_t dq_len, float *dk,
 ///   uint32_t dk_len, float *dv, uint32_t dv_len)` — dq, dk, dv (overwritten) from the forward inputs, its
 ///   outputs o and lse, and dout = dL/do. Shapes as in `qlora_attention_forward`.
 #[no_mangle]
@@ -304,6 +366,7 @@ pub unsafe extern "C" fn qlora_attention_backward(
     kv_heads: u32,
     head_dim: u32,
     q_offset: u32,
+    window: u32,
     dq: *mut f32,
     dq_len: u32,
     dk: *mut f32,
@@ -312,7 +375,7 @@ pub unsafe extern "C" fn qlora_attention_backward(
     dv_len: u32,
 ) -> i32 {
     run(|| {
-        let sh = attention_shape(tokens, keys, heads, kv_heads, head_dim, q_offset)?;
+        let sh = attention_shape(tokens, keys, heads, kv_heads, head_dim, q_offset, window)?;
         let q = slice(q, q_len, "q")?;
         let k = slice(k, k_len, "k")?;
         let v = slice(v, v_len, "v")?;
@@ -545,6 +608,7 @@ mod tests {
                 3,
                 2,
                 2,
+                0,
                 0,
                 o.as_mut_ptr(),
                 8,

@@ -2,19 +2,24 @@
 //! (`Y = X · Wᵀ` forward, `dX = dY · W` backward to the input; W is frozen, so no gradient for W).
 //! Each checks its arguments, then runs the BLIS nest of `driver.rs` on the active CPU path.
 
+#[cfg(target_arch = "x86_64")]
+pub mod amx;
 pub mod bf16_native;
 pub mod blocking;
 pub mod driver;
 pub mod gemv;
 pub mod kernel;
 pub mod naive;
+pub mod native;
 pub mod pack;
+pub mod pairs;
 
-use crate::dispatch::Kernel;
+use crate::dispatch::{Bf16Unit, Kernel};
 use crate::error::{ensure, KResult};
 use crate::nf4::Nf4Weight;
 use driver::{gemm, Problem, Tail};
-use pack::{Bf16Matrix, Direct, Strided, Transposed, Weight};
+use pack::{Bf16Matrix, Direct, Strided, Transposed};
+use pairs::PairWeight;
 
 /// Precision of the multiply: f32, or operands rounded to bf16 with f32 accumulation (QLoRA's usual
 /// compute dtype).
@@ -29,13 +34,17 @@ pub enum Compute {
 pub struct Run {
     pub kernel: Kernel,
     pub compute: Compute,
+    /// What multiplies when `compute` is bf16 (products with a frozen weight; dense `sgemm` keeps
+    /// `driver.rs`'s own choice).
+    pub unit: Bf16Unit,
     pub threads: usize,
 }
 
 impl Run {
     /// The active path on every thread of the pool.
     pub fn current(compute: Compute) -> Run {
-        Run { kernel: crate::dispatch::active(), compute, threads: crate::threads::threads() }
+        let path = crate::dispatch::active_path();
+        Run { kernel: path.kernel(), compute, unit: path.bf16_unit(), threads: crate::threads::threads() }
     }
 }
 
@@ -99,7 +108,7 @@ impl LowRank<'_> {
 }
 
 /// Forward through a frozen weight: `Y[m, rows] (+)= X[m, cols] · Wᵀ (+ scale · L · Rᵀ)` (W in NF4 or bf16).
-pub fn weight_forward<W: Weight>(
+pub fn weight_forward<W: PairWeight>(
     w: &W,
     x: &[f32],
     m: usize,
@@ -129,10 +138,41 @@ pub fn weight_forward<W: Weight>(
     }
     let a = Strided { data: x, rs: w.cols(), cs: 1 };
     let beta = if accumulate { 1.0 } else { 0.0 };
+    if let Some(unit) = native_unit(run) {
+        let p = native::Product {
+            m,
+            n: w.rows(),
+            k: w.cols(),
+            a,
+            b: &Transposed(w),
+            alpha: 1.0,
+            beta,
+            ldc: w.rows(),
+        };
+        unsafe { native::run(&p, y.as_mut_ptr(), run.kernel, unit, run.threads) };
+        if let Some(t) = tail {
+            add_tail(&t, m, w.rows(), y, run);
+        }
+        return Ok(());
+    }
     let p =
         Problem { m, n: w.rows(), k: w.cols(), a, b: &Transposed(w), alpha: 1.0, beta, ldc: w.rows(), tail };
     unsafe { gemm(&p, y.as_mut_ptr(), run.kernel, run.compute, run.threads) };
     Ok(())
+}
+
+/// The native bf16 unit a weight product runs on, if any: bf16 compute on the AVX-512 family with a unit
+/// this CPU has (a `Run` naming a missing unit falls back to rounding + FMAs rather than faulting).
+fn native_unit(run: Run) -> Option<native::Unit> {
+    if run.compute != Compute::Bf16 || run.kernel != Kernel::Avx512 {
+        return None;
+    }
+    let cpu = crate::dispatch::cpu();
+    match native::Unit::of(run.unit)? {
+        native::Unit::Dot if cpu.avx512_bf16 => Some(native::Unit::Dot),
+        native::Unit::Amx if cpu.amx_bf16 => Some(native::Unit::Amx),
+        _ => None,
+    }
 }
 
 /// `C += tail` as a product of its own (f32).
@@ -142,7 +182,7 @@ fn add_tail(t: &Tail, m: usize, n: usize, c: &mut [f32], run: Run) {
 }
 
 /// Backward to the input through a frozen weight: `dX[m, cols] (+)= dY[m, rows] · W (+ scale · L · R)`.
-pub fn weight_backward<W: Weight>(
+pub fn weight_backward<W: PairWeight>(
     w: &W,
     dy: &[f32],
     m: usize,
@@ -164,6 +204,23 @@ pub fn weight_backward<W: Weight>(
     });
     let a = Strided { data: dy, rs: w.rows(), cs: 1 };
     let beta = if accumulate { 1.0 } else { 0.0 };
+    if let Some(unit) = native_unit(run) {
+        let p = native::Product {
+            m,
+            n: w.cols(),
+            k: w.rows(),
+            a,
+            b: &Direct(w),
+            alpha: 1.0,
+            beta,
+            ldc: w.cols(),
+        };
+        unsafe { native::run(&p, dx.as_mut_ptr(), run.kernel, unit, run.threads) };
+        if let Some(t) = tail {
+            add_tail(&t, m, w.cols(), dx, run);
+        }
+        return Ok(());
+    }
     let p = Problem { m, n: w.cols(), k: w.rows(), a, b: &Direct(w), alpha: 1.0, beta, ldc: w.cols(), tail };
     unsafe { gemm(&p, dx.as_mut_ptr(), run.kernel, run.compute, run.threads) };
     Ok(())
@@ -241,3 +298,6 @@ fn check_len(name: &str, len: usize, rows: usize, cols: usize, shape: &str) -> K
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod native_tests;

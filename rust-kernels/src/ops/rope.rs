@@ -1,5 +1,6 @@
-//! Rotary position embedding in the Hugging Face layout ("rotate_half"): in each head of size hd, feature i
-//! pairs with feature i + hd/2 and the pair turns by the angle pos * inv_freq[i].
+//! Rotary position embedding in the Hugging Face layout ("rotate_half"): in each head, of the first rd
+//! features (the rotary dimension: hd, or less under Phi-4's `partial_rotary_factor`) feature i pairs with
+//! feature i + rd/2 and the pair turns by the angle pos * inv_freq[i]; features rd.. pass unchanged.
 //!
 //! The angles are a table built once per sequence (`cos_sin`) and shared by q, k, every layer and the
 //! backward pass. The table follows transformers' fp32 recipe: freq = (pos as f32) * inv_freq[i], one f32
@@ -8,7 +9,7 @@
 //! which is within 1 ulp of PyTorch's f32 cos/sin; the rounding of the angle itself matters far more at large
 //! positions and is reproduced exactly. inv_freq comes from TS (it depends on the rope_scaling config).
 
-use super::exec::Ctx;
+use super::exec::{on_path, Ctx};
 use rayon::prelude::*;
 
 /// Tokens per parallel task.
@@ -35,29 +36,53 @@ pub fn cos_sin(
     }
 }
 
-/// Rotates x [T, heads, 2 * half] in place by the table cos, sin [T, half] (forward), or by its transpose
-/// (`inverse`: the backward pass; the rotation is orthogonal up to `attention_scaling`, which the
-/// transpose keeps).
-pub fn apply(ctx: &Ctx, x: &mut [f32], heads: usize, half: usize, cos: &[f32], sin: &[f32], inverse: bool) {
-    let row = heads * 2 * half;
+/// Rotates the first 2 · half features of each head of x [T, heads, head_dim] in place by the table cos,
+/// sin [T, half] (forward), or by its transpose (`inverse`: the backward pass; the rotation is orthogonal
+/// up to `attention_scaling`, which the transpose keeps). 2 · half ≤ head_dim.
+#[allow(clippy::too_many_arguments)]
+pub fn apply(
+    ctx: &Ctx,
+    x: &mut [f32],
+    heads: usize,
+    head_dim: usize,
+    half: usize,
+    cos: &[f32],
+    sin: &[f32],
+    inverse: bool,
+) {
+    debug_assert!(2 * half <= head_dim);
+    let row = heads * head_dim;
     if row == 0 || x.is_empty() {
         return;
     }
     debug_assert_eq!(x.len() / row * half, cos.len());
+    let path = ctx.path;
     ctx.pool.install(|| {
         x.par_chunks_mut(TOKENS * row)
             .zip(cos.par_chunks(TOKENS * half))
             .zip(sin.par_chunks(TOKENS * half))
-            .for_each(|((x, cos), sin)| {
-                for ((x, c), s) in
-                    x.chunks_exact_mut(row).zip(cos.chunks_exact(half)).zip(sin.chunks_exact(half))
-                {
-                    for head in x.chunks_exact_mut(2 * half) {
-                        rotate(head, c, s, inverse);
-                    }
-                }
-            });
+            .for_each(|((x, cos), sin)| rotate_tokens(path, x, row, head_dim, half, cos, sin, inverse));
     });
+}
+
+on_path!(fn rotate_tokens(x: &mut [f32], row: usize, head_dim: usize, half: usize, cos: &[f32], sin: &[f32], inverse: bool) = rotate_tokens_body);
+
+/// Tokens of x (rows of `row` floats) by their rows of the table.
+#[inline(always)]
+fn rotate_tokens_body(
+    x: &mut [f32],
+    row: usize,
+    head_dim: usize,
+    half: usize,
+    cos: &[f32],
+    sin: &[f32],
+    inverse: bool,
+) {
+    for ((x, c), s) in x.chunks_exact_mut(row).zip(cos.chunks_exact(half)).zip(sin.chunks_exact(half)) {
+        for head in x.chunks_exact_mut(head_dim) {
+            rotate(&mut head[..2 * half], c, s, inverse);
+        }
+    }
 }
 
 /// One head: (a, b) → (a c − b s, b c + a s), or its transpose (a c + b s, b c − a s).
@@ -118,7 +143,7 @@ mod tests {
                 cos_sin(&positions, &inv, scaling, &mut cos, &mut sin);
                 let x = data(t * heads * 2 * half, 1);
                 let mut y = x.clone();
-                apply(&ctx, &mut y, heads, half, &cos, &sin, false);
+                apply(&ctx, &mut y, heads, 2 * half, half, &cos, &sin, false);
                 let err = max_rel_err(&y, &rope_f64(&x, &positions, heads, &inv, scaling as f64));
                 assert!(err < 1e-6, "T={t} heads={heads} half={half}: {err}");
             }
@@ -138,9 +163,9 @@ mod tests {
         let n = t * heads * 2 * half;
         let (x, g) = (data(n, 2), data(n, 3));
         let mut rx = x.clone();
-        apply(&ctx, &mut rx, heads, half, &cos, &sin, false);
+        apply(&ctx, &mut rx, heads, 2 * half, half, &cos, &sin, false);
         let mut rtg = g.clone();
-        apply(&ctx, &mut rtg, heads, half, &cos, &sin, true);
+        apply(&ctx, &mut rtg, heads, 2 * half, half, &cos, &sin, true);
         let lhs: f64 = rx.iter().zip(&g).map(|(a, b)| *a as f64 * *b as f64).sum();
         let rhs: f64 = x.iter().zip(&rtg).map(|(a, b)| *a as f64 * *b as f64).sum();
         assert!((lhs - rhs).abs() < 1e-5, "{lhs} vs {rhs}");
@@ -149,11 +174,42 @@ mod tests {
         for i in [0, 4, n - 1] {
             let mut xp = x.clone();
             xp[i] += h;
-            apply(&ctx, &mut xp, heads, half, &cos, &sin, false);
+            apply(&ctx, &mut xp, heads, 2 * half, half, &cos, &sin, false);
             let lp: f64 = xp.iter().zip(&g).map(|(a, b)| *a as f64 * *b as f64).sum();
             let num = (lp - lhs) / h as f64;
             assert!((num - rtg[i] as f64).abs() < 2e-3, "d[{i}]: {num} vs {}", rtg[i]);
         }
+    }
+
+    #[test]
+    fn partial_rotary_turns_the_first_features_and_passes_the_rest() {
+        // Phi-4-mini: 96 of 128 features rotate. Each head of the wider layout must equal the full-rotary
+        // result on its first 2 · half features, followed by its untouched tail; forward then inverse
+        // restores x.
+        let ctx = Ctx::with_threads(1, Path::Plain);
+        let (t, heads, half, head_dim) = (7, 3, 6, 17);
+        let positions: Vec<u32> = (0..t as u32).map(|p| p * 13 + 1).collect();
+        let inv = inv_freq(half, 10000.0);
+        let (mut cos, mut sin) = (vec![0.0; t * half], vec![0.0; t * half]);
+        cos_sin(&positions, &inv, 1.2, &mut cos, &mut sin);
+        let x = data(t * heads * head_dim, 5);
+        let mut y = x.clone();
+        apply(&ctx, &mut y, heads, head_dim, half, &cos, &sin, false);
+        let rotary: Vec<f32> = x.chunks_exact(head_dim).flat_map(|h| h[..2 * half].to_vec()).collect();
+        let want = rope_f64(&rotary, &positions, heads, &inv, 1.2);
+        for (i, (head, x_head)) in y.chunks_exact(head_dim).zip(x.chunks_exact(head_dim)).enumerate() {
+            let err = max_rel_err(&head[..2 * half], &want[i * 2 * half..(i + 1) * 2 * half]);
+            assert!(err < 1e-6, "head {i}: {err}");
+            assert_eq!(&head[2 * half..], &x_head[2 * half..], "head {i}: the pass-through features changed");
+        }
+        // The transpose undoes it up to the scaling: Rᵀ R x = scaling² x on the rotary features.
+        apply(&ctx, &mut y, heads, head_dim, half, &cos, &sin, true);
+        let want: Vec<f64> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if i % head_dim < 2 * half { v as f64 * 1.44 } else { v as f64 })
+            .collect();
+        assert!(max_rel_err(&y, &want) < 1e-5);
     }
 
     #[test]
@@ -166,9 +222,36 @@ mod tests {
         let x = data(t * heads * 2 * half, 4);
         let run = |n| {
             let mut y = x.clone();
-            apply(&Ctx::with_threads(n, Path::Plain), &mut y, heads, half, &cos, &sin, false);
+            apply(&Ctx::with_threads(n, Path::Plain), &mut y, heads, 2 * half, half, &cos, &sin, false);
             y
         };
         assert_eq!(run(1), run(2));
+    }
+
+    #[test]
+    fn every_path_gives_the_plain_bits() {
+        // Head halves that are not multiples of 8 or 16, token counts past a task.
+        for (t, heads, half) in [(1, 1, 1), (5, 3, 7), (TOKENS + 3, 2, 20), (9, 9, 32)] {
+            let positions: Vec<u32> = (0..t as u32).map(|p| p * 13 + 1).collect();
+            let inv = inv_freq(half, 10000.0);
+            let (mut cos, mut sin) = (vec![0.0; t * half], vec![0.0; t * half]);
+            cos_sin(&positions, &inv, 1.0, &mut cos, &mut sin);
+            let x = data(t * heads * 2 * half, 5);
+            let run = |path, inverse| {
+                let mut y = x.clone();
+                apply(&Ctx::with_threads(2, path), &mut y, heads, 2 * half, half, &cos, &sin, inverse);
+                y
+            };
+            for inverse in [false, true] {
+                let reference = run(Path::Plain, inverse);
+                for path in Path::available() {
+                    assert_eq!(
+                        run(path, inverse),
+                        reference,
+                        "{path:?} {t}x{heads}x{half} inverse {inverse}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -17,19 +17,26 @@ fn exercise(kernel: Kernel) {
     let (a, b) = (values(m * k, 1), values(k * n, 2));
     let mut c = vec![0.0f32; m * n];
     for compute in [Compute::F32, Compute::Bf16] {
-        let run = Run { kernel, compute, threads: 2 };
+        let run = Run { kernel, compute, unit: crate::dispatch::Bf16Unit::Fma, threads: 2 };
         sgemm(m, n, k, (&a, k, 1), (&b, n, 1), &mut c, n, 1.0, 0.0, run).unwrap();
     }
     let w = crate::nf4::quantize::quantize(&values(n * k, 3), n, k, true).unwrap();
-    let run = Run { kernel, compute: Compute::F32, threads: 2 };
+    let run = Run { kernel, compute: Compute::F32, unit: crate::dispatch::Bf16Unit::Fma, threads: 2 };
     nf4_forward(&w, &a, m, &mut c, false, None, run).unwrap();
 
     let ctx = Ctx::with_threads(2, Path::for_kernel(kernel));
     let (g, u) = (values(100, 4), values(100, 5));
     let mut h = vec![0.0f32; 100];
     crate::ops::swiglu::forward(&ctx, &g, &u, &mut h);
-    let sh =
-        crate::ops::attention::Shape { tokens: 7, keys: 7, heads: 2, kv_heads: 1, head_dim: 16, q_offset: 0 };
+    let sh = crate::ops::attention::Shape {
+        tokens: 7,
+        keys: 7,
+        heads: 2,
+        kv_heads: 1,
+        head_dim: 16,
+        q_offset: 0,
+        window: 0,
+    };
     let (q, kv) = (values(sh.q_len(), 6), values(sh.kv_len(), 7));
     let (mut o, mut lse) = (vec![0.0f32; sh.q_len()], vec![0.0f32; sh.lse_len()]);
     crate::ops::attention::forward(&ctx, &sh, &q, &kv, &kv, &mut o, &mut lse);
@@ -71,9 +78,19 @@ fn routes_never_claim_a_path_the_cpu_lacks() {
                 Route::Avx2 => supported(Kernel::Avx2),
                 Route::Avx512 => supported(Kernel::Avx512),
                 Route::Avx512Bf16 => crate::dispatch::cpu().avx512_bf16,
+                Route::Amx => crate::dispatch::cpu().amx_bf16,
             };
             assert!(ok, "{family:?} on {kernel:?} claims {r:?}");
         }
         assert_eq!(route(Family::GemmF32, kernel), Route::of_kernel(kernel));
+    }
+    // Paths with a bf16 unit route bf16 weight products to it, and only where the CPU has it.
+    for path in crate::dispatch::available_paths() {
+        let r = super::route_for_path(Family::GemmBf16, path);
+        match path {
+            crate::dispatch::Path::Amx => assert_eq!(r, Route::Amx),
+            crate::dispatch::Path::Avx512Bf16 => assert_eq!(r, Route::Avx512Bf16),
+            _ => assert_eq!(r, route(Family::GemmBf16, path.kernel())),
+        }
     }
 }

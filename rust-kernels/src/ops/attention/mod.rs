@@ -4,7 +4,10 @@
 //! h / (H / Hkv), as transformers' repeat_kv); o [T, H, hd]; lse [H, T]. Query row t sits at absolute
 //! position q_offset + t and attends to keys 0..=q_offset + t, so a KV cache works: pass the cache as k, v
 //! with q_offset = tokens already in it. S may exceed q_offset + T (a preallocated cache); keys past
-//! q_offset + T − 1 are never read. Scores are scaled by 1 / sqrt(hd).
+//! q_offset + T − 1 are never read. Scores are scaled by 1 / sqrt(hd). With a sliding `window` W > 0 the
+//! row at position p sees only keys p − W + 1 ..= p: the tiles still run from key 0, and the shared code
+//! (`tiles.rs`) masks the keys before the window (scores to −∞ before the softmax, probabilities and ds to
+//! 0 in backward), so the micro-kernels are the same with and without a window.
 //!
 //! The G = H / Hkv query heads that share a kv head are processed together, so each key and value row is
 //! loaded once for all of them: per kv head g the "group rows" are m = t·G + (h − g·G), i.e. token-major
@@ -69,11 +72,13 @@ pub struct Shape {
     pub head_dim: usize,
     /// Absolute position of query row 0 (0 in training; the cache length in generation).
     pub q_offset: usize,
+    /// Sliding window: a row sees the `window` keys ending at its own position (0: every earlier key).
+    pub window: usize,
 }
 
 impl Shape {
     pub fn check(&self) -> KResult<()> {
-        let Shape { tokens, keys, heads, kv_heads, head_dim, q_offset } = *self;
+        let Shape { tokens, keys, heads, kv_heads, head_dim, q_offset, .. } = *self;
         ensure(heads > 0 && kv_heads > 0 && head_dim > 0, || {
             format!(
                 "shape: heads ({heads}), kv_heads ({kv_heads}) and head_dim ({head_dim}) must be positive"
@@ -95,6 +100,14 @@ impl Shape {
     }
     pub fn lse_len(&self) -> usize {
         self.heads * self.tokens
+    }
+    /// The first key the row at absolute position `pos` sees (0 without a window).
+    fn first_key(&self, pos: usize) -> usize {
+        if self.window == 0 {
+            0
+        } else {
+            (pos + 1).saturating_sub(self.window)
+        }
     }
     /// Keys visible to the last query row: the only ones any row reads.
     fn visible(&self) -> usize {

@@ -7,7 +7,7 @@ use crate::ops::testutil::{data, max_rel_err, to64};
 
 /// Plain softmax(q kᵀ · scale + causal mask) v in f64, with the full [T, S] score matrix per head.
 fn naive(sh: &Shape, q: &[f64], k: &[f64], v: &[f64]) -> Vec<f64> {
-    let Shape { tokens, keys, heads, kv_heads, head_dim: hd, q_offset } = *sh;
+    let Shape { tokens, keys, heads, kv_heads, head_dim: hd, q_offset, .. } = *sh;
     let scale = 1.0 / (hd as f64).sqrt();
     let mut o = vec![0.0; sh.q_len()];
     for h in 0..heads {
@@ -16,7 +16,8 @@ fn naive(sh: &Shape, q: &[f64], k: &[f64], v: &[f64]) -> Vec<f64> {
             let qi = |d: usize| q[(t * heads + h) * hd + d];
             let kv = |x: &[f64], j: usize, d: usize| x[(j * kv_heads + g) * hd + d];
             let mut scores = vec![f64::NEG_INFINITY; keys];
-            for (j, sj) in scores.iter_mut().enumerate().take(q_offset + t + 1) {
+            let first = sh.first_key(q_offset + t);
+            for (j, sj) in scores.iter_mut().enumerate().take(q_offset + t + 1).skip(first) {
                 *sj = (0..hd).map(|d| qi(d) * kv(k, j, d)).sum::<f64>() * scale;
             }
             let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -42,14 +43,22 @@ fn naive_backward(sh: &Shape, q: &[f64], k: &[f64], v: &[f64], dout: &[f64]) -> 
         for t in 0..tokens {
             let qt = |d: usize| (t * heads + h) * hd + d;
             let n = q_offset + t + 1;
-            let s: Vec<f64> =
-                (0..n).map(|j| (0..hd).map(|d| q[qt(d)] * k[kv(j, d)]).sum::<f64>() * scale).collect();
+            let first = sh.first_key(q_offset + t);
+            let s: Vec<f64> = (0..n)
+                .map(|j| {
+                    if j < first {
+                        f64::NEG_INFINITY
+                    } else {
+                        (0..hd).map(|d| q[qt(d)] * k[kv(j, d)]).sum::<f64>() * scale
+                    }
+                })
+                .collect();
             let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let total: f64 = s.iter().map(|x| (x - m).exp()).sum();
             let p: Vec<f64> = s.iter().map(|x| (x - m).exp() / total).collect();
             let dp: Vec<f64> = (0..n).map(|j| (0..hd).map(|d| dout[qt(d)] * v[kv(j, d)]).sum()).collect();
             let delta: f64 = (0..n).map(|j| p[j] * dp[j]).sum();
-            for j in 0..n {
+            for j in first..n {
                 let ds = p[j] * (dp[j] - delta);
                 for d in 0..hd {
                     dq[qt(d)] += scale * ds * k[kv(j, d)];
@@ -70,9 +79,14 @@ fn shape(
     head_dim: usize,
     q_offset: usize,
 ) -> Shape {
-    let sh = Shape { tokens, keys, heads, kv_heads, head_dim, q_offset };
+    let sh = Shape { tokens, keys, heads, kv_heads, head_dim, q_offset, window: 0 };
     sh.check().unwrap();
     sh
+}
+
+/// The same shape with a sliding window.
+fn windowed(sh: Shape, window: usize) -> Shape {
+    Shape { window, ..sh }
 }
 
 fn inputs(sh: &Shape, seed: u32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
@@ -117,6 +131,14 @@ fn cases() -> Vec<Shape> {
         shape(70, 120, 4, 1, 24, 50), // three key blocks, the last ragged, behind a cache
         shape(17, 17, 5, 1, 7, 0), // groups of 5
         shape(100, 100, 3, 1, 64, 0), // whole panels of features
+        // Sliding windows: narrower than a panel, a ragged one across panels and key blocks, one behind a
+        // cache offset, one wider than the sequence (no effect), a window of 1 (each row sees itself).
+        windowed(shape(37, 37, 3, 1, 5, 0), 5),
+        windowed(shape(130, 130, 2, 1, 80, 0), 50),
+        windowed(shape(70, 120, 4, 1, 24, 50), 33),
+        windowed(shape(20, 90, 2, 2, 16, 70), 17),
+        windowed(shape(49, 49, 9, 3, 20, 0), 100),
+        windowed(shape(9, 9, 4, 2, 8, 0), 1),
     ]
 }
 
@@ -236,8 +258,20 @@ fn cached_decoding_equals_the_full_pass() {
 }
 
 #[test]
+fn a_window_wider_than_the_sequence_changes_no_bit() {
+    let sh = shape(61, 70, 6, 3, 20, 9);
+    let (q, k, v) = inputs(&sh, 14);
+    let dout = data(sh.q_len(), 15);
+    let ctx = Ctx::with_threads(2, Path::Plain);
+    let wide = windowed(sh, 70);
+    assert!(run_forward(&ctx, &wide, &q, &k, &v) == run_forward(&ctx, &sh, &q, &k, &v));
+    assert!(run_backward(&ctx, &wide, &q, &k, &v, &dout) == run_backward(&ctx, &sh, &q, &k, &v, &dout));
+}
+
+#[test]
 fn threads_and_paths_agree_bit_for_bit() {
     let shapes = [
+        windowed(shape(97, 97, 9, 3, 64, 0), 40),
         shape(70, 75, 4, 2, 16, 5),
         shape(150, 150, 2, 1, 128, 0),
         shape(97, 97, 9, 3, 64, 0),
@@ -301,8 +335,8 @@ fn a_stale_workspace_changes_nothing() {
 
 #[test]
 fn shape_errors_name_the_argument() {
-    let bad = Shape { tokens: 2, keys: 4, heads: 3, kv_heads: 2, head_dim: 4, q_offset: 0 };
+    let bad = Shape { tokens: 2, keys: 4, heads: 3, kv_heads: 2, head_dim: 4, q_offset: 0, window: 0 };
     assert!(bad.check().unwrap_err().message.starts_with("heads:"));
-    let bad = Shape { tokens: 2, keys: 4, heads: 2, kv_heads: 2, head_dim: 4, q_offset: 3 };
+    let bad = Shape { tokens: 2, keys: 4, heads: 2, kv_heads: 2, head_dim: 4, q_offset: 3, window: 0 };
     assert!(bad.check().unwrap_err().message.starts_with("keys:"));
 }

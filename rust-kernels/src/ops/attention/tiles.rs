@@ -138,9 +138,18 @@ unsafe fn forward_block_body<M: Micro>(
             let rows: [usize; MR] = std::array::from_fn(|r| r * stride);
             let out = Out { data: &mut *scores, rows, count: MR, scale: [sc; MR] };
             M::strip(hd, Rows { data: inp.q, rows: tile.at(&sh), step: 1 }, keys, out);
+            // Keys before a row's window: −∞ into the softmax (its maximum comes from the window), and 0
+            // after it (the clamped exp leaves ~1e-38, which a sum of at least 1 absorbs but p·v would not).
+            let before = tile.t.map(|t| sh.first_key(sh.q_offset + t));
+            for r in 0..MR {
+                scores[rows[r]..][..before[r]].fill(f32::NEG_INFINITY);
+            }
             // Softmax numerators in place; keys a row does not see become 0.
             let seen = tile.t.map(|t| sh.q_offset + t + 1);
             let (maxima, lanes) = M::softmax_rows(scores, rows, panels, seen);
+            for r in 0..MR {
+                scores[rows[r]..][..before[r]].fill(0.0);
+            }
             let (mut inv, mut lse_r) = ([0.0f32; MR], [0.0f32; MR]);
             for r in 0..MR {
                 let total = lane_sum(lanes[r]);
@@ -241,6 +250,12 @@ unsafe fn dkdv_block_body<M: Micro>(
                         }
                     });
                     M::probabilities(&mut s, &mut dp, sc, lse, delta, seen);
+                    // Keys before a row's window take no probability and pass no gradient.
+                    for r in 0..tile.valid {
+                        let before = sh.first_key(sh.q_offset + tile.t[r]).saturating_sub(jp).min(NR);
+                        s[r][..before].fill(0.0);
+                        dp[r][..before].fill(0.0);
+                    }
                 }
                 for r in 0..MR {
                     p[(m0 - s0 * group + r) * KEYS + pp * NR..][..NR].copy_from_slice(&s[r]);
