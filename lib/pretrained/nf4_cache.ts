@@ -22,7 +22,7 @@ import { bytesOf, f32ToBf16, halfToF32 } from "../io/dtype.ts";
 import { ChecksummedSafetensors } from "../io/safetensors/checksummed.ts";
 import { writeShardedSafetensors } from "../io/safetensors/sharded_writer.ts";
 import type { TensorToWrite } from "../io/safetensors/writer.ts";
-import { LINEAR_MODULES, type ModelConfig, modulePath } from "../nn/config.ts";
+import { blockModules, type ModelConfig, modulePath } from "../nn/config.ts";
 import { blockLinear, type LlamaModel } from "../nn/llama.ts";
 import { hfConfigJson } from "./export/hf_config.ts";
 import { SafetensorsSource } from "./weight_source.ts";
@@ -250,7 +250,7 @@ function cacheTensors(model: LlamaModel, checksums: Record<string, string>): Ten
     if (a.qBias) tensors.push(f32(`${p}.self_attn.q_proj.bias`, a.qBias));
     if (a.kBias) tensors.push(f32(`${p}.self_attn.k_proj.bias`, a.kBias));
     if (a.vBias) tensors.push(f32(`${p}.self_attn.v_proj.bias`, a.vBias));
-    for (const m of LINEAR_MODULES) {
+    for (const m of blockModules(c)) {
       const linear = blockLinear(layer, m);
       if (!(linear instanceof Nf4Weight) || !linear.doubleQuant) {
         throw new Error(`${modulePath(l, m)}: only NF4 weights with double quantization can be cached`);

@@ -22,7 +22,7 @@ import { f32ToBf16 } from "../../lib/io/dtype.ts";
 import { SafetensorsReader } from "../../lib/io/safetensors/reader.ts";
 import { ShardedSafetensors } from "../../lib/io/safetensors/sharded.ts";
 import { writeSafetensors } from "../../lib/io/safetensors/writer.ts";
-import { LINEAR_MODULES, modulePath } from "../../lib/nn/config.ts";
+import { blockModules, modulePath } from "../../lib/nn/config.ts";
 import { blockLinear, type LlamaModel } from "../../lib/nn/llama.ts";
 import { DiskBf16Rows } from "../../lib/pretrained/disk_embeddings.ts";
 import { loadModel } from "../../lib/pretrained/load_model.ts";
@@ -92,7 +92,7 @@ Deno.test("the first load writes the cache, the second reads it: the same model 
     using files = ShardedSafetensors.open(nf4CacheDir(s.root, s.model));
     const layers = first.model.weights.layers;
     for (const [l, layer] of layers.entries()) {
-      for (const m of LINEAR_MODULES) {
+      for (const m of blockModules(first.model.config)) {
         const ours = (blockLinear(layer, m) as Nf4Weight).toParts();
         const stored = readBnb4bitLinear(files, modulePath(l, m));
         assert.ok(stored.doubleQuant);
