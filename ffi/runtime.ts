@@ -47,6 +47,37 @@ export function kernelName(): KernelPath {
   return readText((buf, cap) => k.qlora_kernel_name(buf, cap)) as KernelPath;
 }
 
+/** The kernel families that choose a CPU path (rust-kernels/src/report.rs). */
+export type KernelFamily = "gemm-f32" | "nf4-decode" | "gemm-bf16" | "ops" | "attention";
+
+function parseFamilies(text: string): Record<KernelFamily, string[]> {
+  const out = {} as Record<KernelFamily, string[]>;
+  for (const entry of text.split(";").filter((s) => s.length > 0)) {
+    const [family, routes = ""] = entry.split("=");
+    out[family as KernelFamily] = routes.split(",").filter((s) => s.length > 0);
+  }
+  return out;
+}
+
+/**
+ * The path each kernel family runs with the active path, e.g. `{ "gemm-f32": "avx512", "gemm-bf16":
+ * "avx512-bf16", ops: "avx512", … }`: a family without a build for the active path names the one it runs.
+ */
+export function kernelReport(): Record<KernelFamily, string> {
+  const k = kernels();
+  const routes = parseFamilies(readText((buf, cap) => k.qlora_kernel_report(buf, cap)));
+  return Object.fromEntries(Object.entries(routes).map(([f, r]) => [f, r[0]])) as Record<
+    KernelFamily,
+    string
+  >;
+}
+
+/** The paths each family has really run in this process so far (recorded where the kernels branch). */
+export function kernelsUsed(): Record<KernelFamily, string[]> {
+  const k = kernels();
+  return parseFamilies(readText((buf, cap) => k.qlora_kernels_used(buf, cap)));
+}
+
 /** Paths this CPU can run (and "bf16dot" when it has bf16 dot-product instructions). */
 export function cpuFeatures(): string[] {
   const k = kernels();

@@ -21,6 +21,10 @@ export const symbols = {
   qlora_set_kernel: { parameters: ["buffer", "u32"], result: "i32" },
   // uint32_t qlora_kernel_name(uint8_t *buf, uint32_t cap)
   qlora_kernel_name: { parameters: ["buffer", "u32"], result: "u32" },
+  // uint32_t qlora_kernel_report(uint8_t *buf, uint32_t cap)
+  qlora_kernel_report: { parameters: ["buffer", "u32"], result: "u32" },
+  // uint32_t qlora_kernels_used(uint8_t *buf, uint32_t cap)
+  qlora_kernels_used: { parameters: ["buffer", "u32"], result: "u32" },
   // uint32_t qlora_cpu_features(uint8_t *buf, uint32_t cap)
   qlora_cpu_features: { parameters: ["buffer", "u32"], result: "u32" },
 

@@ -13,5 +13,6 @@ pub mod ggml;
 pub mod handles;
 pub mod nf4;
 pub mod ops;
+pub mod report;
 pub mod simd;
 pub mod threads;

@@ -1,11 +1,13 @@
 /**
- * GEMMs through the FFI on every CPU path this machine has, against a plain f64 dot-product reference
- * written here, on ragged shapes; plus 1 thread vs all threads, and bad input.
+ * GEMMs through the FFI on every CPU path this machine has (each in its own child process, see per_path.ts),
+ * against a plain f64 dot-product reference written here, on ragged shapes; plus 1 thread vs all threads,
+ * and bad input.
  */
 import assert from "node:assert/strict";
 import { matmulDyTX, matmulDyW, matmulXWt, sgemm } from "../../ffi/gemm.ts";
 import { Nf4Weight } from "../../ffi/nf4.ts";
-import { availableKernels, kernelName, setKernel, setThreads, threads } from "../../ffi/runtime.ts";
+import { kernelName, setThreads, threads } from "../../ffi/runtime.ts";
+import { testOnEveryPath } from "./per_path.ts";
 import { randomF32 } from "../../tasks/bench/measure.ts";
 
 /** f32 budget: error ≤ 1e-5 of Σ|a||b|. bf16: both operands rounded to 8 significant bits (each off by ≤ 2⁻⁸). */
@@ -55,20 +57,9 @@ function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
   return t;
 }
 
-function onEveryPath(body: (path: string) => void) {
-  const before = kernelName();
-  try {
-    for (const path of availableKernels()) {
-      setKernel(path);
-      body(path);
-    }
-  } finally {
-    setKernel(before);
-  }
-}
-
-Deno.test("dense X·Wᵀ, dY·W and dYᵀ·X match the f64 reference on every path", () => {
-  onEveryPath((path) => {
+testOnEveryPath(import.meta, {
+  "dense X·Wᵀ, dY·W and dYᵀ·X match the f64 reference": () => {
+    const path = kernelName();
     for (const [m, k, n] of SHAPES) {
       const x = randomF32(m * k, 1);
       const w = randomF32(n * k, 2);
@@ -83,11 +74,9 @@ Deno.test("dense X·Wᵀ, dY·W and dYᵀ·X match the f64 reference on every pa
       const r3 = referenceXWt(transpose(dy, m, n), transpose(x, m, k), n, m, k);
       assert.ok(worstError(matmulDyTX(dy, x, m, k, n), r3.y, r3.scale) <= F32_BUDGET, `${path} dYᵀ·X`);
     }
-  });
-});
-
-Deno.test("NF4 forward and backward match the reference on the dequantized weight, f32 and bf16, every path", () => {
-  onEveryPath((path) => {
+  },
+  "NF4 forward and backward match the reference on the dequantized weight, f32 and bf16": () => {
+    const path = kernelName();
     for (const [m, k, n] of SHAPES) {
       using q = Nf4Weight.quantize(randomF32(n * k, 4, 0.1), n, k);
       const w = q.dequantize();
@@ -104,7 +93,7 @@ Deno.test("NF4 forward and backward match the reference on the dequantized weigh
       const bwdBf16 = worstError(q.matmulT(dy, m, undefined, { compute: "bf16" }), rb.y, rb.scale);
       assert.ok(bwdBf16 <= BF16_BUDGET, `${path} bwd bf16 ${m}x${k}x${n}: ${bwdBf16}`);
     }
-  });
+  },
 });
 
 Deno.test("accumulate adds into the output", () => {

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { nf4Tables, Nf4Weight } from "../../ffi/nf4.ts";
-import { availableKernels, kernelName, setKernel } from "../../ffi/runtime.ts";
+import { kernelName } from "../../ffi/runtime.ts";
+import { testOnEveryPath } from "./per_path.ts";
 
 const DIR = new URL("../fixtures/nf4/", import.meta.url).pathname;
 
@@ -70,23 +71,21 @@ for (const c of manifest.cases) {
       "dequantized",
     );
   });
-
-  Deno.test(`NF4 ${c.name}: bitsandbytes' parts imported as they are dequantize identically on every path`, () => {
-    using q = Nf4Weight.fromParts({
-      shape: c.shape,
-      packed: bytes(c.packed),
-      absmaxCodes: bytes(c.dq.absmax_codes),
-      nestedAbsmax: floats(c.dq.nested_absmax),
-      offset: new Float32Array(new Uint32Array([parseInt(c.dq.offset_f32_bits, 16)]).buffer)[0],
-    });
-    const before = kernelName();
-    try {
-      for (const path of availableKernels()) {
-        setKernel(path);
-        assert.equal(firstMismatch(bits(q.dequantize()), bits(floats(c.dq.dequantized))), "none", path);
-      }
-    } finally {
-      setKernel(before);
-    }
-  });
 }
+
+// bitsandbytes' parts imported as they are dequantize identically on every path (one child process per path).
+testOnEveryPath(import.meta, {
+  "NF4 bitsandbytes parts imported as they are dequantize identically": () => {
+    for (const c of manifest.cases) {
+      using q = Nf4Weight.fromParts({
+        shape: c.shape,
+        packed: bytes(c.packed),
+        absmaxCodes: bytes(c.dq.absmax_codes),
+        nestedAbsmax: floats(c.dq.nested_absmax),
+        offset: new Float32Array(new Uint32Array([parseInt(c.dq.offset_f32_bits, 16)]).buffer)[0],
+      });
+      const what = `${c.name} on ${kernelName()}`;
+      assert.equal(firstMismatch(bits(q.dequantize()), bits(floats(c.dq.dequantized))), "none", what);
+    }
+  },
+});

@@ -1,7 +1,7 @@
 //! Library identity, errors, threads and kernel choice.
 
 use super::{last_error, run, write_text, ABI_VERSION};
-use crate::{allocator, calibrate, dispatch, threads};
+use crate::{allocator, calibrate, dispatch, report, threads};
 
 /// `uint32_t qlora_abi_version(void)`
 #[no_mangle]
@@ -42,6 +42,20 @@ pub unsafe extern "C" fn qlora_set_kernel(name: *const u8, len: u32) -> i32 {
 #[no_mangle]
 pub unsafe extern "C" fn qlora_kernel_name(buf: *mut u8, cap: u32) -> u32 {
     write_text(dispatch::active().name(), buf, cap)
+}
+
+/// `uint32_t qlora_kernel_report(uint8_t *buf, uint32_t cap)` — the path each kernel family runs with the
+/// active path, `family=route;…` (e.g. `gemm-f32=avx512;gemm-bf16=avx512-bf16;…`; see `report.rs`).
+#[no_mangle]
+pub unsafe extern "C" fn qlora_kernel_report(buf: *mut u8, cap: u32) -> u32 {
+    write_text(&report::describe_routes(dispatch::active()), buf, cap)
+}
+
+/// `uint32_t qlora_kernels_used(uint8_t *buf, uint32_t cap)` — the routes each family has run in this
+/// process so far, `family=route,route;…` (empty after `=` for a family that has not run).
+#[no_mangle]
+pub unsafe extern "C" fn qlora_kernels_used(buf: *mut u8, cap: u32) -> u32 {
+    write_text(&report::describe_used(), buf, cap)
 }
 
 /// `uint32_t qlora_cpu_features(uint8_t *buf, uint32_t cap)` — the paths this CPU can run, comma-separated,

@@ -5,6 +5,7 @@ use super::kernel::{kernel_fn, KernelFn};
 use super::pack::{pack_a, round_to_bf16, PackB, PackCtx, Strided};
 use super::Compute;
 use crate::dispatch::Kernel;
+use crate::report::{Family, Route};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -76,6 +77,11 @@ pub unsafe fn gemm<B: PackB>(p: &Problem<B>, c: *mut f32, kernel: Kernel, comput
     if p.m == 0 || p.n == 0 {
         return;
     }
+    let (family, route) = match compute {
+        Compute::F32 => (Family::GemmF32, Route::of_kernel(kernel)),
+        Compute::Bf16 => (Family::GemmBf16, bf16_route(kernel)),
+    };
+    crate::report::note(family, route);
     let bl = blocking(kernel);
     let ctx = PackCtx { kernel, map: *crate::nf4::codebook::dynamic_map() };
     let micro = kernel_fn(kernel);
@@ -97,6 +103,16 @@ thread_local! {
     static TAIL_BUFFERS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
     /// Pair-interleaved bf16 panels of A and B for the native bf16 kernel.
     static PAIRS: RefCell<(Vec<u32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// What a bf16-compute GEMM runs with `kernel` active: native bf16 dot products, or the f32 micro-kernel on
+/// operands rounded to bf16.
+pub fn bf16_route(kernel: Kernel) -> Route {
+    if native_bf16(kernel, Compute::Bf16) {
+        Route::Avx512Bf16
+    } else {
+        Route::of_kernel(kernel)
+    }
 }
 
 /// Whether this call multiplies in native bf16 (AVX512-BF16 dot products) rather than f32 on rounded values.

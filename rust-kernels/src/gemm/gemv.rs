@@ -30,37 +30,35 @@ pub fn gemv<W: Weight>(
 ) {
     let (rows, cols) = (w.rows(), w.cols());
     debug_assert!(m <= MAX_ROWS && x.len() == m * cols && y.len() == m * rows);
+    // Few rows multiply in f32 whatever the compute precision asked for.
+    crate::report::note(crate::report::Family::GemmF32, crate::report::Route::of_kernel(kernel));
     let ctx = PackCtx { kernel, map: *crate::nf4::codebook::dynamic_map() };
     let out = YPtr(y.as_mut_ptr());
     let tasks = rows.div_ceil(ROWS_PER_TASK);
-    let run = || {
-        (0..tasks).into_par_iter().for_each_init(
-            || vec![0.0f32; cols],
-            |scratch, task| {
-                let out = out;
-                for j in task * ROWS_PER_TASK..((task + 1) * ROWS_PER_TASK).min(rows) {
-                    w.decode(&ctx, j * cols, scratch);
-                    for i in 0..m {
-                        let d = dot(kernel, scratch, &x[i * cols..(i + 1) * cols]);
-                        // Safety: each (i, j) is written by exactly one task.
-                        unsafe {
-                            let cell = out.0.add(i * rows + j);
-                            *cell = if accumulate { *cell + d } else { d };
-                        }
-                    }
+    // One task: rows of W [task · ROWS_PER_TASK, …); each output element is written by exactly one task and
+    // depends only on its row of W and its row of X, so any task order gives the same bits.
+    let task_body = |scratch: &mut Vec<f32>, task: usize| {
+        let out = out;
+        for j in task * ROWS_PER_TASK..((task + 1) * ROWS_PER_TASK).min(rows) {
+            w.decode(&ctx, j * cols, scratch);
+            for i in 0..m {
+                let d = dot(kernel, scratch, &x[i * cols..(i + 1) * cols]);
+                // Safety: each (i, j) is written by exactly one task.
+                unsafe {
+                    let cell = out.0.add(i * rows + j);
+                    *cell = if accumulate { *cell + d } else { d };
                 }
-            },
-        )
+            }
+        }
     };
     if threads <= 1 {
-        // A one-thread pool keeps the same task order, so results match the many-thread run bit for bit.
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .map(|p| p.install(run))
-            .unwrap_or_else(|_| run());
+        // On the calling thread, no pool (generation calls this per token and per layer).
+        let mut scratch = vec![0.0f32; cols];
+        (0..tasks).for_each(|task| task_body(&mut scratch, task));
     } else {
-        crate::threads::pool().install(run);
+        crate::threads::pool().install(|| {
+            (0..tasks).into_par_iter().for_each_init(|| vec![0.0f32; cols], |s, task| task_body(s, task))
+        });
     }
 }
 

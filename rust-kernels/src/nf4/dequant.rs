@@ -9,6 +9,7 @@ use crate::simd::Simd;
 /// Dequantizes elements `start .. start + dst.len()` with the given path.
 pub fn dequant_run(kernel: Kernel, w: &Nf4Weight, start: usize, dst: &mut [f32], map: &[f32; 256]) {
     debug_assert!(start + dst.len() <= w.len());
+    crate::report::note(crate::report::Family::Nf4Decode, crate::report::Route::of_kernel(kernel));
     match kernel {
         Kernel::Scalar => dequant_run_scalar(w, start, dst, map),
         #[cfg(target_arch = "x86_64")]

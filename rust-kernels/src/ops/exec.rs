@@ -19,9 +19,22 @@ pub enum Path {
 impl Path {
     /// The path for the kernel chosen in `dispatch` (AVX-512 machines use the AVX2 build of ops).
     pub fn active() -> Path {
-        match dispatch::active() {
+        Path::for_kernel(dispatch::active())
+    }
+
+    /// The path ops run while `kernel` is the active CPU path.
+    pub fn for_kernel(kernel: Kernel) -> Path {
+        match kernel {
             Kernel::Scalar => Path::Plain,
             Kernel::Avx2 | Kernel::Avx512 => Path::Avx2,
+        }
+    }
+
+    /// The report's name of this path.
+    pub fn route(self) -> crate::report::Route {
+        match self {
+            Path::Plain => crate::report::Route::Scalar,
+            Path::Avx2 => crate::report::Route::Avx2,
         }
     }
 
@@ -59,6 +72,7 @@ impl Ctx {
 macro_rules! on_path {
     ($vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:path) => {
         $vis fn $name(path: $crate::ops::exec::Path, $($arg: $ty),*) $(-> $ret)? {
+            $crate::report::note($crate::report::Family::Ops, path.route());
             match path {
                 $crate::ops::exec::Path::Plain => $body($($arg),*),
                 #[cfg(target_arch = "x86_64")]

@@ -630,6 +630,7 @@ macro_rules! on_micro {
     ($vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) = $body:ident) => {
         #[allow(clippy::too_many_arguments)]
         $vis fn $name(path: $crate::ops::exec::Path, $($arg: $ty),*) {
+            $crate::report::note($crate::report::Family::Attention, path.route());
             match path {
                 // SAFETY: the plain micro-kernel runs anywhere.
                 $crate::ops::exec::Path::Plain => unsafe { $body::<super::micro::Plain>($($arg),*) },
