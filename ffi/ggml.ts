@@ -70,10 +70,14 @@ export function ggmlQuantize(
   const bytes = ggmlByteLength(t, src.length);
   const out = dst ?? new Uint8Array(bytes);
   if (out.length !== bytes) {
-    throw new RangeError(`ggmlQuantize: dst: expected ${bytes} bytes for ${src.length} ${t.name} values, got ${out.length}`);
+    throw new RangeError(
+      `ggmlQuantize: dst: expected ${bytes} bytes for ${src.length} ${t.name} values, got ${out.length}`,
+    );
   }
   if (src.length > MAX_CALL_LENGTH) {
-    throw new RangeError(`ggmlQuantize: src: more than ${MAX_CALL_LENGTH} values per call; split into whole blocks`);
+    throw new RangeError(
+      `ggmlQuantize: src: more than ${MAX_CALL_LENGTH} values per call; split into whole blocks`,
+    );
   }
   check(kernels().qlora_ggml_quantize(t.id, src, src.length, out, out.length), "qlora_ggml_quantize");
   return out;

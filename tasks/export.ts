@@ -28,7 +28,9 @@ const opts = new Command("deno task export")
   .description("Export a fine-tune: a merged GGUF for llama.cpp / Ollama, or an mlx-lm adapter.")
   .option("--model <spec>", describeModelSpec(), "default")
   .option("--adapter <dir>", "the PEFT LoRA adapter directory (gguf without it: the base model is converted)")
-  .addOption(new Option("--format <format>", "what to write").choices(["gguf", "mlx"] as const).default("gguf"))
+  .addOption(
+    new Option("--format <format>", "what to write").choices(["gguf", "mlx"] as const).default("gguf"),
+  )
   .addOption(new Option("--type <type>", "GGUF tensor type").choices(GGUF_EXPORT_TYPES).default("q8_0"))
   .requiredOption("--out <path>", "the .gguf file (gguf) or directory (mlx) to write")
   .option("--modelfile", "also write an Ollama Modelfile next to the GGUF", false)
@@ -56,7 +58,11 @@ try {
       layers: adapter.layers,
       overwrite: opts.overwrite,
     });
-    console.log(`mlx-lm adapter saved: ${opts.out} (${files.join(", ")}; ${adapter.layers.size} modules, scale ${scale})`);
+    console.log(
+      `mlx-lm adapter saved: ${opts.out} (${
+        files.join(", ")
+      }; ${adapter.layers.size} modules, scale ${scale})`,
+    );
   } else {
     const modelfile = join(dirname(opts.out), "Modelfile");
     if (opts.modelfile && existsSync(modelfile) && !opts.overwrite) {
@@ -97,7 +103,9 @@ try {
       });
       writeFileAtomically(modelfile, (write) => write(new TextEncoder().encode(text)));
       if (family === undefined) {
-        console.error("warning: the chat template is not a family we convert (ChatML, Llama 3): no TEMPLATE line");
+        console.error(
+          "warning: the chat template is not a family we convert (ChatML, Llama 3): no TEMPLATE line",
+        );
       }
       console.log(`Ollama Modelfile saved: ${modelfile} (ollama create NAME -f ${modelfile})`);
     }

@@ -46,10 +46,14 @@ export function writeMlxAdapter(dir: string, opts: MlxAdapterOptions): { files: 
     rank ??= w.r;
     scale ??= w.scale;
     if (w.r !== rank) {
-      throw new Error(`mlx export: mlx-lm has one rank per adapter; ${module} has r=${w.r}, others r=${rank}`);
+      throw new Error(
+        `mlx export: mlx-lm has one rank per adapter; ${module} has r=${w.r}, others r=${rank}`,
+      );
     }
   }
-  if (rank === undefined || scale === undefined) throw new Error("mlx export: the adapter has no LoRA weights");
+  if (rank === undefined || scale === undefined) {
+    throw new Error("mlx export: the adapter has no LoRA weights");
+  }
   const adapted = [...byLayer.keys()].sort((a, b) => a - b);
   const numLayers = adapted.length;
   const first = model.numHiddenLayers - numLayers;
@@ -59,7 +63,9 @@ export function writeMlxAdapter(dir: string, opts: MlxAdapterOptions): { files: 
     if (l !== first + i || !same) {
       throw new Error(
         `mlx export: mlx-lm adapts the same modules in the last num_layers layers; this adapter covers ` +
-          `layers [${adapted.join(", ")}] of ${model.numHiddenLayers} with ${same ? "" : "differing "}modules`,
+          `layers [${adapted.join(", ")}] of ${model.numHiddenLayers} with ${
+            same ? "" : "differing "
+          }modules`,
       );
     }
   });
@@ -68,9 +74,14 @@ export function writeMlxAdapter(dir: string, opts: MlxAdapterOptions): { files: 
   for (const [module, w] of layers) {
     const [out, inDim] = [w.B.length / w.r, w.A.length / w.r];
     const factor = w.scale / scale;
-    tensors.push({ name: `${module}.lora_a`, dtype: "F32" as const, shape: [inDim, w.r], data: transpose(w.A, w.r, inDim) });
+    tensors.push({
+      name: `${module}.lora_a`,
+      dtype: "F32" as const,
+      shape: [inDim, w.r],
+      data: transpose(w.A, w.r, inDim),
+    });
     const b = transpose(w.B, out, w.r);
-    if (Math.abs(factor - 1) > SAME_SCALE) for (let i = 0; i < b.length; i++) b[i] *= factor;
+    if (Math.abs(factor - 1) > SAME_SCALE) { for (let i = 0; i < b.length; i++) b[i] *= factor; }
     tensors.push({ name: `${module}.lora_b`, dtype: "F32" as const, shape: [w.r, out], data: b });
   }
   const adapterConfig = {

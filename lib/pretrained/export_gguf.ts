@@ -29,8 +29,13 @@ import {
   modulePath,
   ropeInvFreq,
 } from "../nn/config.ts";
-import { ggufArchitecture, type MetadataEntry, modelMetadata, tokenizerMetadataFromGguf } from "./export/gguf_metadata.ts";
-import { type GgufExportType, tensorType, type TensorType } from "./export/gguf_types.ts";
+import {
+  ggufArchitecture,
+  type MetadataEntry,
+  modelMetadata,
+  tokenizerMetadataFromGguf,
+} from "./export/gguf_metadata.ts";
+import { type GgufExportType, type TensorType, tensorType } from "./export/gguf_types.ts";
 import { hfTokenizerMetadata } from "./export/gguf_vocab.ts";
 import { GgufSource, SafetensorsSource, type WeightSource } from "./weight_source.ts";
 
@@ -79,14 +84,18 @@ export async function exportGguf(path: string, opts: ExportGgufOptions): Promise
     const lossy = sourceTypes.filter((t) => !FULL_PRECISION.has(t));
     if (lossy.length > 0) {
       warnings.push(
-        `the source ${opts.source} stores its weights quantized (${lossy.join(", ")}): the adapter is added ` +
+        `the source ${opts.source} stores its weights quantized (${
+          lossy.join(", ")
+        }): the adapter is added ` +
           `to those weights dequantized, then the sum is quantized again to ${opts.type}. The fine-tune ` +
           `survives (it is not snapped back as with NF4), but the export carries the source's quantization ` +
           `error too; export from the original bf16/f32 checkpoint for the most faithful file.`,
       );
     }
     if (tokenizer.entries.length === 0) {
-      warnings.push(`${opts.source} has no tokenizer this export can convert: llama.cpp will refuse the file`);
+      warnings.push(
+        `${opts.source} has no tokenizer this export can convert: llama.cpp will refuse the file`,
+      );
     }
     const tensors = plan(source, config, adapters, opts.type, src.ropeFreqs);
     const tensorTypes: Record<string, number> = {};
@@ -95,12 +104,15 @@ export async function exportGguf(path: string, opts: ExportGgufOptions): Promise
     const counted = tensors.map((t) => ({
       ...t,
       data: () => {
-        const data = (t.data as () => ArrayBufferView)();
+        const data = typeof t.data === "function" ? t.data() : t.data;
         opts.onTensor?.(++done, tensors.length, t.name, t.type as TensorType);
         return data;
       },
     }));
-    const metadata = [...modelMetadata(config, { exportType: opts.type, name: opts.name }), ...tokenizer.entries];
+    const metadata = [
+      ...modelMetadata(config, { exportType: opts.type, name: opts.name }),
+      ...tokenizer.entries,
+    ];
     mkdirSync(dirname(path), { recursive: true });
     writeGguf(path, metadata, counted);
     return {
@@ -125,7 +137,9 @@ function checkTarget(path: string, opts: ExportGgufOptions): void {
   if (!existsSync(path)) return;
   if (statSync(path).isDirectory()) throw new Error(`export: ${path} exists and is a directory`);
   if (!opts.overwrite) {
-    throw new Error(`export: ${path} exists; refusing to overwrite it (overwrite: true / --overwrite replaces it)`);
+    throw new Error(
+      `export: ${path} exists; refusing to overwrite it (overwrite: true / --overwrite replaces it)`,
+    );
   }
 }
 
@@ -194,7 +208,9 @@ async function openSource(path: string): Promise<OpenedSource> {
       entries,
       chatTemplate: typeof chatTemplate === "string" ? chatTemplate : null,
       stopTokens: [...new Set(stopTokens)],
-      warnings: skipped.length === 0 ? [] : [`tokenizer keys left out (their type is unclear): ${skipped.join(", ")}`],
+      warnings: skipped.length === 0
+        ? []
+        : [`tokenizer keys left out (their type is unclear): ${skipped.join(", ")}`],
     };
     const ropeFreqs = file.has("rope_freqs.weight") ? file.readTensorF32("rope_freqs.weight") : undefined;
     return { source, config, tokenizer, sourceTypes: [...sourceTypes], ropeFreqs };
@@ -212,7 +228,11 @@ function llama3Factors(config: ModelConfig): Float32Array | undefined {
   return plain.map((v, i) => v / scaled[i]);
 }
 
-function checkAdapters(config: ModelConfig, adapters: ReadonlyMap<string, LoraWeights>, source: string): void {
+function checkAdapters(
+  config: ModelConfig,
+  adapters: ReadonlyMap<string, LoraWeights>,
+  source: string,
+): void {
   const known = new Map<string, [number, number]>();
   for (let l = 0; l < config.numHiddenLayers; l++) {
     for (const m of LINEAR_MODULES) known.set(modulePath(l, m), linearShape(config, m));
@@ -220,7 +240,10 @@ function checkAdapters(config: ModelConfig, adapters: ReadonlyMap<string, LoraWe
   for (const [module, lora] of adapters) {
     const shape = known.get(module);
     if (shape === undefined) {
-      throw new FormatError(source, `the adapter has weights for ${module}, which is not a linear of this model`);
+      throw new FormatError(
+        source,
+        `the adapter has weights for ${module}, which is not a linear of this model`,
+      );
     }
     checkLoraShape(lora, shape[0], shape[1], module);
   }

@@ -48,18 +48,26 @@ export async function hfTokenizerMetadata(dir: string, config: ModelConfig): Pro
     throw new FormatError(path, `not valid JSON (${(error as Error).message})`);
   }
   const model = json.model;
-  if (model?.type !== "BPE" || !JSON.stringify(json.pre_tokenizer ?? json.decoder ?? "").includes("ByteLevel")) {
+  if (
+    model?.type !== "BPE" || !JSON.stringify(json.pre_tokenizer ?? json.decoder ?? "").includes("ByteLevel")
+  ) {
     return none(
-      `${path}: only byte-level BPE tokenizers are converted to GGUF metadata (found ${model?.type ?? "none"}); ` +
+      `${path}: only byte-level BPE tokenizers are converted to GGUF metadata (found ${
+        model?.type ?? "none"
+      }); ` +
         "the GGUF gets no tokenizer — convert with llama.cpp's convert_hf_to_gguf.py instead",
     );
   }
   const configPath = join(dir, "tokenizer_config.json");
-  const settings: TokenizerSettings = existsSync(configPath) ? await loadTokenizerConfig(configPath) : NO_SETTINGS;
+  const settings: TokenizerSettings = existsSync(configPath)
+    ? await loadTokenizerConfig(configPath)
+    : NO_SETTINGS;
 
   const byId = new Map<number, { text: string; type: number }>();
   for (const [text, id] of Object.entries(model.vocab ?? {})) byId.set(id, { text, type: NORMAL });
-  for (const t of json.added_tokens ?? []) byId.set(t.id, { text: t.content, type: t.special ? CONTROL : USER_DEFINED });
+  for (const t of json.added_tokens ?? []) {
+    byId.set(t.id, { text: t.content, type: t.special ? CONTROL : USER_DEFINED });
+  }
   let count = config.vocabSize;
   for (const id of byId.keys()) count = Math.max(count, id + 1);
   const tokens: string[] = [];
@@ -107,10 +115,13 @@ export async function hfTokenizerMetadata(dir: string, config: ModelConfig): Pro
 /** The `tokenizer.ggml.pre` name whose rule equals this tokenizer.json `pre_tokenizer`, if any. */
 function recognisePre(preTokenizer: unknown): string | undefined {
   const canonical = (v: unknown): string =>
-    JSON.stringify(v, (_k, value) =>
-      value && typeof value === "object" && !Array.isArray(value)
-        ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => a.localeCompare(b)))
-        : value);
+    JSON.stringify(
+      v,
+      (_k, value) =>
+        value && typeof value === "object" && !Array.isArray(value)
+          ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => a.localeCompare(b)))
+          : value,
+    );
   const wanted = canonical(preTokenizer);
   return SUPPORTED_GGUF_PRE.find((name) => canonical(byteLevelPreTokenizer(name)?.preTokenizer) === wanted);
 }

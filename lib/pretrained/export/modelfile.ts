@@ -16,7 +16,8 @@ const TEMPLATES: Record<ChatFamily, { template: string; stops: string[] }> = {
     stops: ["<|im_start|>", "<|im_end|>"],
   },
   llama3: {
-    template: "{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>{{ end }}" +
+    template:
+      "{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>{{ end }}" +
       "{{ if .Prompt }}<|start_header_id|>user<|end_header_id|>\n\n{{ .Prompt }}<|eot_id|>{{ end }}" +
       "<|start_header_id|>assistant<|end_header_id|>\n\n{{ .Response }}<|eot_id|>",
     stops: ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
