@@ -57,7 +57,11 @@ const pct = (r: { correct: number; total: number }) => `${r.correct}/${r.total}`
 
 const rows: string[] = [];
 rows.push(`base (NF4, no adapter): exact match ${pct(score(nf4))}`);
-rows.push(`unmerged adapter on NF4 (as trained): exact match ${pct(score(LoraModel.fromWeights(nf4, adapter.layers)))}`);
+rows.push(
+  `unmerged adapter on NF4 (as trained): exact match ${
+    pct(score(LoraModel.fromWeights(nf4, adapter.layers)))
+  }`,
+);
 nf4.close();
 
 const full = buildModel(await GgufSource.open(source), config, { quantize: "none" });
@@ -91,7 +95,9 @@ try {
     let check = "";
     if (ref) check = `; gguf-py: ${await crossCheck(file, path, tmp, ref)}`;
     rows.push(
-      `${type}: ${(result.bytes / 1e6).toFixed(1)} MB (${types}) in ${seconds.toFixed(1)} s; logits vs unmerged ` +
+      `${type}: ${(result.bytes / 1e6).toFixed(1)} MB (${types}) in ${
+        seconds.toFixed(1)
+      } s; logits vs unmerged ` +
         `max ${max.toFixed(4)} mean ${(sum / n).toFixed(5)}; exact match ${pct(score(exported))}${check}`,
     );
     console.error(rows.at(-1));

@@ -50,9 +50,15 @@ Deno.test("every quantizable type round-trips through the dequantizer within its
 });
 
 Deno.test("ggmlQuantize refuses what it cannot do, naming the argument", () => {
-  assert.throws(() => ggmlQuantize("Q8_0", new Float32Array(31)), /31 values is not a whole number of Q8_0 blocks/);
+  assert.throws(
+    () => ggmlQuantize("Q8_0", new Float32Array(31)),
+    /31 values is not a whole number of Q8_0 blocks/,
+  );
   assert.throws(() => ggmlQuantize(ggmlTypeByName("Q4_1"), new Float32Array(32)), /cannot quantize to Q4_1/);
-  assert.throws(() => ggmlQuantize("Q4_0", new Float32Array(32), new Uint8Array(17)), /dst: expected 18 bytes/);
+  assert.throws(
+    () => ggmlQuantize("Q4_0", new Float32Array(32), new Uint8Array(17)),
+    /dst: expected 18 bytes/,
+  );
   const x = new Float32Array(64);
   x[40] = Infinity;
   assert.throws(() => ggmlQuantize("Q4_K", new Float32Array(256).fill(NaN)), KernelError);

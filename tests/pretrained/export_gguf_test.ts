@@ -149,7 +149,7 @@ for (const c of CASES) {
       const ids = Uint32Array.from([1, 17, 99, 0, 42, 128, 7, 250], (id) => id % config.vocabSize);
       const baseLogits = base.forward(ids);
       const adapted = LoraModel.fromWeights(base, adapters).forward(ids);
-            const table: string[] = [];
+      const table: string[] = [];
       for (const type of GGUF_EXPORT_TYPES) {
         const path = join(tmp, `${type}.gguf`);
         const result = await exportGguf(path, { source: c.source, adapters, type, name: "tiny" });
@@ -239,13 +239,18 @@ for (const c of CASES) {
         const fromBase = diffs(logits, baseLogits);
         const top = maxAbs(adapted);
         const line = `${type}: vs unmerged max ${d.max.toFixed(4)} mean ${d.mean.toFixed(5)}; vs base mean ` +
-          `${fromBase.mean.toFixed(4)} (max|logit| ${top.toFixed(2)}) ${(result.bytes / 1024).toFixed(0)} KiB`;
+          `${fromBase.mean.toFixed(4)} (max|logit| ${top.toFixed(2)}) ${
+            (result.bytes / 1024).toFixed(0)
+          } KiB`;
         console.log(`${c.name} ${line}`);
         table.push(line);
         assert.ok(d.max <= LOGIT_BUDGET[type] * top, `${type}: logits differ by ${d.max}`);
         // The fine-tune survives: the export is far nearer the adapted model than the base (a merge
         // snapped back to the base codes, as NF4 re-quantization does, would sit at the base).
-        assert.ok(d.mean < fromBase.mean / 2, `${type}: ${d.mean} from the adapted model, ${fromBase.mean} from the base`);
+        assert.ok(
+          d.mean < fromBase.mean / 2,
+          `${type}: ${d.mean} from the adapted model, ${fromBase.mean} from the base`,
+        );
 
         if (REF_PYTHON) {
           const expected = Object.fromEntries(file.names().map((n) => [n, file.readTensorF32(n)]));

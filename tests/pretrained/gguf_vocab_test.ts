@@ -73,7 +73,10 @@ Deno.test("tokenizers that are not byte-level BPE, or absent, are left out with 
     assert.match(result.warnings[0], /has no tokenizer\.json/);
     writeFileSync(join(dir, "tokenizer.json"), JSON.stringify({ model: { type: "Unigram", vocab: [] } }));
     result = await hfTokenizerMetadata(dir, config);
-    assert.match(result.warnings[0], /only byte-level BPE tokenizers are converted to GGUF metadata \(found Unigram\)/);
+    assert.match(
+      result.warnings[0],
+      /only byte-level BPE tokenizers are converted to GGUF metadata \(found Unigram\)/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
