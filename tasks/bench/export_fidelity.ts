@@ -7,7 +7,8 @@
  * the first records of the validation set with the unmerged model (the same source weights, the adapter on
  * the side): max and mean |Δlogit|. Then greedy exact match on `--limit` records for the base model, the
  * unmerged adapted model on NF4 (what `finetune` measures), the unmerged adapted model on the source's own
- * weights, and each export. With QLORA_REF_PYTHON, llama.cpp's reader (gguf-py) also dequantizes every
+ * weights, each export, and (`--nf4-merge`) the adapter merged into NF4 and re-quantized to NF4 — the trap
+ * the export avoids. With QLORA_REF_PYTHON, llama.cpp's reader (gguf-py) also dequantizes every
  * tensor of each file and must agree with ours exactly (tests/fixtures/export/check_gguf.py).
  */
 import { Command } from "@commander-js/extra-typings";
@@ -24,8 +25,10 @@ import { GgufFile } from "../../lib/io/gguf/file.ts";
 import { readPeftAdapter } from "../../lib/io/peft/read.ts";
 import { writeSafetensors } from "../../lib/io/safetensors/writer.ts";
 import { LoraModel } from "../../lib/lora/model.ts";
-import { configFromGguf } from "../../lib/nn/config.ts";
-import type { CausalLm } from "../../lib/nn/llama.ts";
+import { configFromGguf, type LinearModule, modulePath } from "../../lib/nn/config.ts";
+import { blockLinear, type CausalLm, type DecoderLayerWeights, LlamaModel } from "../../lib/nn/llama.ts";
+import { mergedWeight } from "../../lib/lora/merge.ts";
+import { Nf4Weight } from "../../ffi/nf4.ts";
 import { exportGguf } from "../../lib/pretrained/export_gguf.ts";
 import { GGUF_EXPORT_TYPES, type GgufExportType } from "../../lib/pretrained/export/gguf_types.ts";
 import { buildModel, loadModel } from "../../lib/pretrained/load_model.ts";
@@ -37,12 +40,13 @@ const opts = new Command("export_fidelity")
   .option("--data <jsonl>", "records for logits and exact match", "data/dates/valid.jsonl")
   .option("--limit <n>", "records for exact match", "20")
   .option("--logit-records <n>", "records whose logits are compared", "5")
-  .option("--types <list>", "export types", GGUF_EXPORT_TYPES.join(","))
+  .option("--types <list>", "export types (empty: none)", GGUF_EXPORT_TYPES.join(","))
+  .option("--nf4-merge", "also score the adapter merged into NF4 and re-quantized to NF4", false)
   .parse(Deno.args, { from: "user" })
   .opts();
 
 const source = opts.model ?? await defaultModelPath();
-const types = opts.types.split(",") as GgufExportType[];
+const types = opts.types.split(",").filter((t) => t !== "") as GgufExportType[];
 const { records } = await readRecords(opts.data);
 const evalRecords = records.slice(0, Number(opts.limit));
 const { model: nf4, tokenizer, config } = await loadModel(source, { progress: false });
