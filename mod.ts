@@ -36,11 +36,14 @@ export { KvCache } from "./lib/nn/kv_cache.ts";
 export { DenseLinear, type Linear } from "./lib/nn/linear.ts";
 export { Bf16Matrix } from "./ffi/bf16.ts";
 export {
+  type AsyncGenerateOptions,
   defaultStopTokens,
   generate,
+  generateAsync,
   type GenerateOptions,
   type Generation,
 } from "./lib/generate/generate.ts";
+export { ChatSession, type ChatSessionOptions } from "./lib/generate/chat_session.ts";
 export { resolveModel } from "./lib/io/resolve_model.ts";
 export { describeSplit, loadDataset } from "./lib/data/dataset.ts";
 export { BatchStream } from "./lib/data/batch.ts";

@@ -1,20 +1,25 @@
 /**
- * `deno run -A tasks/eval_dataset.ts [--model default] [--data data/dates/valid.jsonl] [--limit N]`:
- * greedy generation for each record of a chat or prompt/completion JSONL file, and the exact-match rate
- * against its answers (the metric of the shipped date-normalisation task).
+ * `deno run -A tasks/eval_dataset.ts [--model default] [--adapter DIR] [--data data/dates/valid.jsonl]
+ * [--limit N]`: greedy generation for each record of a chat or prompt/completion JSONL file, and the
+ * exact-match rate against its answers (the metric of the shipped date-normalisation task). With
+ * `--adapter`, a PEFT LoRA adapter is applied to the base model (not merged) for the whole evaluation.
  */
 import { Command } from "@commander-js/extra-typings";
 import { setThreads } from "../ffi/runtime.ts";
 import { readRecords } from "../lib/data/formats.ts";
 import { exactMatch } from "../lib/data/metrics.ts";
 import { defaultStopTokens } from "../lib/generate/generate.ts";
+import { readPeftAdapter } from "../lib/io/peft/read.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
+import { LoraModel } from "../lib/lora/model.ts";
 import { loadModel } from "../lib/pretrained/load_model.ts";
+import { userPath } from "./user_path.ts";
 import { wholeNumber } from "./whole_number.ts";
 
 const opts = new Command("deno run -A tasks/eval_dataset.ts")
   .description("Exact match of greedy answers on a validation set (messages or prompt/completion JSONL).")
   .option("--model <spec>", describeModelSpec(), "default")
+  .option("--adapter <dir>", "a PEFT LoRA adapter directory to evaluate (e.g. out/finetune/adapter)")
   .option("--data <file>", "JSONL file to evaluate", "data/dates/valid.jsonl")
   .option("--limit <n>", "evaluate the first n records only (0 = all)", "0")
   .option("--samples <n>", "outputs to print", "8")
@@ -35,7 +40,12 @@ try {
     resolved.kind === "gguf" ? resolved.path : resolved.dir,
   );
   console.error(`model ${source} loaded in ${loadSeconds.toFixed(1)} s; ${records.length} ${format} records`);
-  const report = exactMatch(model, tokenizer, records, {
+  const adapterDir = opts.adapter === undefined ? undefined : userPath(opts.adapter);
+  const evaluated = adapterDir === undefined
+    ? model
+    : LoraModel.fromWeights(model, readPeftAdapter(adapterDir, config).layers);
+  if (adapterDir !== undefined) console.error(`adapter ${adapterDir}`);
+  const report = exactMatch(evaluated, tokenizer, records, {
     stopTokens: defaultStopTokens(tokenizer, config.eosTokenIds),
     samples: int("--samples", opts.samples),
     onResult: (r, i) => {

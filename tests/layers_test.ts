@@ -16,6 +16,8 @@ const FORBIDDEN: Record<string, string[]> = {
   "lib/nn": ["lib/lora", "lib/io", "lib/pretrained", "lib/train", "lib/data", "lib/text", "lib/display"],
   "lib/lora": ["lib/io", "lib/pretrained", "lib/train", "lib/data", "lib/text", "lib/display"],
   "lib/io": ["lib/pretrained", "lib/train", "lib/text", "lib/data", "lib/display", "lib/generate"],
+  "lib/generate": ["lib/serve", "lib/train", "lib/display"],
+  "lib/serve": ["lib/train", "lib/display", "lib/data"],
 };
 
 function tsFiles(dir: string): string[] {

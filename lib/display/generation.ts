@@ -18,7 +18,11 @@ export class GenerationView implements Displayable {
   statsLine(): string {
     const g = this.generation;
     const rate = g.generateSeconds > 0 ? ` (${(g.ids.length / g.generateSeconds).toFixed(1)} tok/s)` : "";
-    const why = g.finishReason === "stop" ? "stopped at an end token" : "stopped at the token limit";
+    const why = {
+      stop: "stopped at an end token",
+      length: "stopped at the token limit",
+      abort: "stopped early (aborted)",
+    }[g.finishReason];
     return `${g.ids.length} tokens in ${
       g.generateSeconds.toFixed(2)
     } s${rate}, prompt ${g.promptTokens} tokens, ${why}`;
