@@ -66,6 +66,30 @@ rows.push(
     pct(score(LoraModel.fromWeights(nf4, adapter.layers)))
   }`,
 );
+if (opts.nf4Merge) {
+  // What the export avoids: merge into the NF4 weights, then quantize the sum to NF4 again.
+  const requantized = (l: number, m: LinearModule) => {
+    const base = blockLinear(nf4.weights.layers[l], m);
+    return Nf4Weight.quantize(mergedWeight(base, adapter.layers.get(modulePath(l, m))), base.rows, base.cols);
+  };
+  const layers = nf4.weights.layers.map((layer, l): DecoderLayerWeights => ({
+    ...layer,
+    attention: {
+      ...layer.attention,
+      q: requantized(l, "q_proj"),
+      k: requantized(l, "k_proj"),
+      v: requantized(l, "v_proj"),
+      o: requantized(l, "o_proj"),
+    },
+    mlp: {
+      gate: requantized(l, "gate_proj"),
+      up: requantized(l, "up_proj"),
+      down: requantized(l, "down_proj"),
+    },
+  }));
+  const snapped = new LlamaModel(config, { ...nf4.weights, layers });
+  rows.push(`merged into NF4, then re-quantized to NF4: exact match ${pct(score(snapped))}`);
+}
 nf4.close();
 
 const full = buildModel(await GgufSource.open(source), config, { quantize: "none" });
