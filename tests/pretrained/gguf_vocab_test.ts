@@ -41,6 +41,8 @@ Deno.test("SmolLM2: GGUF tokenizer → tokenizer.json → GGUF metadata is the i
         "tokenizer.ggml.bos_token_id",
         "tokenizer.ggml.eos_token_id",
         "tokenizer.ggml.padding_token_id",
+        "tokenizer.ggml.add_bos_token",
+        "tokenizer.ggml.add_space_prefix",
       ]
     ) {
       assert.deepEqual(got[key], m[key], key);

@@ -30,6 +30,7 @@ interface TokenizerJson {
   added_tokens?: Array<{ id: number; content: string; special?: boolean }>;
   pre_tokenizer?: unknown;
   decoder?: unknown;
+  post_processor?: { single?: unknown; processors?: unknown } | null;
 }
 
 export async function hfTokenizerMetadata(dir: string, config: ModelConfig): Promise<HfTokenizerMetadata> {
@@ -95,6 +96,14 @@ export async function hfTokenizerMetadata(dir: string, config: ModelConfig): Pro
   const bos = config.bosTokenId ?? idOf(settings.bosToken);
   const eos = config.eosTokenIds[0] ?? idOf(settings.eosToken);
   const pad = config.padTokenId ?? idOf(settings.padToken);
+  const unk = idOf(settings.unkToken);
+  // Whether encoding starts with BOS: tokenizer_config.json's add_bos_token when set, else whether the
+  // post-processor's single-sequence template names the BOS token. llama.cpp's own default differs by
+  // model, so the key is always written.
+  const bosText = bos === undefined ? undefined : tokens[bos];
+  const template = JSON.stringify(json.post_processor?.single ?? json.post_processor?.processors ?? null);
+  const addBos = settings.addBosToken ??
+    (bosText !== undefined && template.includes(JSON.stringify(bosText)));
   const u32 = (value: number) => ({ type: "u32" as const, value });
   const entries: MetadataEntry[] = [
     ["tokenizer.ggml.model", "gpt2"],
@@ -106,7 +115,10 @@ export async function hfTokenizerMetadata(dir: string, config: ModelConfig): Pro
   if (bos !== undefined) entries.push(["tokenizer.ggml.bos_token_id", u32(bos)]);
   if (eos !== undefined) entries.push(["tokenizer.ggml.eos_token_id", u32(eos)]);
   if (pad !== undefined) entries.push(["tokenizer.ggml.padding_token_id", u32(pad)]);
-  if (settings.addBosToken !== null) entries.push(["tokenizer.ggml.add_bos_token", settings.addBosToken]);
+  if (unk !== undefined) entries.push(["tokenizer.ggml.unknown_token_id", u32(unk)]);
+  entries.push(["tokenizer.ggml.add_bos_token", addBos]);
+  // Byte-level BPE marks spaces itself; no SentencePiece-style prefix space.
+  entries.push(["tokenizer.ggml.add_space_prefix", false]);
   if (settings.chatTemplate !== null) entries.push(["tokenizer.chat_template", settings.chatTemplate]);
   const stops = config.eosTokenIds.filter((id) => id < tokens.length).map((id) => tokens[id]);
   return { entries, chatTemplate: settings.chatTemplate, stopTokens: [...new Set(stops)], warnings };
