@@ -5,13 +5,17 @@
  * `load_adapters` reads (fine_tune_type, num_layers, lora_parameters {rank, scale, dropout, keys}).
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeMlxAdapter } from "../../lib/io/mlx_adapter.ts";
 import { readPeftAdapter } from "../../lib/io/peft/read.ts";
 import { SafetensorsReader } from "../../lib/io/safetensors/reader.ts";
 import { peftFixture, tinyLlama } from "./_peft.ts";
+import { fileURLToPath } from "node:url";
+import { LoraModel } from "../../lib/lora/model.ts";
+import { buildModel } from "../../lib/pretrained/load_model.ts";
+import { SafetensorsSource } from "../../lib/pretrained/weight_source.ts";
 
 function withTmp(body: (dir: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), "qlora-mlx-"));
@@ -118,3 +122,55 @@ Deno.test("mlx export refuses adapters mlx-lm cannot express, and existing direc
     assert.equal(readFileSync(join(dir, "note.txt"), "utf8"), "mine");
   });
 });
+
+const MLX_PYTHON = Deno.env.get("QLORA_MLX_PYTHON");
+
+// mlx-lm itself loads the adapter (needs QLORA_MLX_PYTHON: a Python with `pip install "mlx[cpu]" mlx-lm`).
+if (MLX_PYTHON !== undefined) {
+  Deno.test({
+    name: "mlx-lm itself runs the exported adapter on tiny_llama to our logits (QLORA_MLX_PYTHON)",
+    fn: async () => {
+      const dir = fileURLToPath(new URL("../fixtures/model/tiny_llama", import.meta.url));
+      const config = await tinyLlama();
+      const adapter = readPeftAdapter(peftFixture("all_linear"), config);
+      const source = SafetensorsSource.open(dir);
+      using base = buildModel(source, config, { quantize: "none" });
+      source.close();
+      const ids = Uint32Array.from([1, 17, 99, 0, 42, 128, 7, 250]);
+      const tmp = mkdtempSync(join(tmpdir(), "qlora-mlx-"));
+      try {
+        writeMlxAdapter(join(tmp, "mlx"), { model: config, config: adapter.config, layers: adapter.layers });
+        // mlx-lm reads rope settings from the older `rope_scaling` / `rope_theta` keys of config.json.
+        const model = join(tmp, "model");
+        mkdirSync(model);
+        copyFileSync(join(dir, "model.safetensors"), join(model, "model.safetensors"));
+        const json = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+        const { rope_theta, ...scaling } = json.rope_parameters;
+        writeFileSync(
+          join(model, "config.json"),
+          JSON.stringify({ ...json, rope_theta, rope_scaling: scaling }),
+        );
+        const expected = {
+          ids: [...ids],
+          logits: [...LoraModel.fromWeights(base, adapter.layers).forward(ids)],
+          base: [...base.forward(ids)],
+        };
+        writeFileSync(join(tmp, "expected.json"), JSON.stringify(expected));
+        const script = fileURLToPath(new URL("../fixtures/export/check_mlx.py", import.meta.url));
+        const out = await new Deno.Command(MLX_PYTHON!, {
+          args: [script, model, join(tmp, "mlx"), join(tmp, "expected.json")],
+        }).output();
+        const text = new TextDecoder();
+        assert.equal(out.code, 0, text.decode(out.stderr));
+        const result = JSON.parse(text.decode(out.stdout));
+        console.log(result);
+        // Both sides compute in f32 from the same weights: only summation order differs (measured 2e-6).
+        assert.ok(result.base_max_diff < 1e-4, `mlx base vs ours: ${result.base_max_diff}`);
+        assert.ok(result.adapter_moves > 0.1, `the adapter moves mlx's logits: ${result.adapter_moves}`);
+        assert.ok(result.max_diff < 1e-4, `mlx with the adapter vs ours: ${result.max_diff}`);
+      } finally {
+        rmSync(tmp, { recursive: true, force: true });
+      }
+    },
+  });
+}
