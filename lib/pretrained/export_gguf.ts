@@ -322,7 +322,9 @@ function encode(
     throw new FormatError(source.path, `cannot encode as ${type}: ${(error as Error).message}`, hfName);
   } finally {
     // Free the f32 copy now: the GC collects large external buffers late.
-    if (w.buffer instanceof ArrayBuffer && w.byteOffset === 0) w.buffer.transfer(0);
+    if (w.buffer instanceof ArrayBuffer && w.byteOffset === 0 && w.byteLength === w.buffer.byteLength) {
+      w.buffer.transfer(0);
+    }
   }
 }
 
