@@ -59,6 +59,7 @@ export { readPeftAdapter } from "./lib/io/peft/read.ts";
 export { writePeftAdapter } from "./lib/io/peft/write.ts";
 export { writeGgufLora } from "./lib/io/peft/gguf_lora.ts";
 export { trainable } from "./lib/train/trainable.ts";
+export { DistributedGradients, joinMpiJob } from "./lib/train/distributed.ts";
 export { orderedBatches, padTokenId } from "./lib/data/batch.ts";
 export { createAdapterConfig } from "./lib/io/peft/config.ts";
 export { exportMergedModel } from "./lib/pretrained/export_merged.ts";

@@ -12,6 +12,7 @@ import {
   printGemmResults,
   SMOLLM2_SHAPES,
 } from "./bench/gemm.ts";
+import { benchDistributed } from "./bench/distributed.ts";
 import { peakRss } from "./bench/measure.ts";
 import { bench7bLoad, benchDefaultModel, benchTraining } from "./bench/model.ts";
 
@@ -29,8 +30,8 @@ const program = new Command()
   )
   .option(
     "--sections <list>",
-    "comma-separated: gemm, attention, model, train, load7b",
-    "gemm,attention,model,train,load7b",
+    "comma-separated: gemm, attention, model, train, mpi, load7b",
+    "gemm,attention,model,train,mpi,load7b",
   )
   .parse(Deno.args, { from: "user" });
 const opts = program.opts();
@@ -60,6 +61,7 @@ if (sections.has("attention")) {
 }
 if (sections.has("model")) await benchDefaultModel();
 if (sections.has("train")) await benchTraining(threads());
+if (sections.has("mpi") && !opts.quick) await benchDistributed();
 if (sections.has("load7b") && !opts.quick) await bench7bLoad();
 const rss = peakRss();
 if (rss !== undefined) console.log(`\npeak RSS of this process: ${(rss / 2 ** 20).toFixed(0)} MiB`);

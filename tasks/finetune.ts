@@ -6,6 +6,10 @@
  * Output in `--output-dir`: checkpoints (`checkpoint-<step>/`, `latest`), `metrics.jsonl`, the final adapter
  * as a PEFT directory (`adapter/`) and as a llama.cpp GGUF LoRA (`adapter.gguf`).
  * Ctrl-C saves a checkpoint at the end of the current step; `--resume` continues from it bit for bit.
+ *
+ * Several processes: `mpiexec -n N deno task finetune …`, or `--nproc N` which starts them so (MPICH from
+ * PyPI on first use). Each rank trains on its share of every global batch (lib/train/distributed.ts); rank 0
+ * alone prints, evaluates, scores and saves.
  */
 import { Command } from "commander";
 import { join } from "node:path";
@@ -30,6 +34,17 @@ import { METRICS_FILE, MetricsLog } from "../lib/train/metrics_log.ts";
 import { LoraModel } from "../lib/lora/model.ts";
 import type { LinearModule } from "../lib/nn/config.ts";
 import { Trainer, TrainingDivergedError } from "../lib/train/trainer.ts";
+import {
+  checkMicroBatches,
+  checkSameRun,
+  DistributedGradients,
+  DistributedRunError,
+  examplesDigest,
+  joinMpiJob,
+  ranksOnThisHost,
+} from "../lib/train/distributed.ts";
+import { runWithNproc } from "./mpi/launch.ts";
+import { fileURLToPath } from "node:url";
 
 // ---------------------------------------------------------------------------------------------------------
 // Options: defaults < --config file < flags.
@@ -40,6 +55,7 @@ const program = new Command("deno task finetune")
     "--config <file>",
     "JSON file of options (same names as below, nested data/lora); flags override it",
   )
+  .option("--nproc <n>", "train with N processes under MPI (mpiexec -n N; MPICH from PyPI on first use)")
   .addHelpText("after", `\n--model accepts ${describeModelSpec()}`);
 for (const o of cliOptions()) {
   program.option(o.usage, o.description);
@@ -56,9 +72,29 @@ try {
   Deno.exit(2);
 }
 
+if (flags.nproc !== undefined) {
+  Deno.exit(await runWithNproc(String(flags.nproc), fileURLToPath(import.meta.url), args.outputDir));
+}
+
+const world = await joinMpiJob().catch((error: Error) => {
+  console.error(`finetune: ${error.message}`);
+  Deno.exit(1);
+});
+const say = console.error;
+if (world && world.rank !== 0) {
+  // Rank 0 alone talks; the others keep only their own errors.
+  console.log = console.error = () => {};
+}
 try {
   await main(args);
+  world?.finalize();
 } catch (error) {
+  if (world && world.rank !== 0) {
+    if (!(error instanceof DistributedRunError)) {
+      say(`finetune (rank ${world.rank}): ${(error as Error).message}`);
+    }
+    Deno.exit(1);
+  }
   if (error instanceof TrainingDivergedError) {
     console.error(`\nfinetune: ${error.message}`);
     Deno.exit(3);
@@ -68,7 +104,14 @@ try {
 }
 
 async function main(args: TrainingArgs): Promise<void> {
-  setThreads(args.threads);
+  // With several ranks on one machine, "all cores" means this rank's share of them.
+  const localRanks = world ? ranksOnThisHost() : 1;
+  setThreads(
+    args.threads || (world ? Math.max(1, Math.floor(navigator.hardwareConcurrency / localRanks)) : 0),
+  );
+  if (world && world.rank === 0) {
+    console.error(`${world.size} processes (MPI: ${world.library}), ${localRanks} on this machine`);
+  }
 
   // --- Model -------------------------------------------------------------------------------------------
   const resolved = await resolveModel(args.model === "default" ? undefined : args.model);
@@ -125,11 +168,22 @@ async function main(args: TrainingArgs): Promise<void> {
   const count = trainable.parameters().reduce((n, p) => n + p.data.length, 0);
   console.error(`${lora.adapters.size} adapters, ${count.toLocaleString("en")} trainable parameters`);
 
+  if (world) {
+    checkMicroBatches(args.gradAccumulation, world.size);
+    checkSameRun(world, {
+      ...args,
+      threads: undefined,
+      trainExamples: examplesDigest(dataset.train),
+      validExamples: examplesDigest(dataset.valid),
+      trainableValues: count,
+    });
+  }
   const trainer = new Trainer({
     model: trainable,
     data: { train: trainStream, valid },
     args,
     adapter: adapterConfig,
+    gradients: world ? new DistributedGradients(world) : undefined,
   });
   console.error(`${trainer.totalSteps} steps of ${args.batchSize} × ${args.gradAccumulation} rows`);
 
@@ -137,17 +191,14 @@ async function main(args: TrainingArgs): Promise<void> {
   const evalRecords = dataset.valid.slice(0, args.maxEvalExamples || undefined).map((e: Example) => e.record);
   const scoring = args.metric === "exact-match" && dataset.format !== "text" && evalRecords.length > 0;
   const stopTokens = defaultStopTokens(tokenizer, config.eosTokenIds);
-  const before = valid.length > 0 ? trainer.evaluate() : undefined;
+  const before = valid.length > 0 && trainer.isRoot ? trainer.evaluate() : undefined;
   if (before) console.error(`eval loss before training: ${before.loss.toFixed(4)}`);
-  const metricBefore = scoring ? score("before", model, tokenizer, evalRecords, stopTokens) : undefined;
+  const metricBefore = scoring && trainer.isRoot
+    ? score("before", model, tokenizer, evalRecords, stopTokens)
+    : undefined;
 
   // --- Train -------------------------------------------------------------------------------------------
   const resumedFrom = trainer.prepareOutput();
-  const log = new MetricsLog(join(args.outputDir, METRICS_FILE));
-  if (!resumedFrom) {
-    if (before) log.append({ event: "eval", step: 0, evalLoss: before.loss, perplexity: before.perplexity });
-    if (metricBefore) log.append({ event: "metric", step: 0, name: args.metric, value: metricBefore.rate });
-  }
   let interrupts = 0;
   const onInterrupt = () => {
     if (++interrupts > 1) Deno.exit(130);
@@ -155,7 +206,21 @@ async function main(args: TrainingArgs): Promise<void> {
     trainer.requestStop();
   };
   Deno.addSignalListener("SIGINT", onInterrupt);
+  if (!trainer.isRoot) {
+    // The other ranks' part ends with training: rank 0 scores and saves.
+    const result = await trainer.run();
+    model.close();
+    world!.barrier(); // rank 0 has saved its checkpoint: a stopped run may exit now
+    if (result.stopped) Deno.exit(130);
+    return;
+  }
+  const log = new MetricsLog(join(args.outputDir, METRICS_FILE));
+  if (!resumedFrom) {
+    if (before) log.append({ event: "eval", step: 0, evalLoss: before.loss, perplexity: before.perplexity });
+    if (metricBefore) log.append({ event: "metric", step: 0, name: args.metric, value: metricBefore.rate });
+  }
   const result = await trainer.run();
+  world?.barrier();
   Deno.removeSignalListener("SIGINT", onInterrupt);
   if (result.stopped) {
     log.close();

@@ -13,6 +13,10 @@
  *
  * A non-finite loss or gradient norm stops the run before the update, with the last good checkpoint
  * untouched (the bad state is never saved).
+ *
+ * Several processes (lib/train/distributed.ts) run the same loop on the same global batches: `gradients`
+ * shares each step's micro-batches among them and leaves the same summed gradient everywhere
+ * (step_gradients.ts), every process applies the same update, and rank 0 alone logs, evaluates and saves.
  */
 import { mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -24,6 +28,7 @@ import {
   type CheckpointRef,
   findLatestCheckpoint,
   loadCheckpoint,
+  type LoadedCheckpoint,
   pointLatestAt,
   pruneCheckpoints,
   removeCheckpointsAfter,
@@ -36,6 +41,7 @@ import { METRICS_FILE, MetricsLog } from "./metrics_log.ts";
 import { AdamW, type Parameter } from "./optimizer.ts";
 import { TrainProgress } from "./progress.ts";
 import { learningRate, type ScheduleOptions } from "./schedule.ts";
+import { LocalGradients, type StepGradients } from "./step_gradients.ts";
 
 export type { Parameter } from "./optimizer.ts";
 
@@ -124,6 +130,8 @@ export interface TrainOptions {
   adapter?: AdapterConfig;
   /** Progress line on stderr (default true). */
   progress?: boolean;
+  /** How a step's micro-batches become its gradient: in this process (default) or across processes. */
+  gradients?: StepGradients;
 }
 
 export interface TrainResult {
@@ -167,6 +175,7 @@ export class Trainer {
   readonly valid: readonly Batch[];
   readonly callbacks: TrainCallbacks;
   readonly adapter?: AdapterConfig;
+  readonly gradients: StepGradients;
   /** The data stream; replaced by one at the saved position when a checkpoint is restored. */
   stream: BatchStream;
   state: TrainerState;
@@ -177,6 +186,8 @@ export class Trainer {
   #log?: MetricsLog;
   #progress?: TrainProgress;
   #stopRequested = false;
+  /** Every process agreed to stop after the last step. */
+  #stopAgreed = false;
   readonly #showProgress: boolean;
 
   constructor(opts: TrainOptions) {
@@ -194,7 +205,8 @@ export class Trainer {
     this.valid = opts.data.valid ?? [];
     this.callbacks = opts.callbacks ?? {};
     this.adapter = opts.adapter;
-    this.#showProgress = opts.progress ?? true;
+    this.gradients = opts.gradients ?? new LocalGradients();
+    this.#showProgress = (opts.progress ?? true) && this.isRoot;
     this.totalSteps = a.steps > 0 ? a.steps : stepsForEpochs(this.stream, a.epochs, a.gradAccumulation);
     this.#schedule = {
       lr: a.lr,
@@ -215,6 +227,11 @@ export class Trainer {
     };
   }
 
+  /** Rank 0 of a multi-process run, or the only process: the one that logs, evaluates and saves. */
+  get isRoot(): boolean {
+    return this.gradients.rank === 0;
+  }
+
   /** The learning rate of update `step` (1-based). */
   lrAt(step: number): number {
     return learningRate(step, this.#schedule);
@@ -223,9 +240,16 @@ export class Trainer {
   /**
    * Readies `outputDir`: removes what a crash leaves (`*.tmp`); with `resume`, restores the latest valid
    * checkpoint (if any) and drops newer, invalid ones and the metrics after it; without, refuses to start
-   * over a directory that holds checkpoints. Returns the checkpoint resumed from.
+   * over a directory that holds checkpoints. Returns the checkpoint resumed from. With several processes,
+   * rank 0 does this and the others take its state.
    */
   prepareOutput(): CheckpointRef | undefined {
+    const resumed = this.isRoot ? this.#prepareFiles() : undefined;
+    this.gradients.shareState?.(this);
+    return resumed;
+  }
+
+  #prepareFiles(): CheckpointRef | undefined {
     const dir = this.args.outputDir;
     mkdirSync(dir, { recursive: true });
     removePartialCheckpoints(dir);
@@ -264,7 +288,24 @@ export class Trainer {
 
   /** Restores parameters, optimizer, data position, RNG and counters from a checkpoint directory. */
   restore(dir: string): void {
-    const ckpt = loadCheckpoint(dir);
+    this.importState(loadCheckpoint(dir));
+  }
+
+  /** The state a checkpoint would hold now, in memory (what rank 0 shares with the other processes). */
+  exportState(): LoadedCheckpoint {
+    const dir = this.lastCheckpoint?.dir ?? "";
+    const trainer = {
+      ...this.state,
+      stream: this.stream.state,
+      rng: this.model.rng ? [...this.model.rng.state] as TrainerState["rng"] : null,
+    };
+    const parameters = new Map(this.params.map((p) => [p.name, p.data]));
+    return { dir, step: this.state.step, trainer, parameters, optimizer: this.optimizer.state() };
+  }
+
+  /** Restores parameters, optimizer, data position, RNG and counters from a loaded state. */
+  importState(ckpt: LoadedCheckpoint): void {
+    const dir = ckpt.dir;
     const names = new Set(this.params.map((p) => p.name));
     const extra = [...ckpt.parameters.keys()].filter((n) => !names.has(n));
     const missing = this.params.filter((p) => !ckpt.parameters.has(p.name)).map((p) => p.name);
@@ -288,7 +329,7 @@ export class Trainer {
     this.stream = new BatchStream(this.stream.examples, this.stream.options, t.stream);
     if (this.model.rng && t.rng) this.model.rng.state = [...t.rng];
     this.state = { ...t, args: this.args };
-    this.lastCheckpoint = { dir, step: t.step };
+    if (dir !== "") this.lastCheckpoint = { dir, step: t.step };
     const changed = changedArgs(t.args, this.args);
     if (changed.length > 0) {
       this.#message(
@@ -303,19 +344,14 @@ export class Trainer {
   step(): StepReport {
     const t0 = performance.now();
     const { model, params, args } = this;
-    model.zeroGrad();
-    let lossSum = 0;
-    let lossTokens = 0;
-    let tokens = 0;
-    let epoch = 0;
-    for (let micro = 0; micro < args.gradAccumulation; micro++) {
-      const batch = this.stream.next();
-      const r = model.lossAndGrad(batch);
-      lossSum += r.lossSum;
-      lossTokens += r.lossTokens;
-      tokens += batch.tokens;
-      epoch = batch.epoch;
-    }
+    const { lossSum, lossTokens, tokens, epoch, stop } = this.gradients.accumulate({
+      model,
+      params,
+      stream: this.stream,
+      microBatches: args.gradAccumulation,
+      stopRequested: this.#stopRequested,
+    });
+    this.#stopAgreed = stop;
     const step = this.state.step + 1;
     if (lossTokens === 0) throw new Error(`step ${step}: no trained tokens in the step's batches`);
     const loss = lossSum / lossTokens;
@@ -390,7 +426,7 @@ export class Trainer {
   /** Steps until `totalSteps`, evaluating every `evalEvery` and saving every `saveEvery` (and at the end). */
   async run(): Promise<TrainResult> {
     const a = this.args;
-    this.#log ??= new MetricsLog(join(a.outputDir, METRICS_FILE));
+    if (this.isRoot) this.#log ??= new MetricsLog(join(a.outputDir, METRICS_FILE));
     if (this.#showProgress) this.#progress = new TrainProgress(this.totalSteps, this.state.step);
     let last: StepReport | undefined;
     try {
@@ -400,13 +436,13 @@ export class Trainer {
           report = this.step();
         } catch (error) {
           if (error instanceof TrainingDivergedError) {
-            this.#log.append({ event: "stop", step: error.step, reason: error.message });
+            this.#log?.append({ event: "stop", step: error.step, reason: error.message });
           }
           throw error;
         }
         last = report;
         const { step } = report;
-        this.#log.append({
+        this.#log?.append({
           event: "train",
           step,
           epoch: report.epoch,
@@ -421,11 +457,13 @@ export class Trainer {
         this.callbacks.onStep?.(report, this);
 
         const final = step === this.totalSteps;
-        if (this.valid.length > 0 && (final || (a.evalEvery > 0 && step % a.evalEvery === 0))) {
+        if (
+          this.isRoot && this.valid.length > 0 && (final || (a.evalEvery > 0 && step % a.evalEvery === 0))
+        ) {
           const ev = this.evaluate();
           this.lastEval = ev;
           if (ev.best) [this.state.bestEvalLoss, this.state.bestEvalStep] = [ev.loss, step];
-          this.#log.append({
+          this.#log?.append({
             event: "eval",
             step,
             evalLoss: ev.loss,
@@ -438,14 +476,16 @@ export class Trainer {
           );
           this.callbacks.onEval?.(ev, this);
         }
-        const stopping = this.#stopRequested && !final;
-        if (final || stopping || (a.saveEvery > 0 && step % a.saveEvery === 0)) {
+        // Alone, a request made during this step's callbacks counts now; processes agree on it in a step.
+        const stop = this.gradients.size === 1 ? this.#stopRequested : this.#stopAgreed;
+        const stopping = stop && !final;
+        if (this.isRoot && (final || stopping || (a.saveEvery > 0 && step % a.saveEvery === 0))) {
           const saved = this.save();
-          this.#log.append({ event: "save", step, dir: saved.dir });
+          this.#log?.append({ event: "save", step, dir: saved.dir });
           this.callbacks.onSave?.(saved, this);
         }
         if (stopping) {
-          this.#message(`stopped at step ${step}; ${this.lastCheckpoint!.dir} holds it (--resume continues)`);
+          this.#message(`stopped at step ${step}; ${this.lastCheckpoint?.dir} holds it (--resume continues)`);
           break;
         }
         // Let timers, progress redraws and signals run between steps (notebooks stay responsive).
@@ -453,7 +493,7 @@ export class Trainer {
       }
     } finally {
       this.#progress?.stop();
-      this.#log.close();
+      this.#log?.close();
       this.#log = undefined;
     }
     return {
@@ -484,6 +524,7 @@ export class Trainer {
   }
 
   #message(text: string): void {
+    if (!this.isRoot) return;
     if (this.callbacks.onMessage) this.callbacks.onMessage(text);
     else if (this.#progress) this.#progress.log(text);
     else if (this.#showProgress) console.error(text);

@@ -141,7 +141,7 @@ function readText(path: string): string | undefined {
 }
 
 /** The venv Python's version, or undefined when it is missing or broken (e.g. its base Python was removed). */
-async function pythonVersion(python: string): Promise<string | undefined> {
+export async function pythonVersion(python: string): Promise<string | undefined> {
   if (!existsSync(python)) return undefined;
   try {
     const result = await run(
@@ -155,7 +155,7 @@ async function pythonVersion(python: string): Promise<string | undefined> {
   }
 }
 
-async function createVenv(basePython: string, venv: string): Promise<void> {
+export async function createVenv(basePython: string, venv: string): Promise<void> {
   let result;
   try {
     result = await run(basePython, ["-m", "venv", venv], "Python 3");
@@ -175,7 +175,7 @@ async function createVenv(basePython: string, venv: string): Promise<void> {
   }
 }
 
-async function pipInstall(python: string, requirements: string): Promise<void> {
+export async function pipInstall(python: string, requirements: string): Promise<void> {
   const result = await run(python, [
     "-m",
     "pip",

@@ -105,21 +105,31 @@ Deno.test("trainer: the loss goes down; evaluations and checkpoints happen every
   assert.deepEqual(r.steps.slice(0, 3).map((s) => s.lr), [0.025, 0.05, 0.05]);
 });
 
-Deno.test("trainer: gradient accumulation over 2×4 rows equals one batch of 8 rows, bit for bit", async () => {
-  const [d1, d2] = [tempDir(), tempDir()];
-  const big = await run({ ...ARGS, batchSize: 8, outputDir: d1 }, { batchSize: 8 });
-  const accumulated = await run({ ...ARGS, batchSize: 4, gradAccumulation: 2, outputDir: d2 }, {
+Deno.test("trainer: gradient accumulation over 2×4 rows equals one batch of 8 rows (rounding apart)", async () => {
+  // Each micro-batch's gradient is computed on its own and the two are summed (step_gradients.ts: the
+  // order that several processes reproduce bit for bit), so the big batch, which accumulates position by
+  // position, differs from it only by f32 rounding. Without dropout: micro-batch 1 draws from its own stream.
+  const args = { ...ARGS, steps: 10 };
+  const model = () => new FakeModel({ seed: 3, dropout: 0 });
+  const big = await run({ ...args, batchSize: 8, outputDir: tempDir() }, { batchSize: 8, model: model() });
+  const accumulated = await run({ ...args, batchSize: 4, gradAccumulation: 2, outputDir: tempDir() }, {
     batchSize: 4,
+    model: model(),
   });
-  assertSameParams(big.model, accumulated.model);
+  let worst = 0;
+  big.model.parameters().forEach((p, k) => {
+    const q = accumulated.model.parameters()[k];
+    p.data.forEach((v, i) => worst = Math.max(worst, Math.abs(v - q.data[i]) / Math.max(1e-3, Math.abs(v))));
+  });
+  assert.ok(worst <= 1e-5, `largest relative parameter difference after 10 steps: ${worst}`);
   big.steps.forEach((s, i) => {
     const t = accumulated.steps[i];
     assert.equal(t.lossTokens, s.lossTokens);
-    assert.ok(Math.abs(t.loss - s.loss) <= 1e-12 * s.loss, `step ${i + 1}: ${t.loss} vs ${s.loss}`);
-    assert.equal(t.gradNorm.toPrecision(12), s.gradNorm.toPrecision(12));
+    assert.ok(Math.abs(t.loss - s.loss) <= 1e-6 * s.loss, `step ${i + 1}: ${t.loss} vs ${s.loss}`);
+    assert.ok(Math.abs(t.gradNorm - s.gradNorm) <= 1e-6 * s.gradNorm, `step ${i + 1}: grad norm`);
   });
   // And it is not trivially so: one batch of 4 differs.
-  const small = await run({ ...ARGS, batchSize: 4, outputDir: tempDir() });
+  const small = await run({ ...args, batchSize: 4, outputDir: tempDir() }, { model: model() });
   assert.notDeepEqual(bits(small.model.parameters()[0].data), bits(big.model.parameters()[0].data));
 });
 
