@@ -66,7 +66,7 @@ try {
   } else {
     const modelfile = join(dirname(opts.out), "Modelfile");
     if (opts.modelfile && existsSync(modelfile) && !opts.overwrite) {
-      throw new Error(`export: ${modelfile} exists; refusing to overwrite it (--overwrite replaces it)`);
+      throw new Error(`${modelfile} exists; refusing to overwrite it (--overwrite replaces it)`);
     }
     const t0 = performance.now();
     const bar = new cliProgress.SingleBar({

@@ -32,7 +32,7 @@ const SAME_SCALE = 1e-9;
 export function writeMlxAdapter(dir: string, opts: MlxAdapterOptions): { files: string[]; scale: number } {
   const { model, config, layers } = opts;
   if (existsSync(dir) && readdirSync(dir).length > 0 && !opts.overwrite) {
-    throw new Error(`export: ${dir} is not empty; refusing to overwrite it (--overwrite replaces it)`);
+    throw new Error(`${dir} is not empty; refusing to overwrite it (--overwrite replaces it)`);
   }
   const byLayer = new Map<number, Set<string>>();
   let rank: number | undefined;

@@ -132,13 +132,13 @@ export async function exportGguf(path: string, opts: ExportGgufOptions): Promise
 
 function checkTarget(path: string, opts: ExportGgufOptions): void {
   if (resolve(path) === resolve(opts.source)) {
-    throw new Error(`export: ${path} is the source model; choose another output file`);
+    throw new Error(`${path} is the source model; choose another output file`);
   }
   if (!existsSync(path)) return;
-  if (statSync(path).isDirectory()) throw new Error(`export: ${path} exists and is a directory`);
+  if (statSync(path).isDirectory()) throw new Error(`${path} exists and is a directory`);
   if (!opts.overwrite) {
     throw new Error(
-      `export: ${path} exists; refusing to overwrite it (overwrite: true / --overwrite replaces it)`,
+      `${path} exists; refusing to overwrite it (overwrite: true / --overwrite replaces it)`,
     );
   }
 }
