@@ -13,20 +13,23 @@ import { ChatSession } from "../lib/generate/chat_session.ts";
 import { validateSampling } from "../lib/generate/sampler.ts";
 import { describeModelSpec } from "../lib/io/resolve_model.ts";
 import { loadForGeneration } from "./load_for_generation.ts";
+import { pairBooleans } from "./boolean_flags.ts";
 import { wholeNumber } from "./whole_number.ts";
 
-const opts = new Command("deno task chat")
-  .description("Chat with a Llama-family model (NF4 weights, CPU), optionally with a LoRA adapter.")
-  .option("--model <spec>", describeModelSpec(), "default")
-  .option("--adapter <dir>", "a PEFT LoRA adapter directory to apply (e.g. out/finetune/adapter)")
-  .option("--no-quantize", "keep the block linears in f32 (e.g. a merged bf16 model)")
-  .option("--system <text>", "a system message for the conversation")
-  .option("--max-new-tokens <n>", "tokens per answer at most", "256")
-  .option("--temperature <t>", "0 = greedy", "0")
-  .option("--top-k <k>", "sample from the k most likely tokens (0 = all)", "0")
-  .option("--top-p <p>", "nucleus sampling mass (1 = all)", "1")
-  .option("--seed <n>", "random seed for sampling (answer i uses seed + i)", "0")
-  .option("--threads <n>", "kernel threads (0 = all cores)", "0")
+const opts = pairBooleans(
+  new Command("deno task chat")
+    .description("Chat with a Llama-family model (NF4 weights, CPU), optionally with a LoRA adapter.")
+    .option("--model <spec>", describeModelSpec(), "default")
+    .option("--adapter <dir>", "a PEFT LoRA adapter directory to apply (e.g. out/finetune/adapter)")
+    .option("--no-quantize", "keep the block linears in f32 (e.g. a merged bf16 model)")
+    .option("--system <text>", "a system message for the conversation")
+    .option("--max-new-tokens <n>", "tokens per answer at most", "256")
+    .option("--temperature <t>", "0 = greedy", "0")
+    .option("--top-k <k>", "sample from the k most likely tokens (0 = all)", "0")
+    .option("--top-p <p>", "nucleus sampling mass (1 = all)", "1")
+    .option("--seed <n>", "random seed for sampling (answer i uses seed + i)", "0")
+    .option("--threads <n>", "kernel threads (0 = all cores)", "0"),
+)
   .parse(Deno.args, { from: "user" })
   .opts();
 

@@ -13,18 +13,21 @@ import { readPeftAdapter } from "../lib/io/peft/read.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
 import { LoraModel } from "../lib/lora/model.ts";
 import { loadModel } from "../lib/pretrained/load_model.ts";
-import { userPath } from "./user_path.ts";
+import { pairBooleans } from "./boolean_flags.ts";
+import { userCwd, userPath } from "./user_path.ts";
 import { wholeNumber } from "./whole_number.ts";
 
-const opts = new Command("deno run -A tasks/eval_dataset.ts")
-  .description("Exact match of greedy answers on a validation set (messages or prompt/completion JSONL).")
-  .option("--model <spec>", describeModelSpec(), "default")
-  .option("--adapter <dir>", "a PEFT LoRA adapter directory to evaluate (e.g. out/finetune/adapter)")
-  .option("--data <file>", "JSONL file to evaluate", "data/dates/valid.jsonl")
-  .option("--limit <n>", "evaluate the first n records only (0 = all)", "0")
-  .option("--samples <n>", "outputs to print", "8")
-  .option("--verbose", "print every record's output", false)
-  .option("--threads <n>", "kernel threads (0 = all cores)", "0")
+const opts = pairBooleans(
+  new Command("deno run -A tasks/eval_dataset.ts")
+    .description("Exact match of greedy answers on a validation set (messages or prompt/completion JSONL).")
+    .option("--model <spec>", describeModelSpec(), "default")
+    .option("--adapter <dir>", "a PEFT LoRA adapter directory to evaluate (e.g. out/finetune/adapter)")
+    .option("--data <file>", "JSONL file to evaluate", "data/dates/valid.jsonl")
+    .option("--limit <n>", "evaluate the first n records only (0 = all)", "0")
+    .option("--samples <n>", "outputs to print", "8")
+    .option("--verbose", "print every record's output", false)
+    .option("--threads <n>", "kernel threads (0 = all cores)", "0"),
+)
   .parse(Deno.args, { from: "user" })
   .opts();
 
@@ -33,9 +36,9 @@ const int = (flag: string, value: string) => wholeNumber("eval_dataset", flag, v
 try {
   setThreads(int("--threads", opts.threads));
   const limit = int("--limit", opts.limit);
-  const { records: all, format } = await readRecords(opts.data);
+  const { records: all, format } = await readRecords(userPath(opts.data));
   const records = limit > 0 ? all.slice(0, limit) : all;
-  const resolved = await resolveModel(opts.model === "default" ? undefined : opts.model);
+  const resolved = await resolveModel(opts.model === "default" ? undefined : opts.model, { cwd: userCwd() });
   const { model, tokenizer, config, source, loadSeconds } = await loadModel(
     resolved.kind === "gguf" ? resolved.path : resolved.dir,
   );

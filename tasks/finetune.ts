@@ -1,22 +1,30 @@
 /**
- * `deno task finetune [--config run.json] [--flags…]`: QLoRA fine-tuning on the CPU, top to bottom:
- * options → model → data → adapters → (score before) → train → (score after, a sample) → save.
+ * `deno task finetune [-c run.yaml] [--flags…]`: QLoRA fine-tuning on the CPU, top to bottom:
+ * options → model → data → adapters → (score before) → train → (score after, a sample, the test set) → save.
  *
- * Every option, its default and its rule live in lib/train/args.ts; `--help` is generated from there.
+ * Every option, its default and its rule live in lib/train/args.ts; `--help` is generated from there
+ * (lib/train/cli.ts, with the mlx-lm / TRL aliases). Relative paths are the user's (INIT_CWD).
  * Output in `--output-dir`: checkpoints (`checkpoint-<step>/`, `latest`), `metrics.jsonl`, the final adapter
  * as a PEFT directory (`adapter/`) and as a llama.cpp GGUF LoRA (`adapter.gguf`).
  * Ctrl-C saves a checkpoint at the end of the current step; `--resume` continues from it bit for bit.
  *
  * Several processes: `mpiexec -n N deno task finetune …`, or `--nproc N` which starts them so (MPICH from
  * PyPI on first use). Each rank trains on its share of every global batch (lib/train/distributed.ts); rank 0
- * alone prints, evaluates, scores and saves.
+ * alone prints, evaluates, scores, samples and saves.
  */
-import { Command } from "commander";
+import { CommanderError } from "commander";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setThreads } from "../ffi/runtime.ts";
 import { type Batch, BatchStream, orderedBatches, padTokenId } from "../lib/data/batch.ts";
 import { describeSplit, type Example, loadDataset } from "../lib/data/dataset.ts";
 import { exactMatch, type ExactMatchReport } from "../lib/data/metrics.ts";
+import { chooseExactMatch } from "../lib/data/metric_choice.ts";
+import { ChatTemplate } from "../lib/text/chat_template.ts";
+import { finetuneCommand, parseFinetuneArgv } from "../lib/train/cli.ts";
+import { dataFiles } from "../lib/train/data_files.ts";
+import { sampleGenerations, samplePrompts } from "../lib/train/sample_generations.ts";
+import { userDirectory } from "../lib/train/user_paths.ts";
 import { defaultStopTokens } from "../lib/generate/generate.ts";
 import { exportMergedModel } from "../lib/pretrained/export_merged.ts";
 import { readPeftAdapter } from "../lib/io/peft/read.ts";
@@ -28,7 +36,7 @@ import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
 import type { CausalLm } from "../lib/nn/llama.ts";
 import { loadModel } from "../lib/pretrained/load_model.ts";
 import type { Tokenizer } from "../lib/text/tokenizer.ts";
-import { ArgsError, cliOptions, resolveTrainingArgs, type TrainingArgs } from "../lib/train/args.ts";
+import { ArgsError, type TrainingArgs } from "../lib/train/args.ts";
 import { saveParameters } from "../lib/train/checkpoint.ts";
 import { METRICS_FILE, MetricsLog } from "../lib/train/metrics_log.ts";
 import { LoraModel } from "../lib/lora/model.ts";
@@ -49,31 +57,23 @@ import { fileURLToPath } from "node:url";
 // ---------------------------------------------------------------------------------------------------------
 // Options: defaults < --config file < flags.
 
-const program = new Command("deno task finetune")
-  .description("QLoRA fine-tuning of a Llama-family model on the CPU.")
-  .option(
-    "--config <file>",
-    "JSON file of options (same names as below, nested data/lora); flags override it",
-  )
-  .option("--nproc <n>", "train with N processes under MPI (mpiexec -n N; MPICH from PyPI on first use)")
-  .addHelpText("after", `\n--model accepts ${describeModelSpec()}`);
-for (const o of cliOptions()) {
-  program.option(o.usage, o.description);
-}
-program.parse(Deno.args, { from: "user" });
-const flags = program.opts() as Record<string, unknown>;
-
+const program = finetuneCommand(`--model accepts ${describeModelSpec()}`)
+  .option("--nproc <n>", "train with N processes under MPI (mpiexec -n N; MPICH from PyPI on first use)");
+const userDir = userDirectory(Deno.env, Deno.cwd());
 let args: TrainingArgs;
 try {
-  args = resolveTrainingArgs(flags, flags.config as string | undefined);
+  args = parseFinetuneArgv(Deno.args, userDir, program);
 } catch (error) {
+  // Commander has printed its message (or the help) already.
+  if (error instanceof CommanderError) Deno.exit(error.exitCode);
   if (!(error instanceof ArgsError)) throw error;
   console.error(`finetune: ${error.message}`);
   Deno.exit(2);
 }
 
-if (flags.nproc !== undefined) {
-  Deno.exit(await runWithNproc(String(flags.nproc), fileURLToPath(import.meta.url), args.outputDir));
+const nproc = program.opts().nproc as string | undefined;
+if (nproc !== undefined) {
+  Deno.exit(await runWithNproc(nproc, fileURLToPath(import.meta.url), args.outputDir));
 }
 
 const world = await joinMpiJob().catch((error: Error) => {
@@ -114,25 +114,37 @@ async function main(args: TrainingArgs): Promise<void> {
   }
 
   // --- Model -------------------------------------------------------------------------------------------
-  const resolved = await resolveModel(args.model === "default" ? undefined : args.model);
+  const resolved = await resolveModel(args.model === "default" ? undefined : args.model, { cwd: userDir });
   const { model, tokenizer, config, source, loadSeconds } = await loadModel(
     resolved.kind === "gguf" ? resolved.path : resolved.dir,
   );
   console.error(`model ${source} loaded in ${loadSeconds.toFixed(1)} s`);
 
   // --- Data --------------------------------------------------------------------------------------------
-  const holdOut = args.data.validFraction > 0;
+  const files = dataFiles(args.data);
+  const chatTemplate = args.data.chatTemplate === "" ? undefined : new ChatTemplate(
+    readTemplate(args.data.chatTemplate),
+    { bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken, padToken: tokenizer.padToken },
+    args.data.chatTemplate,
+  );
   const dataset = await loadDataset({
     tokenizer,
-    train: args.data.train,
-    valid: holdOut || args.data.valid === "" ? undefined : args.data.valid,
+    ...files,
     validFraction: args.data.validFraction,
+    columns: args.data.columns,
     seed: args.seed,
     maxLength: args.maxLength,
     trainOnPrompt: args.data.trainOnPrompt,
+    chatTemplate,
   });
+  console.error(`data: ${dataset.sourceFormat} records (${files.train})`);
+  for (const { file, columns } of dataset.ignoredColumns) {
+    console.error(`  ${file}: columns not used: ${columns.join(", ")}`);
+  }
   console.error(describeSplit("train", dataset.stats.train, args.maxLength));
   if (dataset.valid.length > 0) console.error(describeSplit("valid", dataset.stats.valid, args.maxLength));
+  else console.error("valid: none (ask for one with --valid FILE or --valid-fraction F)");
+  if (dataset.test.length > 0) console.error(describeSplit("test", dataset.stats.test, args.maxLength));
   const batching = {
     batchSize: args.batchSize,
     padId: padTokenId(tokenizer),
@@ -178,22 +190,45 @@ async function main(args: TrainingArgs): Promise<void> {
       trainableValues: count,
     });
   }
+  const stopTokens = defaultStopTokens(tokenizer, config.eosTokenIds);
+  const prompts = args.sampleEvery > 0
+    ? samplePrompts(tokenizer, {
+      format: dataset.format,
+      prompts: args.samplePrompt,
+      records: (dataset.valid.length > 0 ? dataset.valid : dataset.train).map((e) => e.record),
+      chatTemplate,
+    })
+    : [];
   const trainer = new Trainer({
     model: trainable,
     data: { train: trainStream, valid },
     args,
     adapter: adapterConfig,
     gradients: world ? new DistributedGradients(world) : undefined,
+    callbacks: {
+      onStep: (report, t) => {
+        if (!t.isRoot || prompts.length === 0 || report.step % args.sampleEvery !== 0) return;
+        const samples = sampleGenerations(lora, tokenizer, prompts, {
+          maxNewTokens: args.sampleMaxTokens,
+          stopTokens,
+        });
+        t.record({ event: "sample", step: report.step, samples });
+        for (const s of samples) t.note(`step ${report.step} sample ${s.label}: ${JSON.stringify(s.output)}`);
+      },
+    },
   });
   console.error(`${trainer.totalSteps} steps of ${args.batchSize} × ${args.gradAccumulation} rows`);
 
   // --- Before ------------------------------------------------------------------------------------------
   const evalRecords = dataset.valid.slice(0, args.maxEvalExamples || undefined).map((e: Example) => e.record);
-  const scoring = args.metric === "exact-match" && dataset.format !== "text" && evalRecords.length > 0;
-  const stopTokens = defaultStopTokens(tokenizer, config.eosTokenIds);
+  const testRecords = dataset.test.slice(0, args.maxEvalExamples || undefined).map((e: Example) => e.record);
+  const decision = chooseExactMatch(args.metric, [...evalRecords, ...testRecords], tokenizer);
+  if (decision.note) console.error(decision.note);
+  const scoring = decision.score;
+  const scoreValid = scoring && evalRecords.length > 0;
   const before = valid.length > 0 && trainer.isRoot ? trainer.evaluate() : undefined;
   if (before) console.error(`eval loss before training: ${before.loss.toFixed(4)}`);
-  const metricBefore = scoring && trainer.isRoot
+  const metricBefore = scoreValid && trainer.isRoot
     ? score("before", model, tokenizer, evalRecords, stopTokens)
     : undefined;
 
@@ -217,7 +252,7 @@ async function main(args: TrainingArgs): Promise<void> {
   const log = new MetricsLog(join(args.outputDir, METRICS_FILE));
   if (!resumedFrom) {
     if (before) log.append({ event: "eval", step: 0, evalLoss: before.loss, perplexity: before.perplexity });
-    if (metricBefore) log.append({ event: "metric", step: 0, name: args.metric, value: metricBefore.rate });
+    if (metricBefore) log.append({ event: "metric", step: 0, name: "exact-match", value: metricBefore.rate });
   }
   const result = await trainer.run();
   world?.barrier();
@@ -228,13 +263,40 @@ async function main(args: TrainingArgs): Promise<void> {
   }
 
   // --- After -------------------------------------------------------------------------------------------
-  const metricAfter = scoring ? score("after", lora, tokenizer, evalRecords, stopTokens) : undefined;
+  const metricAfter = scoreValid ? score("after", lora, tokenizer, evalRecords, stopTokens) : undefined;
   if (metricAfter) {
-    log.append({ event: "metric", step: result.step, name: args.metric, value: metricAfter.rate });
+    log.append({ event: "metric", step: result.step, name: "exact-match", value: metricAfter.rate });
+  }
+  // The test set, once, with the final adapters.
+  const testLoss = dataset.test.length > 0
+    ? trainer.lossOn([...orderedBatches(dataset.test, batching)])
+    : undefined;
+  const testMetric = scoring && testRecords.length > 0
+    ? score("on the test set after", lora, tokenizer, testRecords, stopTokens)
+    : undefined;
+  if (testLoss) {
+    log.append({
+      event: "test",
+      step: result.step,
+      testLoss: testLoss.loss,
+      perplexity: testLoss.perplexity,
+    });
+  }
+  if (testMetric) {
+    log.append({ event: "test-metric", step: result.step, name: "exact-match", value: testMetric.rate });
   }
   log.close();
 
-  console.log(`\n${result.step} steps in ${result.elapsedSeconds.toFixed(1)} s (training time)`);
+  console.log(
+    `\n${result.step} steps in ${result.elapsedSeconds.toFixed(1)} s (training time)` +
+      (result.earlyStopped ? ", stopped early (no eval-loss improvement)" : ""),
+  );
+  if (result.bestCheckpoint) {
+    console.log(
+      `best eval loss ${result.bestEvalLoss?.toFixed(4)} at step ${result.bestEvalStep}: ` +
+        `${result.bestCheckpoint.dir} (a PEFT adapter; ${join(args.outputDir, "best")} names it)`,
+    );
+  }
   if (before && result.eval) {
     console.log(
       `eval loss  ${before.loss.toFixed(4)} → ${result.eval.loss.toFixed(4)}   ` +
@@ -245,6 +307,14 @@ async function main(args: TrainingArgs): Promise<void> {
     console.log(
       `exact match ${metricBefore.correct}/${metricBefore.total} → ${metricAfter.correct}/${metricAfter.total}` +
         ` (${(100 * metricBefore.rate).toFixed(1)} % → ${(100 * metricAfter.rate).toFixed(1)} %)`,
+    );
+  }
+  if (testLoss) {
+    console.log(`test loss  ${testLoss.loss.toFixed(4)}   perplexity ${testLoss.perplexity.toFixed(2)}`);
+  }
+  if (testMetric) {
+    console.log(
+      `test exact match ${testMetric.correct}/${testMetric.total} (${(100 * testMetric.rate).toFixed(1)} %)`,
     );
   }
   const samples = metricAfter?.samples ??
@@ -281,6 +351,15 @@ async function main(args: TrainingArgs): Promise<void> {
     );
   }
   model.close();
+}
+
+/** A `--chat-template` file's text, or an error naming it. */
+function readTemplate(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new ArgsError(`--chat-template ${path}: cannot read it (${(error as Error).message})`);
+  }
 }
 
 /** Exact match of greedy answers, with a progress line every 10 records. */

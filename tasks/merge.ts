@@ -14,16 +14,20 @@ import { exportMergedModel } from "../lib/pretrained/export_merged.ts";
 import { readPeftAdapter } from "../lib/io/peft/read.ts";
 import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
 import { loadModel } from "../lib/pretrained/load_model.ts";
+import { pairBooleans } from "./boolean_flags.ts";
+import { userCwd, userPath } from "./user_path.ts";
 
-const opts = new Command("deno task merge")
-  .description("Merge a LoRA adapter into its base model and save a transformers model directory (bf16).")
-  .option("--model <spec>", describeModelSpec(), "default")
-  .option("--adapter <dir>", "the PEFT LoRA adapter directory (without it: the base model is converted)")
-  .requiredOption("--out <dir>", "the model directory to write (refused if it exists and is not empty)")
-  .option("--no-quantize", "load the base unquantized (exact merge; f32 in RAM) instead of NF4")
-  .option("--overwrite", "replace --out if it exists", false)
-  .option("--max-shard-gb <n>", "largest safetensors file before sharding, in GB", "2")
-  .option("--threads <n>", "kernel threads (0 = all cores)", "0")
+const opts = pairBooleans(
+  new Command("deno task merge")
+    .description("Merge a LoRA adapter into its base model and save a transformers model directory (bf16).")
+    .option("--model <spec>", describeModelSpec(), "default")
+    .option("--adapter <dir>", "the PEFT LoRA adapter directory (without it: the base model is converted)")
+    .requiredOption("--out <dir>", "the model directory to write (refused if it exists and is not empty)")
+    .option("--no-quantize", "load the base unquantized (exact merge; f32 in RAM) instead of NF4")
+    .option("--overwrite", "replace --out if it exists", false)
+    .option("--max-shard-gb <n>", "largest safetensors file before sharding, in GB", "2")
+    .option("--threads <n>", "kernel threads (0 = all cores)", "0"),
+)
   .parse(Deno.args, { from: "user" })
   .opts();
 
@@ -34,13 +38,13 @@ try {
   if (!(shardGb > 0)) throw new Error(`--max-shard-gb must be > 0, got "${opts.maxShardGb}"`);
   setThreads(threads);
 
-  const resolved = await resolveModel(opts.model === "default" ? undefined : opts.model);
+  const resolved = await resolveModel(opts.model === "default" ? undefined : opts.model, { cwd: userCwd() });
   const path = resolved.kind === "gguf" ? resolved.path : resolved.dir;
   const { model, config, loadSeconds } = await loadModel(path, { quantize: opts.quantize ? "nf4" : "none" });
   console.error(
     `model ${path} loaded in ${loadSeconds.toFixed(1)} s (${opts.quantize ? "NF4" : "unquantized"})`,
   );
-  const adapters = opts.adapter ? readPeftAdapter(opts.adapter, config).layers : undefined;
+  const adapters = opts.adapter ? readPeftAdapter(userPath(opts.adapter), config).layers : undefined;
 
   const t0 = performance.now();
   const bar = new cliProgress.SingleBar({
@@ -48,7 +52,7 @@ try {
     stream: process.stderr,
   });
   let started = false;
-  const result = await exportMergedModel(opts.out, {
+  const result = await exportMergedModel(userPath(opts.out), {
     model,
     adapters,
     source: resolved,

@@ -6,15 +6,18 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
+import { pairBooleans } from "./boolean_flags.ts";
 import { REPO_ROOT, setupNotebookEnv } from "./notebook/setup.ts";
 
-const program = new Command("deno task notebook")
-  .description("Set up Jupyter with the Deno kernel in .venv-notebook/ and start JupyterLab on notebooks/.")
-  .option("--port <n>", "port of the JupyterLab server (default: Jupyter's, 8888 or the next free one)")
-  .option("--no-browser", "do not open a browser (print the URL only)")
-  .option("--setup-only", "install and write the kernelspec, then exit", false)
-  .option("--python <python>", "Python that creates the venv (default: $QLORA_PYTHON or python3)")
-  .argument("[jupyterArgs...]", "more options for `jupyter lab`, after --")
+const program = pairBooleans(
+  new Command("deno task notebook")
+    .description("Set up Jupyter with the Deno kernel in .venv-notebook/ and start JupyterLab on notebooks/.")
+    .option("--port <n>", "port of the JupyterLab server (default: Jupyter's, 8888 or the next free one)")
+    .option("--no-browser", "do not open a browser (print the URL only)")
+    .option("--setup-only", "install and write the kernelspec, then exit", false)
+    .option("--python <python>", "Python that creates the venv (default: $QLORA_PYTHON or python3)")
+    .argument("[jupyterArgs...]", "more options for `jupyter lab`, after --"),
+)
   .parse(Deno.args, { from: "user" });
 const opts = program.opts();
 

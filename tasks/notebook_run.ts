@@ -9,20 +9,23 @@ import { Command } from "@commander-js/extra-typings";
 import { existsSync, readdirSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { executeNotebook, SHORT_MODE_VARIABLE } from "./notebook/run.ts";
+import { pairBooleans } from "./boolean_flags.ts";
 import { REPO_ROOT, setupNotebookEnv } from "./notebook/setup.ts";
 
-const program = new Command("deno task notebook:run")
-  .description("Execute notebooks headlessly and write them with their outputs (and as HTML).")
-  .argument("[notebooks...]", "notebooks to run (default: notebooks/*.ipynb)")
-  .option("--out-dir <dir>", "where executed notebooks are written", "out/notebooks/executed")
-  .option("--html", "also render each executed notebook to HTML", false)
-  .option(
-    "--short",
-    `short mode: sets ${SHORT_MODE_VARIABLE}=1 (few training steps, short generations)`,
-    false,
-  )
-  .option("--timeout <seconds>", "how long one cell may run", "600")
-  .option("--python <python>", "Python that creates the venv (default: $QLORA_PYTHON or python3)")
+const program = pairBooleans(
+  new Command("deno task notebook:run")
+    .description("Execute notebooks headlessly and write them with their outputs (and as HTML).")
+    .argument("[notebooks...]", "notebooks to run (default: notebooks/*.ipynb)")
+    .option("--out-dir <dir>", "where executed notebooks are written", "out/notebooks/executed")
+    .option("--html", "also render each executed notebook to HTML", false)
+    .option(
+      "--short",
+      `short mode: sets ${SHORT_MODE_VARIABLE}=1 (few training steps, short generations)`,
+      false,
+    )
+    .option("--timeout <seconds>", "how long one cell may run", "600")
+    .option("--python <python>", "Python that creates the venv (default: $QLORA_PYTHON or python3)"),
+)
   .parse(Deno.args, { from: "user" });
 const opts = program.opts();
 

@@ -15,29 +15,32 @@ import { ModelRegistry, type NamedAdapter } from "../lib/serve/models.ts";
 import { GenerationQueue } from "../lib/serve/queue.ts";
 import { loadForGeneration } from "./load_for_generation.ts";
 import { userPath } from "./user_path.ts";
+import { pairBooleans } from "./boolean_flags.ts";
 import { wholeNumber } from "./whole_number.ts";
 
-const opts = new Command("deno task serve")
-  .description("Serve a model (and LoRA adapters on it) over OpenAI's chat and completions API.")
-  .option("--model <spec>", describeModelSpec(), "default")
-  .option(
-    "--adapter <name=dir>",
-    "a PEFT LoRA adapter, served as model <name> (repeat for more; a bare dir is named after its folder)",
-    (value: string, list: string[]) => [...list, value],
-    [] as string[],
-  )
-  .option("--model-name <id>", "the name clients use for the base model", "base")
-  .option(
-    "--host <address>",
-    "address to bind (the server has no authentication: keep it local)",
-    "127.0.0.1",
-  )
-  .option("--port <n>", "port (0 = any free one)", "8000")
-  .option("--queue-size <n>", "requests that may wait while one generates (more get 503)", "8")
-  .option("--max-tokens <n>", "answer length for requests that set no max_tokens", "256")
-  .option("--max-body-bytes <n>", "larger request bodies get 413", String(1 << 20))
-  .option("--no-quantize", "keep the block linears in f32 (e.g. a merged bf16 model)")
-  .option("--threads <n>", "kernel threads (0 = all cores)", "0")
+const opts = pairBooleans(
+  new Command("deno task serve")
+    .description("Serve a model (and LoRA adapters on it) over OpenAI's chat and completions API.")
+    .option("--model <spec>", describeModelSpec(), "default")
+    .option(
+      "--adapter <name=dir>",
+      "a PEFT LoRA adapter, served as model <name> (repeat for more; a bare dir is named after its folder)",
+      (value: string, list: string[]) => [...list, value],
+      [] as string[],
+    )
+    .option("--model-name <id>", "the name clients use for the base model", "base")
+    .option(
+      "--host <address>",
+      "address to bind (the server has no authentication: keep it local)",
+      "127.0.0.1",
+    )
+    .option("--port <n>", "port (0 = any free one)", "8000")
+    .option("--queue-size <n>", "requests that may wait while one generates (more get 503)", "8")
+    .option("--max-tokens <n>", "answer length for requests that set no max_tokens", "256")
+    .option("--max-body-bytes <n>", "larger request bodies get 413", String(1 << 20))
+    .option("--no-quantize", "keep the block linears in f32 (e.g. a merged bf16 model)")
+    .option("--threads <n>", "kernel threads (0 = all cores)", "0"),
+)
   .parse(Deno.args, { from: "user" })
   .opts();
 

@@ -1,6 +1,7 @@
 /**
- * Data files → tokenized training and validation examples. Either two files (train, valid) or one file
- * split with a seed. Examples longer than `maxLength` keep their first `maxLength` tokens; an example whose
+ * Data files → tokenized training, validation and test examples. Validation comes from its own file or is
+ * held out of the training file with a seed (or is absent); the test file, when given, is scored once at
+ * the end of a run. Files may be in any format of formats.ts, as long as they become the same kind. Examples longer than `maxLength` keep their first `maxLength` tokens; an example whose
  * trained tokens were all cut off is dropped. Both are counted in the statistics, because silent
  * truncation is the usual reason a fine-tune "does not learn".
  */
@@ -8,7 +9,13 @@ import { Rng } from "../random.ts";
 import type { ChatTemplate } from "../text/chat_template.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
 import { DataError, where } from "./errors.ts";
-import { type DataFormat, type DataRecord, readRecords } from "./formats.ts";
+import {
+  type DataFormat,
+  type DataRecord,
+  readRecords,
+  type RecordFile,
+  type SourceFormat,
+} from "./formats.ts";
 import { RecordTokenizer } from "./tokenize.ts";
 
 /** One training sequence. */
@@ -22,10 +29,14 @@ export interface Example {
 
 export interface DatasetOptions {
   tokenizer: Tokenizer;
-  /** The training JSONL file. */
+  /** The training file (JSONL, JSON, CSV, TSV or Parquet). */
   train: string;
-  /** A validation JSONL file; without it, `validFraction` of `train` is held out. */
+  /** A validation file; without it, `validFraction` of `train` is held out. */
   valid?: string;
+  /** A test file, kept apart from training and validation. */
+  test?: string;
+  /** Key renames applied to every file (canonical key → the file's key). */
+  columns?: Readonly<Record<string, string>>;
   /** Share of `train` held out for validation when `valid` is absent (0 ≤ f < 1); default 0. */
   validFraction?: number;
   /** Seed of the held-out split; default 0. */
@@ -61,9 +72,14 @@ export interface SplitStats {
 
 export interface Dataset {
   format: DataFormat;
+  /** How the training file writes its records (e.g. "alpaca" for records that became chats). */
+  sourceFormat: SourceFormat;
   train: Example[];
   valid: Example[];
-  stats: { train: SplitStats; valid: SplitStats };
+  test: Example[];
+  stats: { train: SplitStats; valid: SplitStats; test: SplitStats };
+  /** Per file, table columns no record key uses (reported, not read). */
+  ignoredColumns: { file: string; columns: string[] }[];
 }
 
 export async function loadDataset(options: DatasetOptions): Promise<Dataset> {
@@ -76,19 +92,26 @@ export async function loadDataset(options: DatasetOptions): Promise<Dataset> {
     throw new RangeError(`validFraction must be in [0, 1), got ${fraction}`);
   }
 
-  const train = await readRecords(options.train);
-  let trainRecords = train.records;
-  let validRecords: DataRecord[] = [];
-  if (options.valid !== undefined) {
-    const valid = await readRecords(options.valid);
-    if (valid.format !== train.format) {
+  const read = { columns: options.columns };
+  const train = await readRecords(options.train, read);
+  const files = [train];
+  const alongside = async (path: string) => {
+    const file = await readRecords(path, read);
+    if (file.format !== train.format) {
       throw new DataError(
-        valid.file,
+        file.file,
         undefined,
-        `is in the "${valid.format}" format but ${train.file} is "${train.format}"; use one format`,
+        `is in the "${file.format}" format but ${train.file} is "${train.format}"; use one format`,
       );
     }
-    validRecords = valid.records;
+    files.push(file);
+    return file;
+  };
+  let trainRecords = train.records;
+  let validRecords: DataRecord[] = [];
+  const testRecords = options.test !== undefined ? (await alongside(options.test)).records : [];
+  if (options.valid !== undefined) {
+    validRecords = (await alongside(options.valid)).records;
   } else if (fraction > 0) {
     [trainRecords, validRecords] = splitRecords(train.records, fraction, options.seed ?? 0, train.file);
   }
@@ -96,15 +119,23 @@ export async function loadDataset(options: DatasetOptions): Promise<Dataset> {
   const tokenizer = new RecordTokenizer(options.tokenizer, options);
   const trainSplit = tokenizeSplit(trainRecords, tokenizer, maxLength);
   const validSplit = tokenizeSplit(validRecords, tokenizer, maxLength);
+  const testSplit = tokenizeSplit(testRecords, tokenizer, maxLength);
   if (trainSplit.examples.length === 0) throw nothingLeft(options.train, trainSplit.stats, maxLength);
   if (validRecords.length > 0 && validSplit.examples.length === 0) {
     throw nothingLeft(options.valid ?? options.train, validSplit.stats, maxLength);
   }
+  if (testRecords.length > 0 && testSplit.examples.length === 0) {
+    throw nothingLeft(options.test!, testSplit.stats, maxLength);
+  }
   return {
     format: train.format,
+    sourceFormat: train.sourceFormat,
     train: trainSplit.examples,
     valid: validSplit.examples,
-    stats: { train: trainSplit.stats, valid: validSplit.stats },
+    test: testSplit.examples,
+    stats: { train: trainSplit.stats, valid: validSplit.stats, test: testSplit.stats },
+    ignoredColumns: files.filter((f: RecordFile) => f.ignoredColumns.length > 0)
+      .map((f) => ({ file: f.file, columns: f.ignoredColumns })),
   };
 }
 

@@ -128,49 +128,112 @@ export class RecordTokenizer {
   #chatSegments(record: DataRecord & { format: "chat" }): Segment[] {
     const messages = record.messages;
     const full = this.#render(record, messages, false);
+    checkToolsRendered(record, full);
     const segments: Segment[] = [];
     let done = 0;
+    let assistants = 0;
     for (let i = 0; i < messages.length; i++) {
       if (messages[i].role !== "assistant") continue;
+      assistants++;
       const prompt = this.#render(record, messages.slice(0, i), true);
-      const turn = this.#render(record, messages.slice(0, i + 1), false);
       const start = prompt.length;
-      // Prefix renders must agree with the whole render, else the turn cannot be located in it.
-      if (start < done || start > turn.length || !full.startsWith(prompt) || !full.startsWith(turn)) {
-        throw new DataError(
-          record.file,
-          record.line,
-          `the chat template renders the conversation up to message ${i + 1} differently from the whole ` +
-            `conversation, so the assistant turns cannot be located (use "trainOnPrompt" or another template)`,
-        );
-      }
-      const end = start + this.#trainedLength(turn.slice(start));
+      // The prefix render must agree with the whole render, else the turn cannot be located in it.
+      if (start < done || !full.startsWith(prompt)) throw inconsistentTemplate(record, i);
+      const end = start + this.#turnLength(record, full.slice(start), i);
+      if (messages[i].weight === 0) continue;
       segments.push({ text: full.slice(done, start), loss: 0 }, { text: full.slice(start, end), loss: 1 });
       done = end;
     }
-    if (segments.length === 0) throw noAssistant(record);
+    if (assistants === 0) throw noAssistant(record);
+    if (segments.length === 0) {
+      throw new DataError(
+        record.file,
+        record.line,
+        "every assistant message has weight 0: nothing to train on",
+      );
+    }
     segments.push({ text: full.slice(done), loss: 0 });
     if (this.trainOnPrompt) return [{ text: full, loss: 1 }];
     return segments;
   }
 
-  /** How much of a rendered assistant turn is trained: up to its end-of-turn token, not what follows. */
-  #trainedLength(turn: string): number {
-    let best = -1;
+  /**
+   * How much of the text after an assistant turn's opening is the turn: up to and including the first
+   * end-of-turn token (not the newline a template writes after it, which the model never generates). Found
+   * in the whole render rather than by rendering up to the turn, because some templates (Qwen3) render the
+   * last message differently (an empty thinking block) from the same message followed by others.
+   */
+  #turnLength(record: DataRecord & { format: "chat" }, rest: string, i: number): number {
+    let first = -1;
     for (const token of this.#endOfTurn) {
-      const at = turn.lastIndexOf(token);
-      if (at >= 0 && turn.slice(at + token.length).trim() === "") best = Math.max(best, at + token.length);
+      const at = rest.indexOf(token);
+      if (at >= 0 && (first < 0 || at + token.length < first)) first = at + token.length;
     }
-    return best >= 0 ? best : turn.length;
+    if (first >= 0) return first;
+    // A template without an end-of-turn token: the turn is what rendering it as the last message adds.
+    const prompt = this.#render(record, record.messages.slice(0, i), true);
+    const turn = this.#render(record, record.messages.slice(0, i + 1), false);
+    if (!(prompt.length + rest.length >= turn.length && (prompt + rest).startsWith(turn))) {
+      throw inconsistentTemplate(record, i);
+    }
+    return turn.length - prompt.length;
   }
 
   #render(record: DataRecord, messages: readonly ChatTurn[], addGenerationPrompt: boolean): string {
     try {
       this.#template ??= ChatTemplate.fromTokenizer(this.tokenizer);
-      return this.#template.render(messages, { addGenerationPrompt });
+      // `weight` is our training switch, not something a template should see.
+      const turns = messages.map(({ weight: _, ...m }) => m);
+      const tools = record.format === "chat" ? record.tools : undefined;
+      return this.#template.render(turns, {
+        addGenerationPrompt,
+        variables: tools === undefined ? undefined : { tools },
+      });
     } catch (error) {
       throw new DataError(record.file, record.line, (error as Error).message);
     }
+  }
+}
+
+function inconsistentTemplate(record: DataRecord, i: number): DataError {
+  return new DataError(
+    record.file,
+    record.line,
+    `the chat template renders the conversation up to message ${i + 1} differently from the whole ` +
+      `conversation, so the assistant turns cannot be located (use "trainOnPrompt" or another template)`,
+  );
+}
+
+/**
+ * A template written without tools drops tool calls and tool definitions without a word, which would train
+ * the model on conversations missing their calls; each call's function name and each tool message must
+ * appear in the rendered text.
+ */
+function checkToolsRendered(record: DataRecord & { format: "chat" }, rendered: string): void {
+  const missing: string[] = [];
+  record.messages.forEach((m, i) => {
+    for (const call of m.tool_calls ?? []) {
+      if (!rendered.includes(call.function.name)) {
+        missing.push(`the call to "${call.function.name}" (message ${i + 1})`);
+      }
+    }
+    if (m.role === "tool" && !rendered.includes(m.content)) {
+      missing.push(`the tool result (message ${i + 1})`);
+    }
+  });
+  for (const tool of record.tools ?? []) {
+    const name = (tool.function as { name?: unknown } | undefined)?.name ?? tool.name;
+    if (typeof name === "string" && !rendered.includes(name)) missing.push(`the tool "${name}" in "tools"`);
+  }
+  if (missing.length > 0) {
+    throw new DataError(
+      record.file,
+      record.line,
+      `the chat template does not render ${missing.slice(0, 3).join(", ")}${
+        missing.length > 3 ? ", …" : ""
+      }: ` +
+        `it does not support tools; use a model (or --chat-template) whose template does`,
+    );
   }
 }
 

@@ -3,12 +3,18 @@
  * line (`tasks/finetune.ts`, its `--help` included), JSON config files and notebooks all go through it, so a
  * default or a rule is written once.
  *
- * Precedence: schema defaults < `--config file.json` < command-line flags. Config files use the field names
- * below (nested `data` and `lora` objects); unknown keys are errors (a typo must not silently fall back to
- * a default). Every error names the field and where its value came from.
+ * Precedence: schema defaults < `-c/--config file.yaml|.json` < command-line flags. Config files use the
+ * field names below (nested `data` and `lora` objects; snake_case and the aliases of cli_aliases.ts are
+ * accepted too); unknown keys are errors (a typo must not silently fall back to a default). Every error names
+ * the field and where its value came from. Paths given by the user (flags or config) are relative to the
+ * user's directory (user_paths.ts); the defaults are relative to the repository.
  */
 import { readFileSync } from "node:fs";
+import { extname } from "node:path";
+import { parse as parseYaml, YAMLParseError } from "yaml";
 import { z } from "zod";
+import { canonicalFlag } from "./cli_aliases.ts";
+import { resolveUserPaths } from "./user_paths.ts";
 import { ALL_LINEAR, LLAMA_LINEAR_NAMES } from "../io/peft/config.ts";
 import { SCHEDULES } from "./schedule.ts";
 
@@ -37,10 +43,32 @@ const targets = z.preprocess(
   ], { error: `must be "${ALL_LINEAR}" or names among ${LLAMA_LINEAR_NAMES.join(", ")}` }),
 );
 
+/** `prompt=question,completion=answer` (or an object in a config file): record key → the file's key. */
+const columnMap = z.preprocess(
+  (v) => {
+    if (typeof v !== "string") return v;
+    const pairs = v.split(",").map((s) => s.trim()).filter(Boolean).map((pair) => pair.split("="));
+    if (pairs.some((p) => p.length !== 2 || p[0].trim() === "" || p[1].trim() === "")) return v;
+    return Object.fromEntries(pairs.map(([k, c]) => [k.trim(), c.trim()]));
+  },
+  z.record(z.string(), z.string(), {
+    error: "must be key=column pairs, e.g. prompt=question,completion=answer",
+  }),
+);
+
 /** How a group's fields are spelt on the command line (`lora.rank` → `--lora-rank`). */
 interface GroupMeta {
   cliPrefix: string;
 }
+
+/** A field whose flag is not its kebab-cased name (`data.dir` → `--data-dir`). */
+interface FieldMeta {
+  cliName: string;
+}
+
+/** The shipped example task: its validation set is used by default only when training on its train set. */
+export const DEFAULT_TRAIN = "data/dates/train.jsonl";
+export const DEFAULT_VALID = "data/dates/valid.jsonl";
 
 // ---------------------------------------------------------------------------------------------------------
 // The options. The `describe` text is the one-line `--help`; the doc comment says more where needed.
@@ -49,12 +77,27 @@ export const TrainingArgsSchema = z.strictObject({
   /** A `.gguf` file, an HF model directory, `org/name[@revision]` (HF cache or hub), or "default". */
   model: str.default("default").describe(`model: a .gguf, an HF dir, org/name[@rev], or "default"`),
 
-  /** Where the examples come from (JSONL: text, prompt/completion or chat messages). */
+  /** Where the examples come from (JSONL, JSON, CSV, TSV or Parquet; formats in lib/data/formats.ts). */
   data: z.strictObject({
-    /** Training JSONL file. */
-    train: str.default("data/dates/train.jsonl").describe("training JSONL file"),
-    /** Validation JSONL file; "" for none. Ignored when `validFraction` > 0. */
-    valid: str.default("data/dates/valid.jsonl").describe(`validation JSONL file ("" for none)`),
+    /** A directory holding train.* (and valid.*, test.* when present), as mlx-lm's `--data`. */
+    dir: str.default("").describe("directory with train/valid/test.{jsonl,json,csv,tsv,parquet}")
+      .meta({ cliName: "data-dir" } satisfies FieldMeta),
+    /** Training file. */
+    train: str.default(DEFAULT_TRAIN).describe("training file (.jsonl, .json, .csv, .tsv, .parquet)"),
+    /**
+     * Validation file; "" for none; "auto": the shipped set's with the default `train`, none with the
+     * user's own data (validation is asked for with `valid` or `validFraction`). Ignored when
+     * `validFraction` > 0.
+     */
+    valid: str.default("auto").describe(
+      `validation file ("" = none; "auto" = the shipped one with the default --train, else none)`,
+    ),
+    /** Test file, scored once after training (loss, and exact match when it fits). */
+    test: str.default("").describe("test file, scored after training"),
+    /** Record keys read from other columns: `{prompt: "question"}` (CLI `prompt=question,…`). */
+    columns: columnMap.default({}).describe("rename columns: prompt=question,completion=answer"),
+    /** A Jinja chat template file used instead of the tokenizer's (e.g. one that supports tools). */
+    chatTemplate: str.default("").describe("Jinja chat template file instead of the tokenizer's"),
     /** When > 0, hold out this share of the training file for validation (seeded) instead of `valid`. */
     validFraction: unit("[0, 1)", "lt").default(0).describe(
       "hold out this share of --train instead of --valid",
@@ -114,14 +157,33 @@ export const TrainingArgsSchema = z.strictObject({
     rslora: bool.default(false).describe("rank-stabilised scaling alpha / sqrt(rank)"),
   }).prefault({}).meta({ cliPrefix: "lora-" } satisfies GroupMeta),
 
+  /** Print (and log) generations for the sample prompts every N steps; 0 = never. */
+  sampleEvery: int(0).default(0).describe("generate sample answers every N steps (0 = never)"),
+  /** Prompts (user messages, or raw prompts for completion data) to sample; default: the first validation ones. */
+  samplePrompt: z.preprocess(
+    (v) => typeof v === "string" ? [v] : v,
+    z.array(str, { error: "must be a string or a list of strings" }),
+  ).default([]).describe("a prompt to sample, repeatable (none: the first 2 eval prompts)"),
+  /** Tokens generated per sample at most. */
+  sampleMaxTokens: int(1).default(48).describe("tokens per sample generation at most"),
+
   /** Evaluate on the validation set every N steps (and at the end); 0 = only at the end. */
   evalEvery: int(0).default(50).describe("evaluate every N steps (0 = only at the end)"),
   /** Validation batches per evaluation; 0 = all. */
   evalBatches: int(0).default(0).describe("validation batches per evaluation (0 = all)"),
   /** Save a checkpoint every N steps (and at the end); 0 = only at the end. */
   saveEvery: int(0).default(50).describe("checkpoint every N steps (0 = only at the end)"),
-  /** Checkpoints kept in `outputDir` (older ones are deleted). */
+  /** Checkpoints kept in `outputDir` (older ones are deleted; the best one is not counted). */
   keepCheckpoints: int(1).default(2).describe("checkpoints to keep"),
+  /**
+   * Save a checkpoint at each new best eval loss and keep it (the `best` file points to it) however many
+   * newer ones follow.
+   */
+  keepBest: bool.default(true).describe("keep the checkpoint with the best eval loss"),
+  /** Stop after this many evaluations in a row without a new best eval loss; 0 = never. */
+  earlyStoppingPatience: int(0).default(0).describe("stop after N evals without improvement (0 = off)"),
+  /** How much lower than the best an eval loss must be to count as an improvement. */
+  earlyStoppingThreshold: nonNegative.default(0).describe("minimum eval-loss improvement for early stopping"),
   /** Checkpoints, metrics.jsonl, the final adapter and the merged model go here. */
   outputDir: str.min(1, { error: "must not be empty" }).default("out/finetune").describe("output directory"),
   /** Continue from the latest valid checkpoint in `outputDir` (start afresh when there is none). */
@@ -138,9 +200,14 @@ export const TrainingArgsSchema = z.strictObject({
   adapter: str.default("").describe('PEFT adapter directory to start from ("" = fresh adapters)'),
   /** Also save the model with the adapters merged into its weights. */
   merge: bool.default(false).describe("also save the merged model"),
-  /** Task metric reported before and after training. */
-  metric: z.enum(["exact-match", "none"], { error: "must be exact-match or none" }).default("exact-match")
-    .describe("task metric before and after training"),
+  /**
+   * Task metric reported before and after training: "auto" = exact match when the data fits it (single
+   * short answers: lib/data/metric_choice.ts), else none.
+   */
+  metric: z.enum(["auto", "exact-match", "none"], { error: "must be auto, exact-match or none" }).default(
+    "auto",
+  )
+    .describe("task metric before and after training (auto: exact match for short single answers)"),
   /** Validation examples the task metric generates for; 0 = all. */
   maxEvalExamples: int(0).default(0).describe("examples for the task metric (0 = all)"),
 });
@@ -198,7 +265,7 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
   return value;
 }
 
-/** Reads a JSON config file (any subset of the options); validated later, together with the flags. */
+/** Reads a YAML or JSON config file (any subset of the options); validated later, with the flags. */
 export function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
   try {
@@ -206,22 +273,70 @@ export function readConfigFile(path: string): Record<string, unknown> {
   } catch (error) {
     throw new ArgsError(`--config ${path}: cannot read it (${(error as Error).message})`);
   }
-  let json: unknown;
+  const yaml = [".yaml", ".yml"].includes(extname(path).toLowerCase());
+  let value: unknown;
   try {
-    json = JSON.parse(text);
+    value = yaml ? parseYaml(text) : JSON.parse(text);
   } catch (error) {
+    if (error instanceof YAMLParseError) {
+      const line = error.linePos?.[0].line;
+      throw new ArgsError(
+        `${path}${line ? `:${line}` : ""}: not valid YAML (${error.message.split("\n")[0]})`,
+      );
+    }
     throw new ArgsError(`${path}: not valid JSON (${(error as Error).message})`);
   }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw new ArgsError(`${path}: must hold a JSON object of options`);
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ArgsError(`${path}: must hold ${yaml ? "a YAML mapping" : "a JSON object"} of options`);
   }
-  return json as Record<string, unknown>;
+  return value as Record<string, unknown>;
+}
+
+/**
+ * A config file's keys in our spelling: snake_case and kebab-case become camelCase, and aliases
+ * (`learning_rate`, `iters`, `data: DIR`) their field, as on the command line. Groups stay nested.
+ */
+export function normalizeConfig(config: Record<string, unknown>): Record<string, unknown> {
+  const byFlag = new Map(cliOptions().map((o) => [o.flag, o]));
+  const groups = new Set(groupNames());
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(config)) {
+    const name = camel(key.replaceAll("_", "-"));
+    if (groups.has(name) && typeof value === "object" && value !== null && !Array.isArray(value)) {
+      const group = (out[name] ??= {}) as Record<string, unknown>;
+      for (const [sub, v] of Object.entries(value)) group[camel(sub.replaceAll("_", "-"))] = v;
+      continue;
+    }
+    const { flag, value: fixed } = canonicalFlag(`--${kebab(name)}`);
+    const option = byFlag.get(flag);
+    if (!option) {
+      out[name] = value;
+      continue;
+    }
+    setAt(out, option.path, fixed ?? value);
+  }
+  return out;
+}
+
+function groupNames(): string[] {
+  return Object.entries(TrainingArgsSchema.shape)
+    .filter(([, field]) => ((field as z.ZodType).meta() as GroupMeta | undefined)?.cliPrefix !== undefined)
+    .map(([key]) => key);
+}
+
+function setAt(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  for (const part of path.slice(0, -1)) {
+    const next = target[part];
+    if (typeof next !== "object" || next === null || Array.isArray(next)) target[part] = {};
+    target = target[part] as Record<string, unknown>;
+  }
+  target[path.at(-1)!] = value;
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // The command line, generated from the schema.
 
-export type CliKind = "string" | "number" | "integer" | "boolean" | "choice";
+export type CliKind = "string" | "number" | "integer" | "boolean" | "choice" | "list";
 
 /** One command-line flag of a field. */
 export interface CliOption {
@@ -235,8 +350,10 @@ export interface CliOption {
   choices?: readonly string[];
   description: string;
   defaultValue: unknown;
-  /** `--lora-rank <n>` (booleans take an optional value: `--resume [bool]`). */
+  /** `--lora-rank <n>`; a boolean is `--resume`, with `negation` `--no-resume`. */
   usage: string;
+  /** Booleans: the flag that sets false. */
+  negation?: string;
 }
 
 /** What a string flag's value is, for `--help` (`--train <file>`). */
@@ -244,6 +361,11 @@ const PLACEHOLDERS: Record<string, string> = {
   model: "spec",
   train: "file",
   valid: "file",
+  test: "file",
+  dir: "dir",
+  chatTemplate: "file",
+  columns: "map",
+  samplePrompt: "text",
   outputDir: "dir",
   adapter: "dir",
   targets: "list",
@@ -259,15 +381,20 @@ export function cliOptions(): CliOption[] {
       const shape = (unwrap(field as z.ZodType) as z.ZodObject).shape;
       const groupDefaults = defaults[key] as Record<string, unknown>;
       for (const [sub, subField] of Object.entries(shape)) {
-        out.push(
-          cliOption([key, sub], group.cliPrefix + kebab(sub), subField as z.ZodType, groupDefaults[sub]),
-        );
+        const name = ((subField as z.ZodType).meta() as FieldMeta | undefined)?.cliName ??
+          group.cliPrefix + kebab(sub);
+        out.push(cliOption([key, sub], name, subField as z.ZodType, groupDefaults[sub]));
       }
     } else {
       out.push(cliOption([key], kebab(key), field as z.ZodType, defaults[key]));
     }
   }
   return out;
+}
+
+export interface ResolveOptions {
+  /** The user's directory: relative paths given in flags or the config file are resolved against it. */
+  baseDir?: string;
 }
 
 /**
@@ -277,21 +404,19 @@ export function cliOptions(): CliOption[] {
 export function resolveTrainingArgs(
   values: Readonly<Record<string, unknown>>,
   configFile?: string,
+  options: ResolveOptions = {},
 ): TrainingArgs {
-  const input: Record<string, unknown> = configFile ? structuredClone(readConfigFile(configFile)) : {};
+  const input: Record<string, unknown> = configFile
+    ? normalizeConfig(structuredClone(readConfigFile(configFile)))
+    : {};
   const flags = new Map<string, string>();
   for (const option of cliOptions()) {
     const raw = values[option.attribute];
     if (raw === undefined) continue;
     flags.set(option.path.join("."), option.flag);
-    let target = input;
-    for (const part of option.path.slice(0, -1)) {
-      const next = target[part];
-      if (typeof next !== "object" || next === null || Array.isArray(next)) target[part] = {};
-      target = target[part] as Record<string, unknown>;
-    }
-    target[option.path.at(-1)!] = fromCli(option, raw);
+    setAt(input, option.path, fromCli(option, raw));
   }
+  if (options.baseDir !== undefined) resolveUserPaths(input, options.baseDir);
   return parseTrainingArgs(input, configFile ?? "training args", flags);
 }
 
@@ -301,6 +426,7 @@ function cliOption(path: string[], name: string, field: z.ZodType, defaultValue:
   let kind: CliKind = "string";
   let choices: readonly string[] | undefined;
   if (type === "boolean") kind = "boolean";
+  else if (type === "array") kind = "list";
   else if (type === "number") {
     const checks = (inner as z.ZodNumber).def.checks ?? [];
     kind = checks.some((c) => (c as { _zod: { def: { check: string } } })._zod.def.check === "number_format")
@@ -312,13 +438,15 @@ function cliOption(path: string[], name: string, field: z.ZodType, defaultValue:
   }
   const flag = `--${name}`;
   const placeholder = kind === "boolean"
-    ? "[bool]"
+    ? ""
     : kind === "integer"
     ? "<n>"
     : kind === "number"
     ? "<x>"
     : `<${choices?.join("|") ?? PLACEHOLDERS[path.at(-1)!] ?? "value"}>`;
-  const shown = Array.isArray(defaultValue) ? defaultValue.join(",") : JSON.stringify(defaultValue);
+  const shown = Array.isArray(defaultValue)
+    ? (defaultValue.length === 0 ? "none" : defaultValue.join(","))
+    : JSON.stringify(defaultValue);
   const description = `${field.description ?? ""} (default: ${shown})`;
   return {
     flag,
@@ -328,7 +456,8 @@ function cliOption(path: string[], name: string, field: z.ZodType, defaultValue:
     choices,
     description,
     defaultValue,
-    usage: `${flag} ${placeholder}`,
+    usage: placeholder ? `${flag} ${placeholder}` : flag,
+    negation: kind === "boolean" ? `--no-${name}` : undefined,
   };
 }
 

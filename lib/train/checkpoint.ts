@@ -29,7 +29,7 @@ import {
   statSync,
   writeSync,
 } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { StreamState } from "../data/batch.ts";
 import type { AdapterConfig } from "../io/peft/config.ts";
 import { ADAPTER_WEIGHTS_FILE } from "../io/peft/read.ts";
@@ -43,6 +43,8 @@ import type { OptimizerState, Parameter } from "./optimizer.ts";
 export const CHECKPOINT_PREFIX = "checkpoint-";
 export const TMP_SUFFIX = ".tmp";
 export const LATEST_FILE = "latest";
+/** Names the checkpoint with the best eval loss (kept by pruning, whatever its age). */
+export const BEST_FILE = "best";
 export const OPTIMIZER_FILE = "optimizer.safetensors";
 export const TRAINER_STATE_FILE = "trainer_state.json";
 const FORMAT = "qlora-deno-checkpoint";
@@ -59,6 +61,10 @@ export interface TrainerState {
   /** Lowest validation loss so far and its step (null before the first evaluation). */
   bestEvalLoss: number | null;
   bestEvalStep: number | null;
+  /** Evaluations in a row without a new best (early stopping); absent in older checkpoints. */
+  evalsWithoutImprovement?: number;
+  /** True once early stopping ended the run (a resume then has nothing left to do). */
+  earlyStopped?: boolean;
   /** Seconds spent in training steps (evaluation and saving excluded), over all resumed runs. */
   elapsedSeconds: number;
   /** Real (non-padding) tokens trained on so far. */
@@ -99,8 +105,16 @@ interface StateFile {
   files: Record<string, number>;
 }
 
-/** Writes the checkpoint of `contents.trainer.step` crash-safely; keeps the newest `keep`. Returns its dir. */
-export function saveCheckpoint(outputDir: string, contents: CheckpointContents, keep = Infinity): string {
+/**
+ * Writes the checkpoint of `contents.trainer.step` crash-safely; keeps the newest `keep` (and the best one).
+ * With `best`, the `best` pointer names it before older ones are pruned. Returns its dir.
+ */
+export function saveCheckpoint(
+  outputDir: string,
+  contents: CheckpointContents,
+  keep = Infinity,
+  options: { best?: boolean } = {},
+): string {
   const { step } = contents.trainer;
   const name = checkpointName(step);
   const dir = join(outputDir, name);
@@ -131,6 +145,7 @@ export function saveCheckpoint(outputDir: string, contents: CheckpointContents, 
   renameSync(tmp, dir);
   syncDir(outputDir);
   pointLatestAt(outputDir, name);
+  if (options.best) pointBestAt(outputDir, name);
   pruneCheckpoints(outputDir, keep, step);
   return dir;
 }
@@ -139,6 +154,26 @@ export function saveCheckpoint(outputDir: string, contents: CheckpointContents, 
 export function pointLatestAt(outputDir: string, checkpointName: string): void {
   writeFileDurably(join(outputDir, LATEST_FILE), checkpointName + "\n");
   syncDir(outputDir);
+}
+
+/** Replaces the `best` pointer. */
+export function pointBestAt(outputDir: string, checkpointName: string): void {
+  writeFileDurably(join(outputDir, BEST_FILE), checkpointName + "\n");
+  syncDir(outputDir);
+}
+
+/** The checkpoint the `best` pointer names, when it is there and valid. */
+export function findBestCheckpoint(outputDir: string): CheckpointRef | undefined {
+  const name = bestName(outputDir);
+  const m = name === undefined ? null : /^checkpoint-(\d+)$/.exec(name);
+  if (!m) return undefined;
+  const dir = join(outputDir, name!);
+  return checkpointProblem(dir) === undefined ? { dir, step: Number(m[1]) } : undefined;
+}
+
+function bestName(outputDir: string): string | undefined {
+  const path = join(outputDir, BEST_FILE);
+  return existsSync(path) ? readFileSync(path, "utf8").trim() : undefined;
 }
 
 /** The valid checkpoint with the highest step, or undefined. */
@@ -238,7 +273,10 @@ export function removePartialCheckpoints(outputDir: string): string[] {
   if (!existsSync(outputDir)) return [];
   const removed: string[] = [];
   for (const entry of readdirSync(outputDir)) {
-    if (/^checkpoint-\d+\.tmp$/.test(entry) || entry === LATEST_FILE + TMP_SUFFIX) {
+    if (
+      /^checkpoint-\d+\.tmp$/.test(entry) || entry === LATEST_FILE + TMP_SUFFIX ||
+      entry === BEST_FILE + TMP_SUFFIX
+    ) {
       rmSync(join(outputDir, entry), { recursive: true, force: true });
       removed.push(entry);
     }
@@ -265,13 +303,15 @@ export function checkpointName(step: number): string {
 // ---------------------------------------------------------------------------------------------------------
 
 /**
- * Keeps the newest `keep` checkpoints at or before `step`. (Saving prunes after the new checkpoint is in
- * place, so a crash between the two leaves one too many: resuming prunes again.)
+ * Keeps the newest `keep` checkpoints at or before `step`, plus the one the `best` pointer names. (Saving
+ * prunes after the new checkpoint is in place, so a crash between the two leaves one too many: resuming
+ * prunes again.)
  */
 export function pruneCheckpoints(outputDir: string, keep: number, step: number): void {
+  const best = bestName(outputDir);
   const older = checkpointDirs(outputDir).filter((c) => c.step <= step);
   for (const c of older.slice(0, Math.max(0, older.length - keep))) {
-    rmSync(c.dir, { recursive: true, force: true });
+    if (basename(c.dir) !== best) rmSync(c.dir, { recursive: true, force: true });
   }
 }
 

@@ -18,17 +18,22 @@
  * shares each step's micro-batches among them and leaves the same summed gradient everywhere
  * (step_gradients.ts), every process applies the same update, and rank 0 alone logs, evaluates and saves.
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import { type Batch, BatchStream } from "../data/batch.ts";
 import type { AdapterConfig } from "../io/peft/config.ts";
 import { parseTrainingArgs, type TrainingArgs, type TrainingArgsInput } from "./args.ts";
 import {
+  BEST_FILE,
   checkpointDirs,
+  checkpointName,
+  checkpointProblem,
   type CheckpointRef,
+  findBestCheckpoint,
   findLatestCheckpoint,
   loadCheckpoint,
   type LoadedCheckpoint,
+  pointBestAt,
   pointLatestAt,
   pruneCheckpoints,
   removeCheckpointsAfter,
@@ -37,6 +42,7 @@ import {
   type TrainerState,
 } from "./checkpoint.ts";
 import { clipFactor, gradNorm, scaleGrads } from "./clip.ts";
+import { earlyStoppingVerdict } from "./early_stopping.ts";
 import { METRICS_FILE, MetricsLog } from "./metrics_log.ts";
 import { AdamW, type Parameter } from "./optimizer.ts";
 import { TrainProgress } from "./progress.ts";
@@ -145,9 +151,13 @@ export interface TrainResult {
   bestEvalStep: number | null;
   /** The last checkpoint written or resumed from. */
   checkpoint?: CheckpointRef;
+  /** The checkpoint of the best eval loss (with `keepBest`), kept whatever its age. */
+  bestCheckpoint?: CheckpointRef;
   elapsedSeconds: number;
   /** True when `requestStop()` ended the run early (after saving a checkpoint). */
   stopped: boolean;
+  /** True when early stopping ended the run (after saving a checkpoint). */
+  earlyStopped: boolean;
 }
 
 /** The loss or the gradients stopped being finite; nothing of that step was applied or saved. */
@@ -206,6 +216,15 @@ export class Trainer {
     this.callbacks = opts.callbacks ?? {};
     this.adapter = opts.adapter;
     this.gradients = opts.gradients ?? new LocalGradients();
+    if (a.earlyStoppingPatience > 0 && this.gradients.size > 1) {
+      // Rank 0 alone evaluates; stopping the others at the same step would need one more agreement.
+      throw new RangeError("early stopping is not supported with several processes (MPI) yet");
+    }
+    if (a.earlyStoppingPatience > 0 && this.valid.length === 0) {
+      throw new RangeError(
+        "early stopping needs validation data to watch (--valid FILE or --valid-fraction F)",
+      );
+    }
     this.#showProgress = (opts.progress ?? true) && this.isRoot;
     this.totalSteps = a.steps > 0 ? a.steps : stepsForEpochs(this.stream, a.epochs, a.gradAccumulation);
     this.#schedule = {
@@ -263,6 +282,7 @@ export class Trainer {
         );
       }
       removeCheckpointsAfter(dir, -1);
+      rmSync(join(dir, BEST_FILE), { force: true });
       this.#log = MetricsLog.truncate(metricsPath);
       return undefined;
     }
@@ -279,6 +299,13 @@ export class Trainer {
     }
     this.restore(latest.dir);
     removeCheckpointsAfter(dir, latest.step);
+    // A kill between a best checkpoint's rename and its `best` pointer leaves the pointer one behind; the
+    // restored state knows the best step, so point at it again before pruning.
+    const bestStep = this.state.bestEvalStep;
+    if (this.args.keepBest && bestStep !== null) {
+      const name = checkpointName(bestStep);
+      if (checkpointProblem(join(dir, name)) === undefined) pointBestAt(dir, name);
+    }
     pruneCheckpoints(dir, this.args.keepCheckpoints, latest.step);
     pointLatestAt(dir, basename(latest.dir));
     this.#log = MetricsLog.resumeAt(metricsPath, latest.step);
@@ -390,32 +417,53 @@ export class Trainer {
       ? Math.min(this.args.evalBatches, this.valid.length)
       : this.valid.length;
     if (n === 0) throw new Error("evaluate: there are no validation batches");
+    const { loss, perplexity, lossTokens } = this.lossOn(this.valid.slice(0, n));
+    const s = this.state;
+    const best = Number.isFinite(loss) && (s.bestEvalLoss === null || loss < s.bestEvalLoss);
+    const seconds = (performance.now() - t0) / 1000;
+    return { step: s.step, loss, perplexity, lossTokens, batches: n, seconds, best };
+  }
+
+  /** Mean token loss and perplexity over `batches` in evaluation mode (e.g. a test set). */
+  lossOn(batches: readonly Batch[]): { loss: number; perplexity: number; lossTokens: number } {
     let lossSum = 0;
     let lossTokens = 0;
-    for (let i = 0; i < n; i++) {
-      const r = this.model.loss(this.valid[i]);
+    for (const batch of batches) {
+      const r = this.model.loss(batch);
       lossSum += r.lossSum;
       lossTokens += r.lossTokens;
     }
     const loss = lossSum / lossTokens;
-    const s = this.state;
-    const best = Number.isFinite(loss) && (s.bestEvalLoss === null || loss < s.bestEvalLoss);
-    const seconds = (performance.now() - t0) / 1000;
-    return { step: s.step, loss, perplexity: Math.exp(loss), lossTokens, batches: n, seconds, best };
+    return { loss, perplexity: Math.exp(loss), lossTokens };
   }
 
-  /** Writes the checkpoint of the current step into `outputDir` (keeping `keepCheckpoints`). */
-  save(): SaveReport {
+  /** Writes the checkpoint of the current step into `outputDir` (keeping `keepCheckpoints`, and the best). */
+  save(options: { best?: boolean } = {}): SaveReport {
     this.state.stream = this.stream.state;
     this.state.rng = this.model.rng ? [...this.model.rng.state] : null;
-    const dir = saveCheckpoint(this.args.outputDir, {
-      trainer: { ...this.state, args: this.args },
-      parameters: this.params,
-      optimizer: this.optimizer.state(),
-      adapter: this.adapter,
-    }, this.args.keepCheckpoints);
+    const dir = saveCheckpoint(
+      this.args.outputDir,
+      {
+        trainer: { ...this.state, args: this.args },
+        parameters: this.params,
+        optimizer: this.optimizer.state(),
+        adapter: this.adapter,
+      },
+      this.args.keepCheckpoints,
+      options,
+    );
     this.lastCheckpoint = { dir, step: this.state.step };
     return { step: this.state.step, dir };
+  }
+
+  /** A message through the progress display (callbacks use it so their lines do not break the bar). */
+  note(text: string): void {
+    this.#message(text);
+  }
+
+  /** Appends an event to metrics.jsonl while `run` is running (e.g. sample generations). */
+  record(event: { event: string; step: number } & Record<string, unknown>): void {
+    this.#log?.append(event);
   }
 
   /** Ends `run` after the current step, saving a checkpoint first (e.g. on Ctrl-C). */
@@ -430,7 +478,7 @@ export class Trainer {
     if (this.#showProgress) this.#progress = new TrainProgress(this.totalSteps, this.state.step);
     let last: StepReport | undefined;
     try {
-      while (this.state.step < this.totalSteps) {
+      while (this.state.step < this.totalSteps && !this.state.earlyStopped) {
         let report: StepReport;
         try {
           report = this.step();
@@ -457,11 +505,22 @@ export class Trainer {
         this.callbacks.onStep?.(report, this);
 
         const final = step === this.totalSteps;
+        let newBest = false;
+        let earlyStop = false;
         if (
           this.isRoot && this.valid.length > 0 && (final || (a.evalEvery > 0 && step % a.evalEvery === 0))
         ) {
           const ev = this.evaluate();
           this.lastEval = ev;
+          const verdict = earlyStoppingVerdict(
+            ev.loss,
+            this.state.bestEvalLoss,
+            this.state.evalsWithoutImprovement ?? 0,
+            { patience: a.earlyStoppingPatience, threshold: a.earlyStoppingThreshold },
+          );
+          this.state.evalsWithoutImprovement = verdict.evalsWithoutImprovement;
+          earlyStop = verdict.stop && !final;
+          newBest = ev.best;
           if (ev.best) [this.state.bestEvalLoss, this.state.bestEvalStep] = [ev.loss, step];
           this.#log?.append({
             event: "eval",
@@ -476,14 +535,26 @@ export class Trainer {
           );
           this.callbacks.onEval?.(ev, this);
         }
+        if (earlyStop) {
+          this.state.earlyStopped = true;
+          const reason = `no eval-loss improvement in ${a.earlyStoppingPatience} evaluations (best ` +
+            `${this.state.bestEvalLoss?.toFixed(4)} at step ${this.state.bestEvalStep})`;
+          this.#log?.append({ event: "stop", step, reason: `early stopping: ${reason}` });
+          this.#message(`step ${step}: early stopping, ${reason}`);
+        }
         // Alone, a request made during this step's callbacks counts now; processes agree on it in a step.
         const stop = this.gradients.size === 1 ? this.#stopRequested : this.#stopAgreed;
         const stopping = stop && !final;
-        if (this.isRoot && (final || stopping || (a.saveEvery > 0 && step % a.saveEvery === 0))) {
-          const saved = this.save();
-          this.#log?.append({ event: "save", step, dir: saved.dir });
+        const keepBest = a.keepBest && newBest;
+        if (
+          this.isRoot &&
+          (final || stopping || earlyStop || keepBest || (a.saveEvery > 0 && step % a.saveEvery === 0))
+        ) {
+          const saved = this.save({ best: keepBest });
+          this.#log?.append({ event: "save", step, dir: saved.dir, ...(keepBest ? { best: true } : {}) });
           this.callbacks.onSave?.(saved, this);
         }
+        if (earlyStop) break;
         if (stopping) {
           this.#message(`stopped at step ${step}; ${this.lastCheckpoint?.dir} holds it (--resume continues)`);
           break;
@@ -504,8 +575,10 @@ export class Trainer {
       bestEvalLoss: this.state.bestEvalLoss,
       bestEvalStep: this.state.bestEvalStep,
       checkpoint: this.lastCheckpoint,
+      bestCheckpoint: a.keepBest ? findBestCheckpoint(a.outputDir) : undefined,
       elapsedSeconds: this.state.elapsedSeconds,
-      stopped: this.state.step < this.totalSteps,
+      stopped: this.state.step < this.totalSteps && !this.state.earlyStopped,
+      earlyStopped: this.state.earlyStopped ?? false,
     };
   }
 

@@ -1,10 +1,15 @@
 /**
  * GEMM section of `deno task bench`: NF4 dequant-GEMMs (forward `X·Wᵀ`, backward `dY·W`; f32 and bf16
- * compute) against our dense f32 GEMM on the same shapes, and NF4 quantization throughput.
+ * compute) against our dense f32 GEMM (`X·Wᵀ`, `dY·W`, `dYᵀ·X`) on the same shapes, and NF4 quantization
+ * throughput. Each product is also given as a share of the CPU's FMA peak measured between its calls (the
+ * machine's speed drifts; a peak measured minutes apart says little), by wall time and by CPU time (the
+ * latter does not count moments the kernel threads were descheduled by other processes).
  */
-import { matmulDyW, matmulXWt } from "../../ffi/gemm.ts";
+import { cpuUsage } from "node:process";
+import { matmulDyTX, matmulDyW, matmulXWt } from "../../ffi/gemm.ts";
 import { Nf4Weight } from "../../ffi/nf4.ts";
-import { printTable, randomF32, timeInterleaved } from "./measure.ts";
+import { fmaPeakGflops, kernelName, threads } from "../../ffi/runtime.ts";
+import { median, printTable, randomF32, timeInterleaved } from "./measure.ts";
 
 export interface GemmShape {
   label: string;
@@ -30,8 +35,22 @@ export const MISTRAL_SHAPES: GemmShape[] = [
 export interface GemmResult {
   shape: GemmShape;
   m: number;
+  /** The CPU path the products ran on. */
+  path: string;
   gflops: Record<string, number>;
+  /** GFLOP/s over the FMA peak measured between the calls (wall time). */
+  ofPeak: Record<string, number>;
+  /** The same by CPU time: FLOPs per CPU-second of the call over FLOPs per CPU-second of the peak loop. */
+  ofPeakCpu: Record<string, number>;
+  /** Median FMA peak (GFLOP/s) measured during this shape. */
+  peak: number;
   quantizeWeightsPerSecond: number;
+}
+
+/** CPU seconds (user + system) of this process so far: the kernel threads' work included. */
+function cpuSeconds(): number {
+  const u = cpuUsage();
+  return (u.user + u.system) / 1e6;
 }
 
 export function benchGemmShape(shape: GemmShape, m: number, minSeconds: number): GemmResult {
@@ -46,17 +65,56 @@ export function benchGemmShape(shape: GemmShape, m: number, minSeconds: number):
   using q = Nf4Weight.quantize(w, outDim, inDim);
   const quantizeSeconds = (performance.now() - t0) / 1000;
 
-  const times = timeInterleaved({
+  const variants: Record<string, () => void> = {
     "dense fwd": () => matmulXWt(x, w, m, inDim, outDim, y),
     "dense bwd": () => matmulDyW(dy, w, m, inDim, outDim, dx),
+    "dense dW": () => matmulDyTX(dy, x, m, inDim, outDim, dw),
     "nf4 fwd": () => q.matmul(x, m, y),
     "nf4 bwd": () => q.matmulT(dy, m, dx),
     "nf4 fwd bf16": () => q.matmul(x, m, y, { compute: "bf16" }),
     "nf4 bwd bf16": () => q.matmulT(dy, m, dx, { compute: "bf16" }),
-  }, { minSeconds });
+  };
+  const dw = new Float32Array(outDim * inDim);
+  // Each variant's call is timed by wall clock and by CPU time; a short FMA peak runs between calls.
+  const cpu: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+  const peaks: number[] = [];
+  const peaksPerCpu: number[] = [];
+  const timed = Object.fromEntries(
+    Object.entries(variants).map(([name, call]) => [name, () => {
+      const c0 = cpuSeconds();
+      call();
+      cpu[name].push(cpuSeconds() - c0);
+    }]),
+  );
+  timed["FMA peak"] = () => {
+    const seconds = 0.02;
+    const c0 = cpuSeconds();
+    const g = fmaPeakGflops(seconds);
+    const used = cpuSeconds() - c0;
+    peaks.push(g);
+    // Each pool thread ran its chains for about `seconds`; g sums their rates.
+    peaksPerCpu.push((g * seconds) / Math.max(used, 1e-9));
+  };
+  const times = timeInterleaved(timed, { minSeconds });
   const flops = 2 * m * inDim * outDim;
-  const gflops = Object.fromEntries(Object.entries(times).map(([k, s]) => [k, flops / s / 1e9]));
-  return { shape, m, gflops, quantizeWeightsPerSecond: (inDim * outDim) / quantizeSeconds };
+  const peak = median(peaks);
+  const peakPerCpu = median(peaksPerCpu);
+  const names = Object.keys(variants);
+  const gflops = Object.fromEntries(names.map((k) => [k, flops / times[k] / 1e9]));
+  const ofPeak = Object.fromEntries(names.map((k) => [k, gflops[k] / peak]));
+  const ofPeakCpu = Object.fromEntries(
+    names.map((k) => [k, flops / median(cpu[k]) / 1e9 / peakPerCpu]),
+  );
+  return {
+    shape,
+    m,
+    path: kernelName(),
+    gflops,
+    ofPeak,
+    ofPeakCpu,
+    peak,
+    quantizeWeightsPerSecond: (inDim * outDim) / quantizeSeconds,
+  };
 }
 
 export function printGemmResults(results: GemmResult[]): void {
@@ -65,31 +123,50 @@ export function printGemmResults(results: GemmResult[]): void {
   printTable(
     [
       "shape (M × in → out)",
+      "path",
       "dense fwd",
       "nf4 fwd",
       "fwd ratio",
       "dense bwd",
       "nf4 bwd",
       "bwd ratio",
+      "dense dW",
       "bf16 fwd",
       "bf16/f32 fwd",
       "bf16 bwd",
       "bf16/f32 bwd",
       "quantize Mw/s",
     ],
-    results.map(({ shape, m, gflops: g, quantizeWeightsPerSecond }) => [
+    results.map(({ shape, m, path, gflops: g, quantizeWeightsPerSecond }) => [
       `${shape.label} ${m}×${shape.inDim}→${shape.outDim}`,
+      path,
       f(g["dense fwd"]),
       f(g["nf4 fwd"]),
       r(g["nf4 fwd"] / g["dense fwd"]),
       f(g["dense bwd"]),
       f(g["nf4 bwd"]),
       r(g["nf4 bwd"] / g["dense bwd"]),
+      f(g["dense dW"]),
       f(g["nf4 fwd bf16"]),
       r(g["nf4 fwd bf16"] / g["nf4 fwd"]),
       f(g["nf4 bwd bf16"]),
       r(g["nf4 bwd bf16"] / g["nf4 bwd"]),
       (quantizeWeightsPerSecond / 1e6).toFixed(0),
+    ]),
+  );
+  const pct = (v: number) => `${(100 * v).toFixed(0)}%`;
+  const cols = ["dense fwd", "dense bwd", "dense dW", "nf4 fwd", "nf4 bwd"];
+  console.log(
+    `\nThe same products as a share of the FMA peak (f32; ${threads()} threads) measured between their calls:` +
+      " wall time / CPU time",
+  );
+  printTable(
+    ["shape (M × in → out)", "path", "FMA peak GFLOP/s", ...cols],
+    results.map(({ shape, m, path, peak, ofPeak, ofPeakCpu }) => [
+      `${shape.label} ${m}×${shape.inDim}→${shape.outDim}`,
+      path,
+      peak.toFixed(0),
+      ...cols.map((c) => `${pct(ofPeak[c])} / ${pct(ofPeakCpu[c])}`),
     ]),
   );
 }

@@ -45,7 +45,11 @@ Deno.test("formats: unknown keys name file:line, the keys, and what is expected"
     /^d\.jsonl:2: unknown key "label"; a "text" record has "text"/,
   );
   rejects([{ prompt: "a", completions: "b" }], /^d\.jsonl:1: unknown key "completions"/);
-  rejects([{ input: "a", output: "b" }], /^d\.jsonl:1: unknown format: keys "input", "output"; expected/);
+  rejects(
+    [{ question: "a", answer: "b" }],
+    /^d\.jsonl:1: unknown format: keys "question", "answer"; expected/,
+  );
+  rejects([{ input: "a", output: "b" }], /^d\.jsonl:1: instruction: .*expected string/);
 });
 
 Deno.test("formats: mixed formats are an error naming both", () => {
@@ -62,21 +66,18 @@ Deno.test("formats: wrong types and values say where in the record", () => {
   rejects([{ messages: [] }], /^d\.jsonl:1: messages: must hold at least one message/);
   rejects(
     [{ messages: [{ role: "user", content: [{ type: "text" }] }] }],
-    /messages\[0\]\.content: expected a string/,
+    /messages\[0\]\.content\[0\]: a text part needs a string "text"/,
+  );
+  rejects(
+    [{ messages: [{ role: "user", content: 3 }] }],
+    /messages\[0\]\.content: expected a string or a list/,
   );
   rejects(
     [{ messages: [{ role: "bot", content: "x" }] }],
-    /messages\[0\]\.role: expected one of system, user/,
+    /messages\[0\]\.role: expected one of system, developer, user, assistant, tool, found "bot"/,
   );
-  rejects([{ messages: [{ role: "user", content: "x", name: "n" }] }], /messages\[0\]: .*"name"/);
+  rejects([{ messages: [{ role: "user", content: "x", nmae: "n" }] }], /messages\[0\]: .*"nmae"/);
   rejects([[1, 2]], /^d\.jsonl:1: expected a JSON object, found an array/);
-});
-
-Deno.test("formats: tool messages are rejected clearly", () => {
-  rejects(
-    [{ messages: [{ role: "user", content: "x" }, { role: "tool", content: "{}" }] }],
-    /^d\.jsonl:1: messages\[1\]\.role: tool messages are not supported/,
-  );
 });
 
 Deno.test("formats: an empty file (or one of blank lines) is an error", async () => {

@@ -34,9 +34,12 @@ const STATS: SplitStats = {
 function fakeDataset(examples: Example[]): Dataset {
   return {
     format: "text",
+    sourceFormat: "text",
     train: examples,
     valid: [],
-    stats: { train: STATS, valid: { ...STATS, records: 0 } },
+    test: [],
+    stats: { train: STATS, valid: { ...STATS, records: 0 }, test: { ...STATS, records: 0 } },
+    ignoredColumns: [],
   };
 }
 

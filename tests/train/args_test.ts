@@ -24,8 +24,12 @@ Deno.test("args: the defaults, in one place", () => {
   const a = defaultTrainingArgs();
   assert.equal(a.model, "default");
   assert.deepEqual(a.data, {
+    dir: "",
     train: "data/dates/train.jsonl",
-    valid: "data/dates/valid.jsonl",
+    valid: "auto",
+    test: "",
+    columns: {},
+    chatTemplate: "",
     validFraction: 0,
     trainOnPrompt: false,
     pack: false,
@@ -44,7 +48,11 @@ Deno.test("args: the defaults, in one place", () => {
   assert.equal(a.gradientCheckpointing, false);
   assert.equal(a.threads, 0);
   assert.equal(a.merge, false);
-  assert.equal(a.metric, "exact-match");
+  assert.equal(a.metric, "auto");
+  assert.equal(a.keepBest, true);
+  assert.equal(a.earlyStoppingPatience, 0);
+  assert.equal(a.sampleEvery, 0);
+  assert.deepEqual(a.samplePrompt, []);
 });
 
 Deno.test("args: every field has a flag whose help shows the schema's default", () => {
@@ -53,7 +61,9 @@ Deno.test("args: every field has a flag whose help shows the schema's default", 
   const defaults = defaultTrainingArgs() as unknown as Record<string, unknown>;
   let fields = 0;
   for (const value of Object.values(defaults)) {
-    fields += typeof value === "object" && value !== null ? Object.keys(value).length : 1;
+    fields += typeof value === "object" && value !== null && !Array.isArray(value)
+      ? Object.keys(value).length
+      : 1;
   }
   assert.equal(options.length, fields);
   assert.equal(byFlag.get("--lora-rank")!.usage, "--lora-rank <n>");
@@ -61,7 +71,10 @@ Deno.test("args: every field has a flag whose help shows the schema's default", 
   assert.equal(byFlag.get("--train")!.usage, "--train <file>");
   assert.match(byFlag.get("--train")!.description, /\(default: "data\/dates\/train.jsonl"\)$/);
   assert.equal(byFlag.get("--schedule")!.usage, "--schedule <constant|linear|cosine>");
-  assert.equal(byFlag.get("--resume")!.usage, "--resume [bool]");
+  assert.equal(byFlag.get("--resume")!.usage, "--resume");
+  assert.equal(byFlag.get("--resume")!.negation, "--no-resume");
+  assert.equal(byFlag.get("--data-dir")!.usage, "--data-dir <dir>");
+  assert.equal(byFlag.get("--sample-prompt")!.kind, "list");
   assert.equal(byFlag.get("--lr")!.kind, "number");
   assert.deepEqual(byFlag.get("--grad-accumulation")!.path, ["gradAccumulation"]);
   for (const o of options) assert.match(o.description, /\(default: .+\)$/, o.flag);

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Rng } from "../../lib/random.ts";
 import {
@@ -111,7 +111,13 @@ Deno.test("crash: SIGKILL at random moments + resume = an uninterrupted run, wit
       assert.equal(checkpointProblem(c.dir), undefined, c.dir);
       assert.deepEqual(readdirSync(c.dir).filter((e) => e.includes(".tmp") || e.includes(".partial")), []);
     }
-    assert.equal(checkpointDirs(dir).length, CRASH_ARGS.keepCheckpoints);
+    // The newest keepCheckpoints, plus the best eval loss's checkpoint, named in `best` as in the straight run.
+    const best = readFileSync(join(dir, "best"), "utf8").trim();
+    assert.equal(best, readFileSync(join(straightDir, "best"), "utf8").trim());
+    const names = (d: string) => checkpointDirs(d).map((c) => basename(c.dir));
+    const newest = names(dir).slice(-CRASH_ARGS.keepCheckpoints!);
+    assert.deepEqual(names(dir), newest.includes(best) ? newest : [best, ...newest]);
+    assert.deepEqual(names(dir), names(straightDir));
     assert.equal(readFileSync(join(dir, "latest"), "utf8"), `checkpoint-${CRASH_ARGS.steps}\n`);
     const trainEvents = readMetrics(join(dir, "metrics.jsonl")).filter((e) => e.event === "train");
     assert.deepEqual(trainEvents.map((e) => e.step), straightLosses.map((_, i) => i + 1));

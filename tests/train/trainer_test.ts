@@ -26,6 +26,8 @@ const ARGS: TrainingArgsInput = {
   evalEvery: 2,
   saveEvery: 5,
   seed: 3,
+  // These tests follow the periodic saves; keep_best_test.ts covers the best checkpoint.
+  keepBest: false,
 };
 
 const TEMP_DIRS: string[] = [];

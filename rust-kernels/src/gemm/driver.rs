@@ -211,11 +211,11 @@ unsafe fn nest<B: PackB>(
                 for ic in (share.m0..share.m1).step_by(mc_step) {
                     let mc = mc_step.min(share.m1 - ic);
                     let apack = aligned(abuf, mc.div_ceil(mr) * mr * kc);
-                    pack_a(&p.a, ic, mc, pc, kc, mr, apack);
+                    pack_a(ctx.kernel, &p.a, ic, mc, pc, kc, mr, apack);
                     let tapack = match &tail {
                         Some(t) => {
                             let packed = aligned(tabuf, mc.div_ceil(mr) * mr * t.k);
-                            pack_a(&t.a, ic, mc, 0, t.k, mr, packed);
+                            pack_a(ctx.kernel, &t.a, ic, mc, 0, t.k, mr, packed);
                             packed.as_ptr()
                         }
                         None => std::ptr::null(),

@@ -25,14 +25,38 @@ impl Strided<'_> {
 ///
 /// Written so the destination fills front to back: one contiguous MR-run per depth step (strided
 /// scatters of one row at a time cost ~6 % of a training step in `perf`). Row-major A gathers the run from
-/// MR row slices; column-major A (`rs == 1`, e.g. `dYᵀ`) copies it as one contiguous slice.
-pub fn pack_a(a: &Strided, i0: usize, mc: usize, p0: usize, kc: usize, mr: usize, dst: &mut [f32]) {
+/// MR row slices (a full 8-row panel on a SIMD path: 8×8 register transposes); column-major A (`rs == 1`,
+/// e.g. `dYᵀ`) copies it as one contiguous slice.
+#[allow(clippy::too_many_arguments)]
+pub fn pack_a(
+    kernel: Kernel,
+    a: &Strided,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    kc: usize,
+    mr: usize,
+    dst: &mut [f32],
+) {
     for (panel, chunk) in dst.chunks_exact_mut(mr * kc).take(mc.div_ceil(mr)).enumerate() {
         let first = i0 + panel * mr;
         let rows = mr.min(mc - panel * mr);
         if a.cs == 1 {
             if rows == 6 && mr == 6 {
                 pack_rows_6(a, first, p0, kc, chunk);
+                continue;
+            }
+            #[cfg(target_arch = "x86_64")]
+            if rows == 8 && mr == 8 && kernel != Kernel::Scalar {
+                let sources: Vec<&[f32]> = (0..8).map(|r| &a.data[(first + r) * a.rs + p0..][..kc]).collect();
+                // Safety: AVX2 is present on every non-scalar path; each source has kc values and the
+                // chunk holds kc · 8.
+                let done = unsafe { crate::simd::avx2::transpose_panel(&sources, chunk, 8, kc) };
+                for (p, run) in chunk.chunks_exact_mut(8).enumerate().skip(done) {
+                    for (d, src) in run.iter_mut().zip(&sources) {
+                        *d = src[p];
+                    }
+                }
                 continue;
             }
             let srcs: Vec<&[f32]> = (0..rows).map(|r| &a.data[(first + r) * a.rs + p0..][..kc]).collect();
@@ -122,7 +146,12 @@ impl PackB for Strided<'_> {
                     }
                 }
             } else if self.rs == 1 {
-                // Transposed B (Wᵀ in X·Wᵀ): each column is a contiguous run; transpose it into the panel.
+                // Transposed B (Wᵀ in X·Wᵀ): each column is a contiguous run; transpose it into the panel,
+                // asking for the next panel's runs meanwhile (W is read as many short runs).
+                for c in (j + nr)..(j + 2 * nr).min(j0 + nc) {
+                    let run = self.data.as_ptr().wrapping_add(c * self.cs + p0) as *const u8;
+                    crate::simd::prefetch_run(run, kc * std::mem::size_of::<f32>());
+                }
                 transpose_into(ctx.kernel, chunk, nr, kc, cols, |c| {
                     let start = (j + c) * self.cs + p0;
                     &self.data[start..start + kc]
@@ -185,6 +214,11 @@ impl Weight for Nf4Weight {
     }
     fn decode(&self, ctx: &PackCtx, start: usize, dst: &mut [f32]) {
         dequant_run(ctx.kernel, self, start, dst, &ctx.map);
+    }
+    fn prefetch(&self, start: usize, len: usize) {
+        // Two codes per byte; the scales are small and stay in cache.
+        let first = (start / 2).min(self.packed.len());
+        crate::simd::prefetch_run(self.packed.as_ptr().wrapping_add(first), len.div_ceil(2) + 1);
     }
 }
 

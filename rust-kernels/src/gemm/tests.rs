@@ -277,19 +277,22 @@ fn bf16_weights_forward_backward_and_gather_match_the_oracle() {
         .contains("ids[0]: 4 is out of range"));
 }
 
-/// `pack_a`'s fast layouts (row-major, column-major, the unrolled 6-row panel) against element-by-element
-/// indexing, on ragged blocks that start inside the matrix and leave partial panels.
+/// `pack_a`'s fast layouts (row-major, column-major, the unrolled 6-row panel, the transposed 8-row panel of
+/// the SIMD paths) against element-by-element indexing, on ragged blocks that start inside the matrix and
+/// leave partial panels, with depths that are not multiples of 8.
 #[test]
 fn pack_a_matches_plain_indexing_in_every_layout() {
     let (m, k) = (29, 37);
     let data = random(m * k * 2, 11);
     for (rs, cs) in [(k, 1), (1, m), (2 * k, 2)] {
         let a = pack::Strided { data: &data, rs, cs };
-        for mr in [4usize, 6, 8] {
-            for (i0, mc, p0, kc) in [(0usize, 29usize, 0, 37), (3, 13, 5, 17), (5, 6, 1, 1), (0, 1, 36, 1)] {
+        for (kernel, mr) in available().into_iter().flat_map(|k| [4usize, 6, 8].map(|mr| (k, mr))) {
+            for (i0, mc, p0, kc) in
+                [(0usize, 29usize, 0, 37), (3, 13, 5, 17), (5, 6, 1, 1), (0, 1, 36, 1), (2, 16, 3, 32)]
+            {
                 let panels = mc.div_ceil(mr);
                 let mut got = vec![f32::NAN; panels * mr * kc];
-                pack::pack_a(&a, i0, mc, p0, kc, mr, &mut got);
+                pack::pack_a(kernel, &a, i0, mc, p0, kc, mr, &mut got);
                 for (idx, &g) in got.iter().enumerate() {
                     let (panel, p, r) = (idx / (mr * kc), idx % (mr * kc) / mr, idx % mr);
                     let i = panel * mr + r;
@@ -297,7 +300,7 @@ fn pack_a_matches_plain_indexing_in_every_layout() {
                     assert_eq!(
                         g.to_bits(),
                         want.to_bits(),
-                        "rs {rs} cs {cs} mr {mr} block {i0},{mc},{p0},{kc}"
+                        "{kernel:?} rs {rs} cs {cs} mr {mr} block {i0},{mc},{p0},{kc}"
                     );
                 }
             }

@@ -4,7 +4,7 @@
 //! The scalars are formed in f64 and rounded to f32 once per call, and the per-element arithmetic follows
 //! PyTorch's order (a lerp for m, addcmul for v, addcdiv for p) so the two agree to the last bit or two.
 
-use super::exec::Ctx;
+use super::exec::{on_path, Ctx};
 use crate::error::{ensure, KResult};
 use rayon::prelude::*;
 
@@ -66,17 +66,21 @@ pub fn step(
         bias2_sqrt: (1.0 - hp.beta2.powf(t as f64)).sqrt() as f32,
         eps: hp.eps as f32,
     };
+    let path = ctx.path;
     ctx.pool.install(|| {
         p.par_chunks_mut(CHUNK)
             .zip(m.par_chunks_mut(CHUNK))
             .zip(v.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
-            .for_each(|(((p, m), v), g)| update(p, g, m, v, s));
+            .for_each(|(((p, m), v), g)| update(path, p, g, m, v, s));
     });
     Ok(())
 }
 
-fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: Scalars) {
+on_path!(fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: Scalars) = update_body);
+
+#[inline(always)]
+fn update_body(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: Scalars) {
     // torch.lerp switches formula at weight 0.5 for accuracy; the branch is loop-invariant.
     let small_weight = s.m_weight < 0.5;
     for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
@@ -141,5 +145,36 @@ mod tests {
             (p, m, v)
         };
         assert_eq!(run(1), run(2));
+    }
+
+    #[test]
+    fn every_path_gives_the_plain_bits() {
+        // Ragged lengths (not multiples of 8 or 16, one past a chunk) and both lerp branches.
+        for n in [1usize, 7, 33, CHUNK + 1] {
+            for hp in [HP, AdamW { beta1: 0.3, ..HP }] {
+                let g = data(n, 5);
+                let run = |path| {
+                    let ctx = Ctx::with_threads(2, path);
+                    let (mut p, mut m, mut v) = (data(n, 6), data(n, 7), data(n, 8).map_abs());
+                    for t in 1..=2 {
+                        step(&ctx, &mut p, &g, &mut m, &mut v, t, &hp).unwrap();
+                    }
+                    (p, m, v)
+                };
+                let reference = run(Path::Plain);
+                for path in Path::available() {
+                    assert_eq!(run(path), reference, "{path:?} n = {n}");
+                }
+            }
+        }
+    }
+
+    trait MapAbs {
+        fn map_abs(self) -> Self;
+    }
+    impl MapAbs for Vec<f32> {
+        fn map_abs(self) -> Self {
+            self.into_iter().map(f32::abs).collect()
+        }
     }
 }

@@ -6,18 +6,20 @@ use crate::threads;
 use rayon::ThreadPool;
 use std::sync::Arc;
 
-/// The code path of the ops kernels. There is one body per kernel, written as plain loops; the AVX2 path is
-/// the same body compiled with AVX2 enabled so its loops use 256-bit registers. No FMA contraction happens
-/// on either path, and every reduction has a fixed lane order, so both paths give bit-identical results.
-/// (Attention has its own twins, `attention::micro`, with explicit fused multiply-adds on both paths.)
+/// The code path of the ops kernels. There is one body per kernel, written as plain loops; the AVX2 and
+/// AVX-512 paths are the same body compiled with those features enabled, so its loops use 256- or 512-bit
+/// registers. No FMA contraction happens on any path, and every reduction has a fixed lane order, so all
+/// paths give bit-identical results. (Attention has its own twins, `attention::micro`, with explicit fused
+/// multiply-adds on every path.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
     Plain,
     Avx2,
+    Avx512,
 }
 
 impl Path {
-    /// The path for the kernel chosen in `dispatch` (AVX-512 machines use the AVX2 build of ops).
+    /// The path for the kernel chosen in `dispatch`.
     pub fn active() -> Path {
         Path::for_kernel(dispatch::active())
     }
@@ -26,7 +28,8 @@ impl Path {
     pub fn for_kernel(kernel: Kernel) -> Path {
         match kernel {
             Kernel::Scalar => Path::Plain,
-            Kernel::Avx2 | Kernel::Avx512 => Path::Avx2,
+            Kernel::Avx2 => Path::Avx2,
+            Kernel::Avx512 => Path::Avx512,
         }
     }
 
@@ -35,6 +38,7 @@ impl Path {
         match self {
             Path::Plain => crate::report::Route::Scalar,
             Path::Avx2 => crate::report::Route::Avx2,
+            Path::Avx512 => crate::report::Route::Avx512,
         }
     }
 
@@ -43,6 +47,9 @@ impl Path {
         let mut paths = vec![Path::Plain];
         if dispatch::supported(Kernel::Avx2) {
             paths.push(Path::Avx2);
+        }
+        if dispatch::supported(Kernel::Avx512) {
+            paths.push(Path::Avx512);
         }
         paths
     }
@@ -68,7 +75,7 @@ impl Ctx {
 }
 
 /// Declares `fn $name(path: Path, args...)` that runs the `#[inline(always)]` body `$body` as plain code or
-/// compiled with AVX2. Everything the body calls must be `#[inline(always)]` too, or it stays plain.
+/// compiled with AVX2 or AVX-512. Everything the body calls must be `#[inline(always)]` too, or it stays plain.
 macro_rules! on_path {
     ($vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:path) => {
         $vis fn $name(path: $crate::ops::exec::Path, $($arg: $ty),*) $(-> $ret)? {
@@ -84,8 +91,17 @@ macro_rules! on_path {
                     // SAFETY: Path::Avx2 is only chosen when dispatch found AVX2 on this CPU.
                     unsafe { avx2($($arg),*) }
                 }
+                #[cfg(target_arch = "x86_64")]
+                $crate::ops::exec::Path::Avx512 => {
+                    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+                    unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                        $body($($arg),*)
+                    }
+                    // SAFETY: Path::Avx512 is only chosen when dispatch found AVX-512 F/BW/VL on this CPU.
+                    unsafe { avx512($($arg),*) }
+                }
                 #[cfg(not(target_arch = "x86_64"))]
-                $crate::ops::exec::Path::Avx2 => $body($($arg),*),
+                $crate::ops::exec::Path::Avx2 | $crate::ops::exec::Path::Avx512 => $body($($arg),*),
             }
         }
     };

@@ -4,7 +4,7 @@
 //! Rows are split into fixed blocks of `ROWS` for the thread pool, so results never depend on the number
 //! of threads (dw sums the blocks' partials in block order).
 
-use super::exec::Ctx;
+use super::exec::{on_path, Ctx};
 use super::math::{axpy, sum_squares_f64};
 use rayon::prelude::*;
 
@@ -17,21 +17,30 @@ pub fn forward(ctx: &Ctx, x: &[f32], w: &[f32], eps: f32, y: &mut [f32], rstd: &
     if d == 0 || rstd.is_empty() {
         return;
     }
+    let path = ctx.path;
     ctx.pool.install(|| {
-        y.par_chunks_mut(ROWS * d).zip(rstd.par_chunks_mut(ROWS)).zip(x.par_chunks(ROWS * d)).for_each(
-            |((y, rstd), x)| {
-                for ((y, r), x) in y.chunks_exact_mut(d).zip(rstd.iter_mut()).zip(x.chunks_exact(d)) {
-                    *r = row_rstd(x, eps);
-                    for ((yi, xi), wi) in y.iter_mut().zip(x).zip(w) {
-                        *yi = wi * (xi * *r);
-                    }
-                }
-            },
-        );
+        y.par_chunks_mut(ROWS * d)
+            .zip(rstd.par_chunks_mut(ROWS))
+            .zip(x.par_chunks(ROWS * d))
+            .for_each(|((y, rstd), x)| forward_rows(path, x, w, eps, y, rstd));
     });
 }
 
+on_path!(fn forward_rows(x: &[f32], w: &[f32], eps: f32, y: &mut [f32], rstd: &mut [f32]) = forward_rows_body);
+
+#[inline(always)]
+fn forward_rows_body(x: &[f32], w: &[f32], eps: f32, y: &mut [f32], rstd: &mut [f32]) {
+    let d = w.len();
+    for ((y, r), x) in y.chunks_exact_mut(d).zip(rstd.iter_mut()).zip(x.chunks_exact(d)) {
+        *r = row_rstd(x, eps);
+        for ((yi, xi), wi) in y.iter_mut().zip(x).zip(w) {
+            *yi = wi * (xi * *r);
+        }
+    }
+}
+
 /// 1 / sqrt(mean(x²) + eps), the mean taken in f64.
+#[inline(always)]
 fn row_rstd(x: &[f32], eps: f32) -> f32 {
     let var = sum_squares_f64(x) / x.len() as f64;
     (1.0 / (var + eps as f64).sqrt()) as f32
@@ -55,6 +64,7 @@ pub fn backward(
         return;
     }
     let want_dw = !dw.is_empty();
+    let path = ctx.path;
     let partials: Vec<Vec<f32>> = ctx.pool.install(|| {
         dx.par_chunks_mut(ROWS * d)
             .zip(dy.par_chunks(ROWS * d))
@@ -62,27 +72,49 @@ pub fn backward(
             .zip(rstd.par_chunks(ROWS))
             .map(|(((dx, dy), x), rstd)| {
                 let mut dw_part = if want_dw { vec![0.0f32; d] } else { Vec::new() };
-                for (((dx, dy), x), &r) in
-                    dx.chunks_exact_mut(d).zip(dy.chunks_exact(d)).zip(x.chunks_exact(d)).zip(rstd)
-                {
-                    backward_row(dy, x, w, r, dx, accumulate);
-                    if want_dw {
-                        for ((p, dyi), xi) in dw_part.iter_mut().zip(dy).zip(x) {
-                            *p += dyi * (xi * r);
-                        }
-                    }
-                }
+                backward_rows(path, dy, x, w, rstd, dx, accumulate, &mut dw_part);
                 dw_part
             })
             .collect()
     });
     if want_dw {
         for part in &partials {
-            axpy(dw, 1.0, part);
+            add_part(path, dw, part);
         }
     }
 }
 
+on_path!(fn backward_rows(dy: &[f32], x: &[f32], w: &[f32], rstd: &[f32], dx: &mut [f32], accumulate: bool, dw_part: &mut [f32]) = backward_rows_body);
+on_path!(fn add_part(dw: &mut [f32], part: &[f32]) = add_part_body);
+
+/// Rows of a block: dx, and their dw terms summed into `dw_part` (empty: frozen weight).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_rows_body(
+    dy: &[f32],
+    x: &[f32],
+    w: &[f32],
+    rstd: &[f32],
+    dx: &mut [f32],
+    accumulate: bool,
+    dw_part: &mut [f32],
+) {
+    let d = w.len();
+    for (((dx, dy), x), &r) in dx.chunks_exact_mut(d).zip(dy.chunks_exact(d)).zip(x.chunks_exact(d)).zip(rstd)
+    {
+        backward_row(dy, x, w, r, dx, accumulate);
+        for ((p, dyi), xi) in dw_part.iter_mut().zip(dy).zip(x) {
+            *p += dyi * (xi * r);
+        }
+    }
+}
+
+#[inline(always)]
+fn add_part_body(dw: &mut [f32], part: &[f32]) {
+    axpy(dw, 1.0, part);
+}
+
+#[inline(always)]
 fn backward_row(dy: &[f32], x: &[f32], w: &[f32], r: f32, dx: &mut [f32], accumulate: bool) {
     let mut acc = [0.0f64; 4];
     for (i, ((dyi, xi), wi)) in dy.iter().zip(x).zip(w).enumerate() {
@@ -201,5 +233,28 @@ mod tests {
             (y, rstd, dx, dw)
         };
         assert_eq!(run(&Ctx::with_threads(1, Path::Plain)), run(&Ctx::with_threads(2, Path::Plain)));
+    }
+
+    #[test]
+    fn every_path_gives_the_plain_bits() {
+        // Widths that are not multiples of 8 or 16, row counts past a block, frozen and trained weights.
+        for (t, d) in [(1, 1), (3, 7), (ROWS + 5, 33), (40, 576)] {
+            let (x, w, g) = (data(t * d, 12), data(d, 13), data(t * d, 14));
+            for train_w in [false, true] {
+                let run = |path| {
+                    let ctx = Ctx::with_threads(2, path);
+                    let (mut y, mut rstd) = (vec![0.0; t * d], vec![0.0; t]);
+                    forward(&ctx, &x, &w, 1e-5, &mut y, &mut rstd);
+                    let mut dx = data(t * d, 15);
+                    let mut dw = if train_w { data(d, 16) } else { Vec::new() };
+                    backward(&ctx, &g, &x, &w, &rstd, &mut dx, true, &mut dw);
+                    (y, rstd, dx, dw)
+                };
+                let reference = run(Path::Plain);
+                for path in Path::available() {
+                    assert_eq!(run(path), reference, "{path:?} T={t} D={d} dw={train_w}");
+                }
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! which is within 1 ulp of PyTorch's f32 cos/sin; the rounding of the angle itself matters far more at large
 //! positions and is reproduced exactly. inv_freq comes from TS (it depends on the rope_scaling config).
 
-use super::exec::Ctx;
+use super::exec::{on_path, Ctx};
 use rayon::prelude::*;
 
 /// Tokens per parallel task.
@@ -44,20 +44,25 @@ pub fn apply(ctx: &Ctx, x: &mut [f32], heads: usize, half: usize, cos: &[f32], s
         return;
     }
     debug_assert_eq!(x.len() / row * half, cos.len());
+    let path = ctx.path;
     ctx.pool.install(|| {
         x.par_chunks_mut(TOKENS * row)
             .zip(cos.par_chunks(TOKENS * half))
             .zip(sin.par_chunks(TOKENS * half))
-            .for_each(|((x, cos), sin)| {
-                for ((x, c), s) in
-                    x.chunks_exact_mut(row).zip(cos.chunks_exact(half)).zip(sin.chunks_exact(half))
-                {
-                    for head in x.chunks_exact_mut(2 * half) {
-                        rotate(head, c, s, inverse);
-                    }
-                }
-            });
+            .for_each(|((x, cos), sin)| rotate_tokens(path, x, row, half, cos, sin, inverse));
     });
+}
+
+on_path!(fn rotate_tokens(x: &mut [f32], row: usize, half: usize, cos: &[f32], sin: &[f32], inverse: bool) = rotate_tokens_body);
+
+/// Tokens of x (rows of `row` floats) by their rows of the table.
+#[inline(always)]
+fn rotate_tokens_body(x: &mut [f32], row: usize, half: usize, cos: &[f32], sin: &[f32], inverse: bool) {
+    for ((x, c), s) in x.chunks_exact_mut(row).zip(cos.chunks_exact(half)).zip(sin.chunks_exact(half)) {
+        for head in x.chunks_exact_mut(2 * half) {
+            rotate(head, c, s, inverse);
+        }
+    }
 }
 
 /// One head: (a, b) → (a c − b s, b c + a s), or its transpose (a c + b s, b c − a s).
@@ -170,5 +175,32 @@ mod tests {
             y
         };
         assert_eq!(run(1), run(2));
+    }
+
+    #[test]
+    fn every_path_gives_the_plain_bits() {
+        // Head halves that are not multiples of 8 or 16, token counts past a task.
+        for (t, heads, half) in [(1, 1, 1), (5, 3, 7), (TOKENS + 3, 2, 20), (9, 9, 32)] {
+            let positions: Vec<u32> = (0..t as u32).map(|p| p * 13 + 1).collect();
+            let inv = inv_freq(half, 10000.0);
+            let (mut cos, mut sin) = (vec![0.0; t * half], vec![0.0; t * half]);
+            cos_sin(&positions, &inv, 1.0, &mut cos, &mut sin);
+            let x = data(t * heads * 2 * half, 5);
+            let run = |path, inverse| {
+                let mut y = x.clone();
+                apply(&Ctx::with_threads(2, path), &mut y, heads, half, &cos, &sin, inverse);
+                y
+            };
+            for inverse in [false, true] {
+                let reference = run(Path::Plain, inverse);
+                for path in Path::available() {
+                    assert_eq!(
+                        run(path, inverse),
+                        reference,
+                        "{path:?} {t}x{heads}x{half} inverse {inverse}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -8,8 +8,8 @@
 //! compiler-vectorised loops of them took about twice the instructions of explicit AVX2 (constants
 //! re-broadcast, 64-bit masks).
 //!
-//! Two twins with the same bits: `Plain` (loops, `f32::mul_add`) and `Avx2` (12 ymm accumulators,
-//! `vfmadd231ps`). A fused multiply-add rounds once on both, each output sums its k products in the same
+//! Three twins with the same bits: `Plain` (loops, `f32::mul_add`), `Avx2` (12 ymm accumulators,
+//! `vfmadd231ps`) and `Avx512` (a zmm per row, two panels at once in strips; `micro_avx512.rs`). A fused multiply-add rounds once on both, each output sums its k products in the same
 //! order, and the element-wise steps are the same operations in the same order, so the paths agree exactly.
 
 /// Rows of a tile (broadcast operand).
@@ -244,6 +244,13 @@ unsafe impl Micro for Plain {
         }
     }
 }
+
+/// AVX-512: one zmm per tile row, masks for ragged panels (its own file).
+#[cfg(target_arch = "x86_64")]
+#[path = "micro_avx512.rs"]
+mod avx512_twin;
+#[cfg(target_arch = "x86_64")]
+pub(super) use avx512_twin::Avx512;
 
 /// AVX2 + FMA: twelve accumulators, two loads and six broadcasts per step.
 #[cfg(target_arch = "x86_64")]
@@ -643,9 +650,20 @@ macro_rules! on_micro {
                     // SAFETY: Path::Avx2 is only chosen when dispatch found AVX2 and FMA on this CPU.
                     unsafe { avx2($($arg),*) }
                 }
+                #[cfg(target_arch = "x86_64")]
+                $crate::ops::exec::Path::Avx512 => {
+                    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                    unsafe fn avx512($($arg: $ty),*) {
+                        $body::<super::micro::Avx512>($($arg),*)
+                    }
+                    // SAFETY: Path::Avx512 is only chosen when dispatch found AVX-512 F/BW/VL, AVX2 and FMA.
+                    unsafe { avx512($($arg),*) }
+                }
                 #[cfg(not(target_arch = "x86_64"))]
                 // SAFETY: as above.
-                $crate::ops::exec::Path::Avx2 => unsafe { $body::<super::micro::Plain>($($arg),*) },
+                $crate::ops::exec::Path::Avx2 | $crate::ops::exec::Path::Avx512 => unsafe {
+                    $body::<super::micro::Plain>($($arg),*)
+                },
             }
         }
     };
@@ -670,6 +688,15 @@ mod tests {
                     }
                     type $m = Avx2;
                     unsafe { avx2(|| $call) }
+                }
+                #[cfg(target_arch = "x86_64")]
+                Path::Avx512 => {
+                    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                    unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+                        f()
+                    }
+                    type $m = Avx512;
+                    unsafe { avx512(|| $call) }
                 }
                 _ => {
                     type $m = Plain;
@@ -734,34 +761,37 @@ mod tests {
     #[test]
     fn strips_are_scaled_tiles_on_every_path() {
         let (a_data, b_data) = (data(3000, 3), data(3000, 4));
-        // Panels of 16 with a ragged last one (9 wide), rows stored at scattered places; 4 of 6 rows kept.
+        // Panels of 16 with a ragged last one or not (the AVX-512 twin runs panels in pairs, so odd and even
+        // counts), rows stored at scattered places; 4 of 6 rows kept.
         let a = Rows { data: &a_data, rows: [0, 50, 100, 150, 200, 250], step: 1 };
-        let b = Panels { data: &b_data, at: 7, step: 40, panel_step: 16, count: 3, last_width: 9 };
-        let (k, rows, scale) = (45, [0, 100, 200, 300, 400, 500], [0.5, -2.0, 1.0, 0.125, 3.0, 1.0]);
-        let mut want = vec![f32::NAN; 600];
-        for p in 0..b.count {
-            let width = if p + 1 == b.count { b.last_width } else { NR };
-            let mut acc = ZERO;
-            on!(Path::Plain, |M| M::tile(
-                k,
-                a,
-                Panel { data: &b_data, at: b.at + p * 16, step: 40, width },
-                &mut acc
-            ));
-            for r in 0..4 {
-                for c in 0..width {
-                    want[rows[r] + p * NR + c] = acc[r][c] * scale[r];
+        for (count, last_width) in [(3, 9), (2, 9), (2, 16), (1, 5), (4, 16), (5, 1)] {
+            let b = Panels { data: &b_data, at: 7, step: 40, panel_step: 16, count, last_width };
+            let (k, rows, scale) = (45, [0, 100, 200, 300, 400, 500], [0.5, -2.0, 1.0, 0.125, 3.0, 1.0]);
+            let mut want = vec![f32::NAN; 600];
+            for p in 0..b.count {
+                let width = if p + 1 == b.count { b.last_width } else { NR };
+                let mut acc = ZERO;
+                on!(Path::Plain, |M| M::tile(
+                    k,
+                    a,
+                    Panel { data: &b_data, at: b.at + p * 16, step: 40, width },
+                    &mut acc
+                ));
+                for r in 0..4 {
+                    for c in 0..width {
+                        want[rows[r] + p * NR + c] = acc[r][c] * scale[r];
+                    }
                 }
             }
-        }
-        for path in Path::available() {
-            let mut got = vec![f32::NAN; 600];
-            on!(path, |M| M::strip(k, a, b, Out { data: &mut got, rows, count: 4, scale }));
-            assert_eq!(
-                got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-                want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-                "{path:?}"
-            );
+            for path in Path::available() {
+                let mut got = vec![f32::NAN; 600];
+                on!(path, |M| M::strip(k, a, b, Out { data: &mut got, rows, count: 4, scale }));
+                assert_eq!(
+                    got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    "{path:?} {count} panels, last {last_width} wide"
+                );
+            }
         }
     }
 
