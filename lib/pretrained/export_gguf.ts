@@ -21,8 +21,8 @@ import { type GgufTensorToWrite, writeGguf } from "../io/gguf/writer.ts";
 import { addLoraDelta } from "../lora/merge.ts";
 import { checkLoraShape, type LoraWeights } from "../lora/weights.ts";
 import {
+  blockModules,
   configFromGguf,
-  LINEAR_MODULES,
   linearShape,
   loadModelConfig,
   type ModelConfig,
@@ -167,7 +167,7 @@ async function openSource(path: string): Promise<OpenedSource> {
     try {
       const sourceTypes = new Set<string>();
       for (let l = 0; l < config.numHiddenLayers; l++) {
-        for (const m of LINEAR_MODULES) {
+        for (const m of blockModules(config)) {
           const module = modulePath(l, m);
           if (source.bnb4bit(module)) {
             throw new FormatError(
@@ -235,7 +235,7 @@ function checkAdapters(
 ): void {
   const known = new Map<string, [number, number]>();
   for (let l = 0; l < config.numHiddenLayers; l++) {
-    for (const m of LINEAR_MODULES) known.set(modulePath(l, m), linearShape(config, m));
+    for (const m of blockModules(config)) known.set(modulePath(l, m), linearShape(config, m));
   }
   for (const [module, lora] of adapters) {
     const shape = known.get(module);
@@ -288,7 +288,7 @@ function plan(
   for (let l = 0; l < config.numHiddenLayers; l++) {
     const p = `model.layers.${l}`;
     add(`${p}.input_layernorm.weight`);
-    for (const m of LINEAR_MODULES) {
+    for (const m of blockModules(config)) {
       const module = modulePath(l, m);
       add(`${module}.weight`, { lora: adapters.get(module) });
       if (config.qkvBias && (m === "q_proj" || m === "k_proj" || m === "v_proj")) add(`${module}.bias`);

@@ -22,8 +22,8 @@ import { writeSafetensors } from "../../lib/io/safetensors/writer.ts";
 import { LoraModel } from "../../lib/lora/model.ts";
 import type { LoraWeights } from "../../lib/lora/weights.ts";
 import {
+  blockModules,
   configFromGguf,
-  LINEAR_MODULES,
   linearShape,
   type ModelConfig,
   modulePath,
@@ -84,7 +84,7 @@ function randomAdapters(config: ModelConfig, seed = 3, r = 4, scale = 2): Map<st
     Float32Array.from({ length: n }, () => (2 * rng.next() - 1) * bound);
   const adapters = new Map<string, LoraWeights>();
   for (let l = 0; l < config.numHiddenLayers; l++) {
-    for (const m of LINEAR_MODULES) {
+    for (const m of blockModules(config)) {
       const [out, inDim] = linearShape(config, m);
       adapters.set(modulePath(l, m), {
         A: uniform(r * inDim, 1 / Math.sqrt(inDim)),
@@ -219,7 +219,7 @@ for (const c of CASES) {
         );
         const view = new GgufHfView(file);
         for (let l = 0; l < config.numHiddenLayers; l++) {
-          for (const mod of LINEAR_MODULES) {
+          for (const mod of blockModules(config)) {
             const module = modulePath(l, mod);
             const [out, inDim] = linearShape(config, mod);
             const exact = exactMerge(source.readF32(`${module}.weight`), out, inDim, adapters.get(module)!);
