@@ -68,4 +68,8 @@ export { DistributedGradients, joinMpiJob } from "./lib/train/distributed.ts";
 export { orderedBatches, padTokenId } from "./lib/data/batch.ts";
 export { createAdapterConfig } from "./lib/io/peft/config.ts";
 export { exportMergedModel } from "./lib/pretrained/export_merged.ts";
+export { exportGguf } from "./lib/pretrained/export_gguf.ts";
+export { modelfileText } from "./lib/pretrained/export/modelfile.ts";
+export { writeMlxAdapter } from "./lib/io/mlx_adapter.ts";
+export { ggmlQuantize } from "./ffi/ggml.ts";
 export { loadAdapterInto } from "./lib/lora/load_weights.ts";

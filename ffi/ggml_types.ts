@@ -76,3 +76,11 @@ export function ggmlType(id: number): GgmlType | undefined {
 export function dequantizableTypeNames(): string[] {
   return [...GGML_TYPES.values()].filter((t) => t.dequantize).map((t) => t.name);
 }
+
+/** The type named `name` ("Q4_K", …); throws RangeError listing the names for anything else. */
+export function ggmlTypeByName(name: string): GgmlType {
+  for (const t of GGML_TYPES.values()) if (t.name === name) return t;
+  throw new RangeError(
+    `unknown ggml type "${name}" (known: ${[...GGML_TYPES.values()].map((t) => t.name).join(", ")})`,
+  );
+}

@@ -164,6 +164,9 @@ export const symbols = {
   // int32_t qlora_ggml_dequantize(uint32_t ggml_type, const uint8_t *src, uint32_t src_len, float *dst,
   //   uint32_t dst_len)
   qlora_ggml_dequantize: { parameters: ["u32", "buffer", "u32", "buffer", "u32"], result: "i32" },
+  // int32_t qlora_ggml_quantize(uint32_t ggml_type, const float *src, uint32_t src_len, uint8_t *dst,
+  //   uint32_t dst_len)
+  qlora_ggml_quantize: { parameters: ["u32", "buffer", "u32", "buffer", "u32"], result: "i32" },
 
   // --- ops (rust-kernels/src/abi/ops.rs) ---
   // int32_t qlora_rmsnorm_forward(const float *x, uint32_t x_len, const float *w, uint32_t w_len,

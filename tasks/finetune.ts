@@ -47,7 +47,6 @@ import {
   checkMicroBatches,
   checkSameRun,
   DistributedGradients,
-  DistributedRunError,
   examplesDigest,
   joinMpiJob,
   ranksOnThisHost,
@@ -74,6 +73,15 @@ try {
 
 const nproc = program.opts().nproc as string | undefined;
 if (nproc !== undefined) {
+  // What can be checked before launching is, so the user sees one message instead of one per rank.
+  if (/^\d+$/.test(nproc) && Number(nproc) > 1) {
+    try {
+      checkMicroBatches(args.gradAccumulation, Number(nproc));
+    } catch (error) {
+      console.error(`finetune: ${(error as Error).message}`);
+      Deno.exit(2);
+    }
+  }
   Deno.exit(await runWithNproc(nproc, fileURLToPath(import.meta.url), args.outputDir));
 }
 
@@ -91,9 +99,9 @@ try {
   world?.finalize();
 } catch (error) {
   if (world && world.rank !== 0) {
-    if (!(error instanceof DistributedRunError)) {
-      say(`finetune (rank ${world.rank}): ${(error as Error).message}`);
-    }
+    // Every rank reports, a DistributedRunError too: rank 0 throws it alike, but the launcher may end the job
+    // when this rank exits, before rank 0 got to say it.
+    say(`finetune (rank ${world.rank}): ${(error as Error).message}`);
     Deno.exit(1);
   }
   if (error instanceof TrainingDivergedError) {

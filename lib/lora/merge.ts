@@ -13,9 +13,16 @@ export function mergedWeight(base: Linear, lora?: LoraWeights, module = "linear"
   const { rows: out, cols: inDim } = base;
   if (lora !== undefined) checkLoraShape(lora, out, inDim, module);
   const w = denseCopy(base, module);
-  if (lora === undefined) return w;
+  if (lora !== undefined) addLoraDelta(w, out, inDim, lora);
+  return w;
+}
+
+/**
+ * `w[out, in] += s · B · A` in place, for a weight the caller already holds as f32 (the GGUF export reads
+ * the source's own weights, not the model's NF4 ones). Shapes must have been checked (`checkLoraShape`).
+ */
+export function addLoraDelta(w: Float32Array, out: number, inDim: number, lora: LoraWeights): void {
   const { A, B, r, scale } = lora;
-  // W[out, in] += scale · B[out, r] · A[r, in]
   sgemm(
     out,
     inDim,
@@ -26,7 +33,6 @@ export function mergedWeight(base: Linear, lora?: LoraWeights, module = "linear"
     inDim,
     { alpha: scale, beta: 1 },
   );
-  return w;
 }
 
 function denseCopy(base: Linear, module: string): Float32Array {

@@ -1,22 +1,40 @@
 /**
- * A small GGUF (version 3) writer for unquantized tensors: header, metadata key/values, tensor infos,
- * then the tensor data, each piece aligned to 32 bytes. All little-endian. Enough for LoRA adapters;
- * the file appears atomically (written to `path + ".tmp"`, then renamed).
+ * A GGUF (version 3) writer: header, metadata key/values (scalars and arrays), tensor infos, then the
+ * tensor data, each tensor aligned to 32 bytes. All little-endian. Tensors may be given as bytes or as
+ * producers called one at a time while the file is written, so a model bigger than RAM streams through
+ * one tensor at a time. The file appears atomically (written to `path + ".tmp"`, then renamed); a failure
+ * part-way removes the temporary file and leaves whatever `path` held before untouched.
  */
 import { bytesOf } from "../dtype.ts";
 import { writeFileAtomically } from "../atomic_file.ts";
 import { FormatError } from "../../errors.ts";
+import { type GgmlType, ggmlTypeByName } from "../../../ffi/ggml_types.ts";
 
-/** A metadata value: strings and booleans as such, numbers with the GGUF type they are stored as. */
-export type GgufMetadataValue = string | boolean | { type: "u32" | "i32" | "f32"; value: number };
+/** A scalar metadata value's GGUF type. */
+export type GgufScalarType = "u32" | "i32" | "f32" | "u64";
+
+/** A metadata value: strings and booleans as such, numbers with the GGUF type they are stored as, arrays. */
+export type GgufMetadataValue =
+  | string
+  | boolean
+  | { type: GgufScalarType; value: number }
+  | { type: "array"; itemType: "string"; values: readonly string[] }
+  | { type: "array"; itemType: GgufScalarType; values: ArrayLike<number> };
+
+export type GgufTensorData = ArrayBufferView;
 
 export interface GgufTensorToWrite {
   name: string;
   /** HF / PyTorch order (slowest dimension first); written reversed as ggml's `ne`. */
   shape: readonly number[];
-  type: "F32" | "F16" | "BF16";
-  /** Float32Array for F32, Uint16Array bit patterns for F16 / BF16. */
-  data: Float32Array | Uint16Array;
+  /** A ggml type name ("F32", "F16", "BF16", "Q8_0", "Q4_K", …). */
+  type: string;
+  /**
+   * The encoded bytes (Float32Array for F32, Uint16Array bit patterns for F16 / BF16, any view of the
+   * block bytes for quantized types), or a function that produces them when the writer reaches this
+   * tensor (called once, in order).
+   */
+  data: GgufTensorData | (() => GgufTensorData);
 }
 
 const MAGIC = "GGUF";
@@ -24,10 +42,7 @@ const VERSION = 3;
 /** GGUF's default alignment (`general.alignment` unset). */
 const ALIGNMENT = 32;
 /** gguf_type ids of the metadata value types we write. */
-const VALUE_TYPE = { u32: 4, i32: 5, f32: 6, bool: 7, string: 8 } as const;
-/** ggml_type ids. */
-const TENSOR_TYPE = { F32: 0, F16: 1, BF16: 30 } as const;
-const ELEMENT_BYTES = { F32: 4, F16: 2, BF16: 2 } as const;
+const VALUE_TYPE = { u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9, u64: 10 } as const;
 
 export function writeGguf(
   path: string,
@@ -39,45 +54,84 @@ export function writeGguf(
   header.u32(VERSION);
   header.u64(tensors.length);
   header.u64(metadata.length);
+  const keys = new Set<string>();
   for (const [key, value] of metadata) {
+    if (keys.has(key)) throw new FormatError(path, `metadata key "${key}" given twice`);
+    keys.add(key);
     header.string(key);
     writeValue(header, value);
   }
   let offset = 0;
   const names = new Set<string>();
+  const sizes: number[] = [];
   for (const tensor of tensors) {
-    checkTensor(path, tensor, names);
+    const { type, byteLength } = checkTensor(path, tensor, names);
     header.string(tensor.name);
     header.u32(tensor.shape.length);
     for (const dim of tensor.shape.toReversed()) header.u64(dim);
-    header.u32(TENSOR_TYPE[tensor.type]);
+    header.u32(type.id);
     header.u64(offset);
-    offset += padded(tensor.data.byteLength);
+    sizes.push(byteLength);
+    offset += padded(byteLength);
   }
   header.raw(new Uint8Array(padded(header.length) - header.length));
 
   writeFileAtomically(path, (write) => {
     write(header.bytes());
-    for (const { data } of tensors) {
+    for (const [i, tensor] of tensors.entries()) {
+      const data = typeof tensor.data === "function" ? tensor.data() : tensor.data;
+      checkData(path, tensor, data, sizes[i]);
       write(bytesOf(data));
       write(new Uint8Array(padded(data.byteLength) - data.byteLength));
     }
   });
 }
 
-function checkTensor(path: string, tensor: GgufTensorToWrite, names: Set<string>): void {
-  const { name, shape, type, data } = tensor;
+/** The bytes a tensor of `type` and `shape` takes; the row (`shape.at(-1)`) must be whole blocks. */
+export function ggufTensorBytes(type: GgmlType, shape: readonly number[]): number {
+  const elements = shape.reduce((a, b) => a * b, 1);
+  return (elements / type.blockElements) * type.blockBytes;
+}
+
+function checkTensor(
+  path: string,
+  tensor: GgufTensorToWrite,
+  names: Set<string>,
+): { type: GgmlType; byteLength: number } {
+  const { name, shape } = tensor;
   if (names.has(name)) throw new FormatError(path, "tensor name given twice", name);
   names.add(name);
   if (shape.length < 1 || shape.length > 4 || !shape.every((d) => Number.isSafeInteger(d) && d > 0)) {
     throw new FormatError(path, `shape ${JSON.stringify(shape)} is not 1 to 4 positive dimensions`, name);
   }
-  const expected = shape.reduce((a, b) => a * b, 1) * ELEMENT_BYTES[type];
-  const array = type === "F32" ? Float32Array : Uint16Array;
-  if (!(data instanceof array) || data.byteLength !== expected) {
+  let type: GgmlType;
+  try {
+    type = ggmlTypeByName(tensor.type);
+  } catch (error) {
+    throw new FormatError(path, (error as Error).message, name);
+  }
+  const row = shape[shape.length - 1];
+  if (row % type.blockElements !== 0) {
     throw new FormatError(
       path,
-      `${type} ${JSON.stringify(shape)} needs a ${array.name} of ${expected} bytes, ` +
+      `row length ${row} is not a multiple of the ${type.name} block size ${type.blockElements}`,
+      name,
+    );
+  }
+  const byteLength = ggufTensorBytes(type, shape);
+  if (typeof tensor.data !== "function") checkData(path, tensor, tensor.data, byteLength);
+  return { type, byteLength };
+}
+
+function checkData(path: string, tensor: GgufTensorToWrite, data: GgufTensorData, expected: number): void {
+  const { name, shape, type } = tensor;
+  const array = type === "F32" ? Float32Array : type === "F16" || type === "BF16" ? Uint16Array : undefined;
+  // Bytes are always accepted (quantizers return them); typed arrays must be the type's own.
+  const wrongKind = array !== undefined && !(data instanceof array) && !(data instanceof Uint8Array);
+  if (wrongKind || data.byteLength !== expected) {
+    throw new FormatError(
+      path,
+      `${type} ${JSON.stringify(shape)} needs ${array ? `a ${array.name} of ` : ""}${expected} bytes, ` +
         `found a ${data.constructor.name} of ${data.byteLength}`,
       name,
     );
@@ -91,15 +145,33 @@ function writeValue(out: ByteWriter, value: GgufMetadataValue): void {
   } else if (typeof value === "boolean") {
     out.u32(VALUE_TYPE.bool);
     out.raw(new Uint8Array([value ? 1 : 0]));
+  } else if (value.type === "array") {
+    out.u32(VALUE_TYPE.array);
+    out.u32(VALUE_TYPE[value.itemType]);
+    out.u64(value.values.length);
+    if (value.itemType === "string") {
+      for (const s of value.values as readonly string[]) out.string(s);
+    } else {
+      const type = value.itemType;
+      const values = value.values as ArrayLike<number>;
+      const bytes = new Uint8Array(values.length * (type === "u64" ? 8 : 4));
+      const view = new DataView(bytes.buffer);
+      for (let i = 0; i < values.length; i++) setScalar(view, i * (type === "u64" ? 8 : 4), type, values[i]);
+      out.raw(bytes);
+    }
   } else {
     out.u32(VALUE_TYPE[value.type]);
-    const bytes = new Uint8Array(4);
-    const view = new DataView(bytes.buffer);
-    if (value.type === "f32") view.setFloat32(0, value.value, true);
-    else if (value.type === "u32") view.setUint32(0, value.value, true);
-    else view.setInt32(0, value.value, true);
+    const bytes = new Uint8Array(value.type === "u64" ? 8 : 4);
+    setScalar(new DataView(bytes.buffer), 0, value.type, value.value);
     out.raw(bytes);
   }
+}
+
+function setScalar(view: DataView, at: number, type: GgufScalarType, value: number): void {
+  if (type === "f32") view.setFloat32(at, value, true);
+  else if (type === "u32") view.setUint32(at, value, true);
+  else if (type === "i32") view.setInt32(at, value, true);
+  else view.setBigUint64(at, BigInt(value), true);
 }
 
 function padded(length: number): number {

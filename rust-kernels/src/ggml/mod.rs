@@ -8,6 +8,7 @@
 //!
 //! Layouts follow ggml's `ggml-common.h` block definitions (QK4_0 = 32, QK_K = 256, ...).
 
+pub mod quantize;
 pub mod scalar;
 
 use crate::error::{KResult, KernelError};
