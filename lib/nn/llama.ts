@@ -12,7 +12,7 @@ import type { Bf16Matrix } from "../../ffi/bf16.ts";
 import type { Compute } from "../../ffi/nf4.ts";
 import { gluForward, type RopeTable, ropeTable } from "../../ffi/ops.ts";
 import { freeNow } from "../autograd/free.ts";
-import { add } from "../autograd/ops/add.ts";
+import { add, addInPlace } from "../autograd/ops/add.ts";
 import { attention, cachedAttention } from "../autograd/ops/attention.ts";
 import { biasInPlace } from "../autograd/ops/bias.ts";
 import { embedding } from "../autograd/ops/embedding.ts";
@@ -252,7 +252,8 @@ export class LlamaModel implements CausalLm, Disposable {
       } else {
         x = this.block(l, input, ctx);
       }
-      if (!run.tape) freeNow(input.data); // inference keeps nothing between blocks
+      // Inference keeps nothing between blocks (generation updates the residual stream in place).
+      if (!run.tape && ids.length > 8 && x.data.buffer !== input.data.buffer) freeNow(input.data);
     }
     const out = rmsnorm(run.tape, x, this.weights.norm, c.rmsNormEps);
     if (!run.tape) freeNow(x.data);
@@ -271,8 +272,10 @@ export class LlamaModel implements CausalLm, Disposable {
         ? adapter.forward(tape, input, { training: ctx.training, compute: ctx.compute, recomputeInput })
         : linear(tape, input, blockLinear(w, module), { compute: ctx.compute });
     };
+    // Large buffers are detached at once (V8 frees external memory late); a generation step's few-row ones are
+    // left to the collector, which frees small buffers cheaply.
     const scratch = (...tensors: Tensor[]) => {
-      if (!tape) freeNow(...tensors.map((t) => t.data));
+      if (!tape && x.rows > 8) freeNow(...tensors.map((t) => t.data));
     };
 
     const h = rmsnorm(tape, x, w.inputNorm, c.rmsNormEps);
@@ -328,7 +331,11 @@ export class LlamaModel implements CausalLm, Disposable {
       o = rmsnorm(tape, raw, w.attentionOutNorm, c.rmsNormEps);
       scratch(raw);
     }
-    const x1 = add(tape, x, o);
+    // Generation adds to the residual stream in place: nothing reads a block's input again. Elsewhere the
+    // input stays whole (the tape's backward, or a recomputed block's second forward, reads it).
+    const inPlace = "cache" in ctx.rows;
+    const residual = (a: Tensor, b: Tensor) => inPlace ? addInPlace(a, b) : add(tape, a, b);
+    const x1 = residual(x, o);
     scratch(o);
 
     const h2 = rmsnorm(tape, x1, w.postAttentionNorm, c.rmsNormEps);
@@ -352,8 +359,9 @@ export class LlamaModel implements CausalLm, Disposable {
       down = rmsnorm(tape, raw, w.mlpOutNorm, c.rmsNormEps);
       scratch(raw);
     }
-    const out = add(tape, x1, down);
-    scratch(x1, down);
+    const out = residual(x1, down);
+    scratch(down);
+    if (!inPlace) scratch(x1);
     return out;
   }
 

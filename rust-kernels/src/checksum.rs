@@ -24,7 +24,8 @@ pub fn checksum64(data: &[u8]) -> u64 {
             *lane = round(*lane, word(&stripe[8 * i..8 * i + 8]));
         }
     }
-    let mut h = lanes[0].rotate_left(1)
+    let mut h = lanes[0]
+        .rotate_left(1)
         .wrapping_add(lanes[1].rotate_left(7))
         .wrapping_add(lanes[2].rotate_left(12))
         .wrapping_add(lanes[3].rotate_left(18));

@@ -3,6 +3,13 @@ import { addScaled } from "../../../ffi/ops.ts";
 import { addGrad, type Tape } from "../tape.ts";
 import { Tensor } from "../tensor.ts";
 
+/** `a += b` in a's own buffer, recording nothing: for inference, where nothing else reads `a` again. */
+export function addInPlace(a: Tensor, b: Tensor): Tensor {
+  if (a.size !== b.size) throw new RangeError(`addInPlace: shapes [${a.shape}] and [${b.shape}] differ`);
+  addScaled(a.data, 1, b.data);
+  return new Tensor(a.data, a.shape);
+}
+
 export function add(tape: Tape | undefined, a: Tensor, b: Tensor): Tensor {
   if (a.size !== b.size) throw new RangeError(`add: shapes [${a.shape}] and [${b.shape}] differ`);
   const y = a.data.slice();

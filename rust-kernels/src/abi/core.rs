@@ -87,7 +87,10 @@ pub unsafe extern "C" fn qlora_checksum64(data: *const u8, len: u32, out: *mut u
         let data = super::slice(data, len, "data")?;
         let out = super::slice_mut(out, out_len, "out")?;
         if out.len() != 2 {
-            return Err(crate::error::KernelError::invalid(format!("out: expected 2 words, got {}", out.len())));
+            return Err(crate::error::KernelError::invalid(format!(
+                "out: expected 2 words, got {}",
+                out.len()
+            )));
         }
         let sum = crate::checksum::checksum64(data);
         out[0] = sum as u32;

@@ -11,6 +11,11 @@ const CHUNK: usize = 16384;
 /// y += a * x.
 pub fn add_scaled(ctx: &Ctx, y: &mut [f32], a: f32, x: &[f32]) {
     let path = ctx.path;
+    // One chunk (a generation step's rows) runs here: the hand-off to the pool costs more than the work, and
+    // the chunks, so the bits, are the same either way.
+    if y.len() <= CHUNK {
+        return axpy_chunk(path, y, a, x);
+    }
     ctx.pool.install(|| {
         y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| axpy_chunk(path, y, a, x));
     });
@@ -19,6 +24,9 @@ pub fn add_scaled(ctx: &Ctx, y: &mut [f32], a: f32, x: &[f32]) {
 /// x *= c.
 pub fn scale(ctx: &Ctx, x: &mut [f32], c: f32) {
     let path = ctx.path;
+    if x.len() <= CHUNK {
+        return scale_chunk(path, x, c);
+    }
     ctx.pool.install(|| x.par_chunks_mut(CHUNK).for_each(|x| scale_chunk(path, x, c)));
 }
 
