@@ -8,13 +8,10 @@ import { Command } from "@commander-js/extra-typings";
 import { setThreads } from "../ffi/runtime.ts";
 import { readRecords } from "../lib/data/formats.ts";
 import { exactMatch } from "../lib/data/metrics.ts";
-import { defaultStopTokens } from "../lib/generate/generate.ts";
-import { readPeftAdapter } from "../lib/io/peft/read.ts";
-import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
-import { LoraModel } from "../lib/lora/model.ts";
-import { loadModel } from "../lib/pretrained/load_model.ts";
+import { describeModelSpec } from "../lib/io/resolve_model.ts";
 import { pairBooleans } from "./boolean_flags.ts";
-import { userCwd, userPath } from "./user_path.ts";
+import { loadForGeneration } from "./load_for_generation.ts";
+import { userPath } from "./user_path.ts";
 import { wholeNumber } from "./whole_number.ts";
 
 const opts = pairBooleans(
@@ -38,18 +35,12 @@ try {
   const limit = int("--limit", opts.limit);
   const { records: all, format } = await readRecords(userPath(opts.data));
   const records = limit > 0 ? all.slice(0, limit) : all;
-  const resolved = await resolveModel(opts.model === "default" ? undefined : opts.model, { cwd: userCwd() });
-  const { model, tokenizer, config, source, loadSeconds } = await loadModel(
-    resolved.kind === "gguf" ? resolved.path : resolved.dir,
-  );
+  const { loaded, model: evaluated, stopTokens } = await loadForGeneration(opts);
+  const { model, tokenizer, source, loadSeconds } = loaded;
   console.error(`model ${source} loaded in ${loadSeconds.toFixed(1)} s; ${records.length} ${format} records`);
-  const adapterDir = opts.adapter === undefined ? undefined : userPath(opts.adapter);
-  const evaluated = adapterDir === undefined
-    ? model
-    : LoraModel.fromWeights(model, readPeftAdapter(adapterDir, config).layers);
-  if (adapterDir !== undefined) console.error(`adapter ${adapterDir}`);
+  if (opts.adapter !== undefined) console.error(`adapter ${userPath(opts.adapter)}`);
   const report = exactMatch(evaluated, tokenizer, records, {
-    stopTokens: defaultStopTokens(tokenizer, config.eosTokenIds),
+    stopTokens,
     samples: int("--samples", opts.samples),
     onResult: (r, i) => {
       if (opts.verbose) console.error(`${r.match ? "✓" : "✗"} ${r.source} ${JSON.stringify(r.output)}`);

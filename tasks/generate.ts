@@ -5,14 +5,10 @@
 import { Command } from "@commander-js/extra-typings";
 import process from "node:process";
 import { setThreads } from "../ffi/runtime.ts";
-import { describeModelSpec, resolveModel } from "../lib/io/resolve_model.ts";
-import { loadModel } from "../lib/pretrained/load_model.ts";
-import { readPeftAdapter } from "../lib/io/peft/read.ts";
-import { LoraModel } from "../lib/lora/model.ts";
-import { ChatTemplate } from "../lib/text/chat_template.ts";
-import { defaultStopTokens, generate } from "../lib/generate/generate.ts";
+import { describeModelSpec } from "../lib/io/resolve_model.ts";
+import { generate } from "../lib/generate/generate.ts";
+import { loadForGeneration } from "./load_for_generation.ts";
 import { pairBooleans } from "./boolean_flags.ts";
-import { userCwd, userPath } from "./user_path.ts";
 import { wholeNumber } from "./whole_number.ts";
 
 const opts = pairBooleans(
@@ -41,20 +37,16 @@ const int = (flag: string, value: string) => wholeNumber("generate", flag, value
 
 try {
   setThreads(int("--threads", opts.threads));
-  const resolved = await resolveModel(opts.model === "default" ? undefined : opts.model, { cwd: userCwd() });
-  const path = resolved.kind === "gguf" ? resolved.path : resolved.dir;
-  const loaded = await loadModel(path, { quantize: opts.quantize ? "nf4" : "none" });
-  const { tokenizer, config, loadSeconds } = loaded;
-  const model = opts.adapter
-    ? LoraModel.fromWeights(loaded.model, readPeftAdapter(userPath(opts.adapter), config).layers)
-    : loaded.model;
+  const { loaded, model, stopTokens, template } = await loadForGeneration(opts);
+  const { tokenizer, loadSeconds } = loaded;
   let prompt = opts.prompt;
   if (!opts.raw) {
+    if (template === null) throw new Error("the tokenizer has no chat template: pass --raw to continue text");
     const messages = [
       ...(opts.system ? [{ role: "system", content: opts.system }] : []),
       { role: "user", content: opts.prompt },
     ];
-    prompt = ChatTemplate.fromTokenizer(tokenizer).render(messages, { addGenerationPrompt: true });
+    prompt = template.render(messages, { addGenerationPrompt: true });
   }
   const ids = tokenizer.encode(prompt, { addSpecialTokens: opts.raw });
   const result = generate(model, tokenizer, ids, {
@@ -63,7 +55,7 @@ try {
     topK: int("--top-k", opts.topK),
     topP: Number(opts.topP),
     seed: int("--seed", opts.seed),
-    stopTokens: defaultStopTokens(tokenizer, config.eosTokenIds),
+    stopTokens,
     onText: (piece) => process.stdout.write(piece),
   });
   process.stdout.write("\n");

@@ -3,9 +3,10 @@
  * directory it was started from in INIT_CWD; a plain `deno run` leaves the current directory as it is.
  */
 import { resolve } from "node:path";
+import { userDirectory } from "../lib/train/user_paths.ts";
 
 export function userCwd(): string {
-  return Deno.env.get("INIT_CWD") ?? Deno.cwd();
+  return userDirectory(Deno.env, Deno.cwd());
 }
 
 /** A path from the command line, absolute. */
