@@ -4,11 +4,8 @@
 //! gelu'(x) = (1 + t)/2 + x/2 · (1 − t²) · √(2/π) (1 + 3 · 0.044715 x²), t = tanh(y).
 
 use super::exec::{on_path, Ctx};
+use super::gated;
 use super::math::exp;
-use rayon::prelude::*;
-
-/// Elements per parallel task.
-const CHUNK: usize = 8192;
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const CUBIC: f32 = 0.044_715;
@@ -27,25 +24,12 @@ fn gate_tanh(x: f32) -> f32 {
 
 /// h = gelu_tanh(g) * u; all three of the same length.
 pub fn forward(ctx: &Ctx, g: &[f32], u: &[f32], h: &mut [f32]) {
-    let path = ctx.path;
-    ctx.pool.install(|| {
-        h.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .zip(u.par_chunks(CHUNK))
-            .for_each(|((h, g), u)| forward_chunk(path, g, u, h));
-    });
+    gated::forward(ctx, g, u, h, forward_chunk);
 }
 
 /// dg and du (overwritten) from dh, g, u.
 pub fn backward(ctx: &Ctx, dh: &[f32], g: &[f32], u: &[f32], dg: &mut [f32], du: &mut [f32]) {
-    let path = ctx.path;
-    ctx.pool.install(|| {
-        dg.par_chunks_mut(CHUNK)
-            .zip(du.par_chunks_mut(CHUNK))
-            .zip(dh.par_chunks(CHUNK))
-            .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
-            .for_each(|(((dg, du), dh), (g, u))| backward_chunk(path, dh, g, u, dg, du));
-    });
+    gated::backward(ctx, dh, g, u, dg, du, backward_chunk);
 }
 
 on_path!(fn forward_chunk(g: &[f32], u: &[f32], h: &mut [f32]) = forward_body);
@@ -96,7 +80,7 @@ mod tests {
     fn forward_and_backward_match_f64_on_every_path() {
         for path in Path::available() {
             let ctx = Ctx::with_threads(1, path);
-            for n in [1usize, 7, 100, CHUNK + 3] {
+            for n in [1usize, 7, 100, gated::CHUNK + 3] {
                 let (g, u, dh) = inputs(n);
                 let mut h = vec![0.0; n];
                 forward(&ctx, &g, &u, &mut h);
@@ -135,7 +119,7 @@ mod tests {
 
     #[test]
     fn paths_and_thread_counts_agree_bit_for_bit() {
-        let n = 3 * CHUNK + 17;
+        let n = 3 * gated::CHUNK + 17;
         let (g, u, dh) = inputs(n);
         let run = |ctx: &Ctx| {
             let mut h = vec![0.0; n];

@@ -8,6 +8,7 @@ pub mod attention;
 pub mod cross_entropy;
 pub mod dropout;
 pub mod exec;
+pub mod gated;
 pub mod geglu;
 pub mod math;
 pub mod rmsnorm;
