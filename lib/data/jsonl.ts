@@ -12,11 +12,10 @@ export interface JsonlLine {
   value: unknown;
 }
 
-/** Parses every non-blank line of `path`; a line that is not JSON throws a DataError naming `file:line`. */
-export async function readJsonl(path: string): Promise<JsonlLine[]> {
-  let text: string;
+/** The bytes of a data file; a missing or unreadable one is a DataError naming it. */
+export async function readDataFile(path: string): Promise<Uint8Array> {
   try {
-    text = await readFile(path, "utf8");
+    return await readFile(path);
   } catch (error) {
     const missing = (error as { code?: string }).code === "ENOENT";
     throw new DataError(
@@ -25,7 +24,11 @@ export async function readJsonl(path: string): Promise<JsonlLine[]> {
       missing ? "file not found" : `cannot read (${(error as Error).message})`,
     );
   }
-  return parseJsonl(text, path);
+}
+
+/** Parses every non-blank line of `path`; a line that is not JSON throws a DataError naming `file:line`. */
+export async function readJsonl(path: string): Promise<JsonlLine[]> {
+  return parseJsonl(new TextDecoder().decode(await readDataFile(path)), path);
 }
 
 /** Parses JSONL text; `file` names it in errors. */

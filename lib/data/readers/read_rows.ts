@@ -3,10 +3,9 @@
  * `.csv` / `.tsv` (a header row, then one record a row), `.parquet`. Each row keeps the number a user finds
  * it by: the line in text files (a CSV record's first line), the 1-based row in Parquet.
  */
-import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
 import { DataError } from "../errors.ts";
-import { parseJsonl } from "../jsonl.ts";
+import { parseJsonl, readDataFile } from "../jsonl.ts";
 import { parseCsv } from "./csv.ts";
 import { parseParquet } from "./parquet.ts";
 
@@ -28,17 +27,7 @@ export async function readRows(path: string): Promise<{ rows: RawRow[]; tabular:
       `unknown file type "${ext}"; expected ${DATA_EXTENSIONS.join(", ")}`,
     );
   }
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (error) {
-    const missing = (error as { code?: string }).code === "ENOENT";
-    throw new DataError(
-      path,
-      undefined,
-      missing ? "file not found" : `cannot read (${(error as Error).message})`,
-    );
-  }
+  const bytes = await readDataFile(path);
   if (ext === ".parquet") return { rows: await parseParquet(bytes, path), tabular: true };
   const text = new TextDecoder().decode(bytes);
   if (ext === ".csv" || ext === ".tsv") {
