@@ -10,10 +10,10 @@
  * only a mismatch runs pip. A lock file serialises concurrent setups (parallel tests).
  */
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createVenv, pipInstall, pythonVersion } from "../notebook/setup.ts";
+import { inLockedVenv, pipInstall } from "../notebook/setup.ts";
 import { MPI_LIB_ENV, projectMpiLib } from "../../ffi/mpi_load.ts";
 
 export interface MpiSetupOptions {
@@ -53,19 +53,8 @@ export async function setupMpi(options: MpiSetupOptions = {}): Promise<MpiEnv> {
   const basePython = options.python ?? (Deno.env.get("QLORA_PYTHON") || "python3");
   const venv = join(root, MPI_VENV);
   const python = join(venv, "bin", "python");
-  mkdirSync(venv, { recursive: true });
-
-  const lock = await Deno.open(join(venv, ".setup.lock"), { create: true, write: true });
   let installed = false;
-  try {
-    await lock.lock(true);
-    let version = await pythonVersion(python);
-    if (version === undefined) {
-      log(`creating a Python venv in ${venv} with ${basePython}…`);
-      await createVenv(basePython, venv);
-      version = await pythonVersion(python);
-      if (version === undefined) throw new Error(`${basePython} -m venv ran but ${python} does not start`);
-    }
+  await inLockedVenv(venv, python, basePython, log, async (version) => {
     const stamp = join(venv, ".installed-mpich");
     const want = `${createHash("sha256").update(readFileSync(REQUIREMENTS)).digest("hex")} python ${version}`;
     if (readText(stamp) !== want) {
@@ -76,9 +65,7 @@ export async function setupMpi(options: MpiSetupOptions = {}): Promise<MpiEnv> {
       log(`installed in ${((performance.now() - started) / 1000).toFixed(1)} s`);
       installed = true;
     }
-  } finally {
-    lock.close();
-  }
+  });
   const lib = projectMpiLib(root);
   const mpiexec = join(venv, "bin", "mpiexec");
   for (const file of [lib, mpiexec]) {

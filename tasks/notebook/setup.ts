@@ -69,19 +69,8 @@ export async function setupNotebookEnv(options: SetupOptions): Promise<NotebookE
     ? join(venv, "Scripts", "python.exe")
     : join(venv, "bin", "python");
   const kernelspec = join(venv, "share", "jupyter", "kernels", "deno", "kernel.json");
-  mkdirSync(venv, { recursive: true });
-
-  const lock = await Deno.open(join(venv, ".setup.lock"), { create: true, write: true });
   let installed = false;
-  try {
-    await lock.lock(true);
-    let version = await pythonVersion(python);
-    if (version === undefined) {
-      log(`creating a Python venv in ${venv} with ${basePython}…`);
-      await createVenv(basePython, venv);
-      version = await pythonVersion(python);
-      if (version === undefined) throw new Error(`${basePython} -m venv ran but ${python} does not start`);
-    }
+  await inLockedVenv(venv, python, basePython, log, async (version) => {
     const file = `requirements-${options.tier}.txt`;
     const stamp = join(venv, `.installed-${options.tier}`);
     const want = `${requirementsHash(options.tier)} python ${version}`;
@@ -101,9 +90,7 @@ export async function setupNotebookEnv(options: SetupOptions): Promise<NotebookE
       mkdirSync(dirname(kernelspec), { recursive: true });
       writeFileSync(kernelspec, spec);
     }
-  } finally {
-    lock.close();
-  }
+  });
 
   const inherited = Deno.env.get("JUPYTER_PATH");
   const jupyterPath = join(venv, "share", "jupyter");
@@ -141,6 +128,34 @@ function readText(path: string): string | undefined {
 }
 
 /** The venv Python's version, or undefined when it is missing or broken (e.g. its base Python was removed). */
+/**
+ * Runs `body` with the venv's Python version while holding the venv's setup lock (concurrent test processes
+ * install once), creating the venv with `basePython` first when `python` does not start.
+ */
+export async function inLockedVenv(
+  venv: string,
+  python: string,
+  basePython: string,
+  log: (line: string) => void,
+  body: (version: string) => Promise<void>,
+): Promise<void> {
+  mkdirSync(venv, { recursive: true });
+  const lock = await Deno.open(join(venv, ".setup.lock"), { create: true, write: true });
+  try {
+    await lock.lock(true);
+    let version = await pythonVersion(python);
+    if (version === undefined) {
+      log(`creating a Python venv in ${venv} with ${basePython}…`);
+      await createVenv(basePython, venv);
+      version = await pythonVersion(python);
+      if (version === undefined) throw new Error(`${basePython} -m venv ran but ${python} does not start`);
+    }
+    await body(version);
+  } finally {
+    lock.close();
+  }
+}
+
 export async function pythonVersion(python: string): Promise<string | undefined> {
   if (!existsSync(python)) return undefined;
   try {
