@@ -219,6 +219,7 @@ export class LoraModel implements CausalLm {
     return lmHeadCrossEntropy(tape, x, this.model.weights.lmHead, batch.targets, {
       chunkRows: opts.chunkRows,
       denominator: opts.denominator,
+      compute: opts.compute,
     });
   }
 }

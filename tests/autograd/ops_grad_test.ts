@@ -14,7 +14,7 @@ import { ropeInPlace } from "../../lib/autograd/ops/rope.ts";
 import { swiglu } from "../../lib/autograd/ops/swiglu.ts";
 import { Tape } from "../../lib/autograd/tape.ts";
 import { Tensor } from "../../lib/autograd/tensor.ts";
-import { f32ToBf16 } from "../../lib/io/dtype.ts";
+import { f32ToBf16, halfToF32 } from "../../lib/io/dtype.ts";
 import { DenseLinear } from "../../lib/nn/linear.ts";
 import { Rng } from "../../lib/random.ts";
 import { checkGradients, values } from "./_fd.ts";
@@ -163,6 +163,36 @@ Deno.test("LM head + cross-entropy (chunked): dx, ignored rows, loss value and s
   const h1 = new Tensor(x.data.slice(), [rows, dim], true);
   tape1.backward(lmHeadCrossEntropy(tape1, h1, head, targets).loss);
   for (let i = 0; i < h1.grad!.length; i++) assert.ok(Math.abs(h.grad![i] - 2.5 * h1.grad![i]) < 1e-7);
+});
+
+Deno.test("LM head + cross-entropy with bf16 compute: the rows rounded to bf16, the same loss as f32 on them", () => {
+  const [rows, dim, vocab] = [6, 40, 70];
+  const head = new Bf16Matrix(f32ToBf16(values(vocab * dim, 31, 2)), vocab, dim);
+  const targets = Int32Array.from([3, IGNORE_INDEX, 0, 69, 5, 12]);
+  const x = values(rows * dim, 32);
+  const roundedX = halfToF32("BF16", f32ToBf16(x));
+  assert.ok(roundedX.some((v, i) => v !== x[i]), "the test input must not already be bf16");
+  const lossOf = (data: Float32Array, compute: "f32" | "bf16") => {
+    const tape = new Tape();
+    const h = new Tensor(data.slice(), [rows, dim], true);
+    const { loss } = lmHeadCrossEntropy(tape, h, head, targets, { compute });
+    tape.backward(loss);
+    return { loss: loss.data[0], grad: h.grad! };
+  };
+  // bf16 products of bf16 operands are exact: X rounded once gives the f32 run on the rounded rows, up to the
+  // order of the f32 sums (and dlogits rounded to bf16 for dX).
+  const bf16 = lossOf(x, "bf16");
+  const onRounded = lossOf(roundedX, "f32");
+  const exact = lossOf(x, "f32");
+  assert.ok(Math.abs(bf16.loss - onRounded.loss) < 1e-5, `${bf16.loss} vs ${onRounded.loss}`);
+  assert.ok(bf16.loss !== exact.loss, "bf16 compute must round the rows (else the option is not passed)");
+  // dX sums dlogits (each rounded: relative 2⁻⁹) that cancel (a row of them sums to 0), so the error is
+  // bounded against the gradient's scale, not each element.
+  const scale = Math.max(...onRounded.grad.map(Math.abs));
+  for (let i = 0; i < bf16.grad.length; i++) {
+    const err = Math.abs(bf16.grad[i] - onRounded.grad[i]);
+    assert.ok(err < 1e-2 * scale, `dx[${i}]: ${bf16.grad[i]} vs ${onRounded.grad[i]} (scale ${scale})`);
+  }
 });
 
 Deno.test("a small graph: rmsnorm → LoRA → rope → attention → add, all at once", () => {

@@ -13,6 +13,7 @@
  * (evaluation), the dX products are skipped.
  */
 import type { Bf16Matrix } from "../../../ffi/bf16.ts";
+import type { Compute } from "../../../ffi/nf4.ts";
 import { crossEntropy, IGNORE_INDEX, scaleInPlace } from "../../../ffi/ops.ts";
 import { freeNow } from "../free.ts";
 import { addGrad, type Tape } from "../tape.ts";
@@ -27,6 +28,8 @@ export interface LmHeadLossOptions {
   chunkRows?: number;
   /** The loss is `Σ token losses / denominator`; default the number of rows with a target (the mean). */
   denominator?: number;
+  /** Multiply in f32 (default) or bf16 (the head already is bf16; rows and logit gradients get rounded). */
+  compute?: Compute;
 }
 
 export interface LmHeadLoss {
@@ -78,10 +81,10 @@ export function lmHeadCrossEntropy(
       tc[j] = targets[i];
     }
     const lg = logits.subarray(0, n * vocab);
-    head.matmul(xc.subarray(0, n * dim), n, lg);
+    head.matmul(xc.subarray(0, n * dim), n, lg, { compute: opts.compute });
     lossSum += crossEntropy(lg, tc.subarray(0, n), n, vocab, denominator > 0 ? 1 / denominator : 0).lossSum;
     if (!dx || !dxc) continue;
-    head.matmulT(lg, n, dxc.subarray(0, n * dim));
+    head.matmulT(lg, n, dxc.subarray(0, n * dim), { compute: opts.compute });
     for (let j = 0; j < n; j++) {
       const i = lossRows[c0 + j];
       dx.set(dxc.subarray(j * dim, (j + 1) * dim), i * dim);
