@@ -95,7 +95,7 @@ if (sections.has("attention")) {
   printAttentionResults(cases.map((c) => benchAttention(c, Number(opts.seconds))));
 }
 if (sections.has("model")) await benchDefaultModel();
-if (sections.has("train")) await benchTraining(threads());
+if (sections.has("train")) await benchTraining(threads(), kernelName());
 if (sections.has("mpi") && !opts.quick) await benchDistributed();
 if (sections.has("load7b") && !opts.quick) await bench7bLoad();
 if (sections.has("train7b") && !opts.quick) await benchTraining7b(threads());

@@ -99,6 +99,8 @@ interface ProbeResult {
   peakRss: number;
   kernelMs: Record<string, number>;
   hfConfig: Record<string, unknown>;
+  /** PyTorch's: which ATen kernel build ran (AVX2, AVX512, …). */
+  cpuCapability?: string;
   /** The CPU's FMA GFLOP/s measured by this process just before and just after the child ran. */
   cpuPeak: [number, number];
 }
@@ -116,9 +118,13 @@ function medianRun(results: ProbeResult[]): ProbeResult {
  * Runs one child and brackets it with the CPU's FMA peak: on a shared machine a timing is only comparable with
  * the peak measured around it (the same binary's speed drifts by a factor of two as neighbours come and go).
  */
-async function runProbe(command: string, args: string[]): Promise<ProbeResult> {
+async function runProbe(
+  command: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<ProbeResult> {
   const before = fmaPeakGflops();
-  const out = await new Deno.Command(command, { args, stderr: "inherit" }).output();
+  const out = await new Deno.Command(command, { args, env, stderr: "inherit" }).output();
   if (!out.success) throw new Error(`${args.join(" ")} failed with code ${out.code}`);
   const result = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
   return { ...result, cpuPeak: [before, fmaPeakGflops()] };
@@ -129,13 +135,14 @@ async function runProbe(command: string, args: string[]): Promise<ProbeResult> {
  * the split of step time across kernels, and — when QLORA_REF_PYTHON names a Python with torch,
  * transformers and peft — the same step in PyTorch + PEFT (fp32) on this machine, run back to back.
  */
-export async function benchTraining(threads: number): Promise<void> {
+export async function benchTraining(threads: number, kernel: string): Promise<void> {
   const probe = fileURLToPath(new URL("./train_probe.ts", import.meta.url));
-  const runOurs = () => runProbe(Deno.execPath(), ["run", "-A", probe]);
+  const ourEnv = { QLORA_KERNEL: kernel };
+  const runOurs = () => runProbe(Deno.execPath(), ["run", "-A", probe], ourEnv);
   const runs: [string, ProbeResult][] = [["qlora-deno", await runOurs()]];
   runs.push([
     "qlora-deno, gradient checkpointing",
-    await runProbe(Deno.execPath(), ["run", "-A", probe, "--recompute-blocks"]),
+    await runProbe(Deno.execPath(), ["run", "-A", probe, "--recompute-blocks"], ourEnv),
   ]);
   const python = Deno.env.get("QLORA_REF_PYTHON");
   const ratios: number[] = [];
@@ -144,16 +151,24 @@ export async function benchTraining(threads: number): Promise<void> {
     // next, so only back-to-back pairs give a ratio worth reporting (their median).
     const script = fileURLToPath(new URL("./peft_reference.py", import.meta.url));
     const config = JSON.stringify(runs[0][1].hfConfig);
-    const torch = () => runProbe(python, [script, config, String(threads)]);
+    const torchEnv = torchIsaLimit(kernel);
+    if (Object.keys(torchEnv).length > 0) {
+      console.log(
+        `PyTorch limited to the same ISA: ${Object.entries(torchEnv).map(([k, v]) => `${k}=${v}`).join(" ")}`,
+      );
+    }
+    const torch = () => runProbe(python, [script, config, String(threads)], torchEnv);
     const pairs: [ProbeResult, ProbeResult][] = [[runs[0][1], await torch()]];
     for (let round = 1; round < TRAIN_ROUNDS; round++) pairs.push([await runOurs(), await torch()]);
     for (const [a, b] of pairs) ratios.push(a.tokensPerSecond / b.tokensPerSecond);
     runs[0] = ["qlora-deno", medianRun(pairs.map(([a]) => a))];
-    runs.push(["PyTorch + PEFT (fp32)", medianRun(pairs.map(([, b]) => b))]);
+    const reference = medianRun(pairs.map(([, b]) => b));
+    runs.push([`PyTorch + PEFT (fp32, ATen ${reference.cpuCapability ?? "?"})`, reference]);
   }
   const ours = runs[0][1].tokensPerSecond;
   console.log(
-    "\nQLoRA training, SmolLM2-135M-Instruct NF4, seq 256, batch 1, LoRA r=16 on all block linears, AdamW",
+    `\nQLoRA training, SmolLM2-135M-Instruct NF4, seq 256, batch 1, LoRA r=16 on all block linears, AdamW; ` +
+      `our path ${kernel}`,
   );
   printTable(
     ["run", "tok/s", "vs qlora-deno", "peak RSS MiB", "CPU FMA GF/s before → after"],
@@ -200,6 +215,15 @@ export async function benchTraining(threads: number): Promise<void> {
     `${(100 * rest / r.msPerStep).toFixed(1)} %`,
   ]);
   printTable(["part", "ms", "share"], rows);
+}
+
+/**
+ * The environment that keeps PyTorch (ATen's own kernels, oneDNN, MKL) to the ISA our forced path runs, so an
+ * AVX2 machine's ratio can be measured on an AVX-512 one: `--kernel avx2` against PyTorch on AVX2 alone.
+ */
+function torchIsaLimit(kernel: string): Record<string, string> {
+  if (kernel !== "avx2") return {};
+  return { ATEN_CPU_CAPABILITY: "avx2", ONEDNN_MAX_CPU_ISA: "AVX2", MKL_ENABLE_INSTRUCTIONS: "AVX2" };
 }
 
 /** Steps timed per 7B run (after one warm-up step): a step takes minutes on two cores. */

@@ -87,6 +87,8 @@ def main() -> None:
         "torch": torch.__version__,
         "dtype": args.dtype,
         "threads": torch.get_num_threads(),
+        # Which of ATen's kernel builds ran (ATEN_CPU_CAPABILITY can hold it to AVX2).
+        "cpuCapability": torch.backends.cpu.get_cpu_capability(),
     }))
 
 
