@@ -13,6 +13,7 @@ pub mod naive;
 pub mod native;
 pub mod pack;
 pub mod pairs;
+pub mod thin;
 
 use crate::dispatch::{Bf16Unit, Kernel};
 use crate::error::{ensure, KResult};
@@ -83,8 +84,31 @@ pub fn sgemm(
     ensure(ldc >= n, || format!("ldc: row stride {ldc} is less than n = {n}"))?;
     check_view("c", c.len(), m, n, ldc, 1)?;
     let b = Strided { data: b.0, rs: b.1, cs: b.2 };
-    let p =
-        Problem { m, n, k, a: Strided { data: a.0, rs: a.1, cs: a.2 }, b: &b, alpha, beta, ldc, tail: None };
+    let a = Strided { data: a.0, rs: a.1, cs: a.2 };
+    if run.compute == Compute::F32 && thin::applies(m, n, k, &a, run.kernel) {
+        // LoRA's rank-wide factors: no packing of the big side, no padded tiles.
+        unsafe { thin::gemm(m, n, k, a, b, c.as_mut_ptr(), ldc, alpha, beta, run.kernel, run.threads) };
+        return Ok(());
+    }
+    let bl = blocking::blocking(run.kernel);
+    if n <= bl.nr / 2 && m >= 2 * bl.nr && a.rs == 1 && a.cs != 1 {
+        // A column-major and C narrow (LoRA's dB = dYᵀ·xa): Cᵀ = Bᵀ·Aᵀ fills whole tiles and reads A's
+        // rows in order; then Cᵀ is merged into C.
+        let mut ct = vec![0.0f32; n * m];
+        let at = Strided { data: a.data, rs: a.cs, cs: a.rs };
+        let bt = Strided { data: b.data, rs: b.cs, cs: b.rs };
+        let p = Problem { m: n, n: m, k, a: bt, b: &at, alpha, beta: 0.0, ldc: m, tail: None };
+        unsafe { gemm(&p, ct.as_mut_ptr(), run.kernel, run.compute, run.threads) };
+        // Cᵀ's rows in order (C's n ≤ 8 columns are one or two cache lines per row).
+        for (j, row) in ct.chunks_exact(m).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                let cell = &mut c[i * ldc + j];
+                *cell = if beta == 0.0 { v } else { v + beta * *cell };
+            }
+        }
+        return Ok(());
+    }
+    let p = Problem { m, n, k, a, b: &b, alpha, beta, ldc, tail: None };
     unsafe { gemm(&p, c.as_mut_ptr(), run.kernel, run.compute, run.threads) };
     Ok(())
 }

@@ -1,0 +1,313 @@
+//! Thin products: C has at most 16 columns — LoRA's rank-r factors (`x·Aᵀ` and `dY·B` are `[tokens, r]`).
+//! The BLIS nest would pack all of the big operand and multiply tiles padded to NR = 32 columns (half of
+//! every FMA on zeros at r = 16 on AVX-512); here the small operand is packed once into rows of one register
+//! width (zero-padded) and the big one is read in place, `R` rows at a time, one broadcast per element and
+//! one FMA per vector of the small side. Only for an A whose rows are contiguous: reading R columns of a
+//! column-major A walks a new cache line per step with a stride the prefetchers do not follow (measured
+//! slower than packing); `gemm::sgemm` runs that case transposed through the nest instead.
+
+use super::pack::Strided;
+use crate::dispatch::Kernel;
+use crate::simd::Simd;
+use rayon::prelude::*;
+
+/// The widest C (columns of one packed row: 16 f32 = one AVX-512 vector, two AVX2 vectors).
+pub const MAX_WIDTH: usize = 16;
+/// Below this many rows the blocked GEMM is as good and splits better.
+pub const MIN_ROWS: usize = 64;
+
+/// Whether `C[m, n] = A·B` (depth k, A's strides `a`) takes the thin path on `kernel`.
+pub fn applies(m: usize, n: usize, k: usize, a: &Strided, kernel: Kernel) -> bool {
+    kernel != Kernel::Scalar && k > 0 && n <= MAX_WIDTH && m >= MIN_ROWS && a.cs == 1
+}
+
+#[derive(Clone, Copy)]
+struct CPtr(*mut f32);
+unsafe impl Send for CPtr {}
+unsafe impl Sync for CPtr {}
+
+/// `C = alpha · A · B + beta · C` (C row-major, row stride `ldc`); the caller checked the views and `applies`.
+///
+/// # Safety
+/// `c` holds at least `(m - 1) * ldc + n` floats, not aliased by A or B; `kernel` is one this CPU runs.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Strided,
+    b: Strided,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+    kernel: Kernel,
+    threads: usize,
+) {
+    crate::report::note(crate::report::Family::GemmF32, crate::report::Route::of_kernel(kernel));
+    let mut packed = vec![0.0f32; k * MAX_WIDTH];
+    for p in 0..k {
+        for j in 0..n {
+            packed[p * MAX_WIDTH + j] = b.data[p * b.rs + j * b.cs];
+        }
+    }
+    let out = CPtr(c);
+    let block = rows_per_block(kernel);
+    let blocks = m.div_ceil(block);
+    let parts = threads.max(1).min(blocks);
+    let body = |part: usize| {
+        // The whole wrapper, not its raw pointer field, is what the closure must capture (Send).
+        #[allow(clippy::redundant_locals)]
+        let out = out;
+        for blk in blocks * part / parts..blocks * (part + 1) / parts {
+            let i0 = blk * block;
+            let rows = block.min(m - i0);
+            let mut tile = [0.0f32; MAX_ROWS * MAX_WIDTH];
+            rows_times_packed(kernel, k, &a, i0, rows, &packed, &mut tile);
+            for r in 0..rows {
+                for j in 0..n {
+                    let cell = out.0.add((i0 + r) * ldc + j);
+                    let v = alpha * tile[r * MAX_WIDTH + j];
+                    *cell = if beta == 0.0 { v } else { v + beta * *cell };
+                }
+            }
+        }
+    };
+    if parts == 1 {
+        body(0);
+    } else {
+        crate::threads::pool().install(|| (0..parts).into_par_iter().with_max_len(1).for_each(body));
+    }
+}
+
+/// Rows of the long side per register tile: 12 × one vector on AVX-512, 6 × two vectors on AVX2 (12
+/// accumulators either way: two FMA ports × 4 cycles of latency need at least 8 in flight).
+fn rows_per_block(kernel: Kernel) -> usize {
+    match kernel {
+        Kernel::Avx512 => 12,
+        _ => 6,
+    }
+}
+
+/// The most rows of any path's tile.
+const MAX_ROWS: usize = 12;
+
+/// `tile[r][0..16] = Σ_p big(i0 + r, p) · packed[p][0..16]` for `rows` rows.
+fn rows_times_packed(
+    kernel: Kernel,
+    k: usize,
+    big: &Strided,
+    i0: usize,
+    rows: usize,
+    packed: &[f32],
+    tile: &mut [f32; MAX_ROWS * MAX_WIDTH],
+) {
+    debug_assert!(packed.len() >= k * MAX_WIDTH && rows <= rows_per_block(kernel));
+    match kernel {
+        // Safety: the path was chosen for this CPU; the views were checked by the caller.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe { rows_avx512(k, big, i0, rows, packed, tile) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { rows_avx2(k, big, i0, rows, packed, tile) },
+        _ => rows_scalar(k, big, i0, rows, packed, tile),
+    }
+}
+
+/// The plain twin.
+pub fn rows_scalar(
+    k: usize,
+    big: &Strided,
+    i0: usize,
+    rows: usize,
+    packed: &[f32],
+    tile: &mut [f32; MAX_ROWS * MAX_WIDTH],
+) {
+    tile.fill(0.0);
+    for r in 0..rows {
+        for p in 0..k {
+            let av = big.data[(i0 + r) * big.rs + p * big.cs];
+            for j in 0..MAX_WIDTH {
+                tile[r * MAX_WIDTH + j] += av * packed[p * MAX_WIDTH + j];
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn rows_avx512(
+    k: usize,
+    big: &Strided,
+    i0: usize,
+    rows: usize,
+    packed: &[f32],
+    tile: &mut [f32; MAX_ROWS * MAX_WIDTH],
+) {
+    rows_simd::<crate::simd::avx512::Avx512, 12, 1>(k, big, i0, rows, packed, tile)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_avx2(
+    k: usize,
+    big: &Strided,
+    i0: usize,
+    rows: usize,
+    packed: &[f32],
+    tile: &mut [f32; MAX_ROWS * MAX_WIDTH],
+) {
+    rows_simd::<crate::simd::avx2::Avx2, 6, 2>(k, big, i0, rows, packed, tile)
+}
+
+/// `R` rows × `V` vectors of accumulators; rows past `rows` read row `i0` again (in bounds) and are dropped.
+#[inline(always)]
+unsafe fn rows_simd<S: Simd, const R: usize, const V: usize>(
+    k: usize,
+    big: &Strided,
+    i0: usize,
+    rows: usize,
+    packed: &[f32],
+    tile: &mut [f32; MAX_ROWS * MAX_WIDTH],
+) {
+    let l = S::LANES;
+    debug_assert!(V * l == MAX_WIDTH && R <= MAX_ROWS);
+    let base = big.data.as_ptr();
+    let mut row_ptr = [base; R];
+    for (r, p) in row_ptr.iter_mut().enumerate() {
+        *p = base.add((i0 + if r < rows { r } else { 0 }) * big.rs);
+    }
+    let mut acc = [[S::zero(); V]; R];
+    let mut bp = packed.as_ptr();
+    let cs = big.cs;
+    for p in 0..k {
+        let mut bv = [S::zero(); V];
+        for (v, slot) in bv.iter_mut().enumerate() {
+            *slot = S::load(bp.add(v * l));
+        }
+        for r in 0..R {
+            let av = S::splat(*row_ptr[r].add(p * cs));
+            for v in 0..V {
+                acc[r][v] = S::fma(av, bv[v], acc[r][v]);
+            }
+        }
+        bp = bp.add(MAX_WIDTH);
+    }
+    for (r, row) in acc.iter().enumerate().take(rows) {
+        for (v, &val) in row.iter().enumerate() {
+            S::store(tile.as_mut_ptr().add(r * MAX_WIDTH + v * l), val);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemm::naive::{abs_dot, gemm_naive};
+    use crate::gemm::{sgemm, Compute, Run};
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len).map(|i| (i as f32 * 0.618 + seed as f32 * 1.7).sin() * 1.5).collect()
+    }
+
+    /// LoRA's shapes and ragged ones: rank 16 and narrower, rows not a multiple of any tile; the last runs
+    /// transposed through the nest when A is column-major (n < 16 on AVX-512, m ≥ 64).
+    const SHAPES: [(usize, usize, usize); 6] =
+        [(64, 16, 1), (100, 16, 37), (257, 13, 300), (70, 1, 5), (131, 9, 1031), (300, 8, 33)];
+
+    #[test]
+    fn thin_products_match_the_oracle_on_every_path_and_layout() {
+        let mut ran = Vec::new();
+        for kernel in crate::dispatch::available() {
+            for &(m, n, k) in &SHAPES {
+                // A plain (the thin path) or transposed, B plain or transposed (LoRA uses each combination).
+                for (rsa, csa) in [(k, 1), (1, m)] {
+                    let view = Strided { data: &[], rs: rsa, cs: csa };
+                    assert_eq!(applies(m, n, k, &view, kernel), kernel != Kernel::Scalar && csa == 1);
+                    for (rsb, csb) in [(n, 1), (1, k)] {
+                        for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, 1.0), (2.0, -0.25)] {
+                            let a = values(m * k, 1);
+                            let b = values(k * n, 2);
+                            let ldc = n + 3;
+                            let mut c = values(m * ldc, 3);
+                            if beta == 0.0 {
+                                c.iter_mut().for_each(|v| *v = f32::NAN); // never read
+                            }
+                            let mut want = c.clone();
+                            let (ae, be) = (
+                                |i: usize, p: usize| a[i * rsa + p * csa],
+                                |p: usize, j: usize| b[p * rsb + j * csb],
+                            );
+                            gemm_naive(m, n, k, ae, be, &mut want, ldc, alpha, beta);
+                            let run = Run {
+                                kernel,
+                                compute: Compute::F32,
+                                unit: crate::dispatch::Bf16Unit::Fma,
+                                threads: 2,
+                            };
+                            sgemm(m, n, k, (&a, rsa, csa), (&b, rsb, csb), &mut c, ldc, alpha, beta, run)
+                                .unwrap();
+                            for i in 0..m {
+                                for j in 0..n {
+                                    let scale = alpha.abs() as f64 * abs_dot(k, |p| ae(i, p), |p| be(p, j))
+                                        + if beta == 0.0 {
+                                            0.0
+                                        } else {
+                                            (beta as f64 * want[i * ldc + j] as f64).abs()
+                                        };
+                                    let err = (c[i * ldc + j] as f64 - want[i * ldc + j] as f64).abs();
+                                    assert!(
+                                        err <= 1e-5 * scale.max(1e-30),
+                                        "{kernel:?} {m}x{n}x{k} a({rsa},{csa}) b({rsb},{csb}) alpha {alpha} beta {beta} \
+                                         at ({i},{j}): {} vs {}",
+                                        c[i * ldc + j],
+                                        want[i * ldc + j]
+                                    );
+                                }
+                                // The padding columns of C are untouched.
+                                for j in n..ldc {
+                                    let before =
+                                        if beta == 0.0 { f32::NAN } else { values(m * ldc, 3)[i * ldc + j] };
+                                    assert!(
+                                        c[i * ldc + j].to_bits() == before.to_bits(),
+                                        "C[{i}][{j}] was written"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            ran.push(format!("{kernel:?}"));
+        }
+        println!("thin GEMM paths exercised: {}", ran.join(", "));
+    }
+
+    #[test]
+    fn simd_tiles_equal_the_plain_twin_up_to_fused_rounding() {
+        for kernel in crate::dispatch::available().into_iter().filter(|&k| k != Kernel::Scalar) {
+            let (k, rows) = (77, rows_per_block(kernel));
+            let big_data = values(40 * k, 4);
+            let big = Strided { data: &big_data, rs: k, cs: 1 };
+            let packed = values(k * MAX_WIDTH, 5);
+            for i0 in [0, 17, 40 - rows] {
+                for r in [1, rows - 1, rows] {
+                    let (mut got, mut want) =
+                        ([0.0f32; MAX_ROWS * MAX_WIDTH], [0.0f32; MAX_ROWS * MAX_WIDTH]);
+                    rows_times_packed(kernel, k, &big, i0, r, &packed, &mut got);
+                    rows_scalar(k, &big, i0, r, &packed, &mut want);
+                    for idx in 0..r * MAX_WIDTH {
+                        let scale = abs_dot(
+                            k,
+                            |p| big_data[(i0 + idx / MAX_WIDTH) * k + p],
+                            |p| packed[p * MAX_WIDTH + idx % MAX_WIDTH],
+                        );
+                        assert!(
+                            ((got[idx] - want[idx]) as f64).abs() <= 1e-6 * scale,
+                            "{kernel:?} rows {i0}+{r} [{idx}]"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
