@@ -117,6 +117,18 @@ pub trait PackB: Sync {
         dst: &mut [f32],
         scratch: &mut Vec<f32>,
     );
+
+    /// Hints the caches (into L2) to fetch part `part` of `parts` of what packing the block at depth
+    /// `p0 .. p0+kc`, columns `j0 .. j0+nc` will read. The driver spreads the parts of the next block over
+    /// the micro-kernel calls of the current one, so a weight larger than the caches is read while the FMA
+    /// units are busy rather than while packing waits for it.
+    #[allow(clippy::too_many_arguments)]
+    fn prefetch_block(&self, _p0: usize, _kc: usize, _j0: usize, _nc: usize, _part: usize, _parts: usize) {}
+}
+
+/// The runs `count * part / parts .. count * (part + 1) / parts` of `count`.
+fn part_of(count: usize, part: usize, parts: usize) -> std::ops::Range<usize> {
+    count * part / parts..count * (part + 1) / parts
 }
 
 impl PackB for Strided<'_> {
@@ -165,6 +177,20 @@ impl PackB for Strided<'_> {
             }
         }
     }
+
+    fn prefetch_block(&self, p0: usize, kc: usize, j0: usize, nc: usize, part: usize, parts: usize) {
+        let size = std::mem::size_of::<f32>();
+        let base = self.data.as_ptr();
+        if self.cs == 1 {
+            for p in part_of(kc, part, parts) {
+                crate::simd::prefetch_run_l2(base.wrapping_add((p0 + p) * self.rs + j0) as *const u8, nc * size);
+            }
+        } else if self.rs == 1 {
+            for j in part_of(nc, part, parts) {
+                crate::simd::prefetch_run_l2(base.wrapping_add((j0 + j) * self.cs + p0) as *const u8, kc * size);
+            }
+        }
+    }
 }
 
 /// Writes `cols` column runs of length `kc` into a `kc × nr` panel (row p holds element p of every column),
@@ -203,6 +229,8 @@ pub trait Weight: Sync {
     /// Hints that elements `start .. start + len` will be decoded soon (a weight larger than the caches is
     /// read as many short runs, which the hardware prefetcher picks up too late).
     fn prefetch(&self, _start: usize, _len: usize) {}
+    /// The same hint into L2 only (see `PackB::prefetch_block`).
+    fn prefetch_l2(&self, _start: usize, _len: usize) {}
 }
 
 impl Weight for Nf4Weight {
@@ -219,6 +247,10 @@ impl Weight for Nf4Weight {
         // Two codes per byte; the scales are small and stay in cache.
         let first = (start / 2).min(self.packed.len());
         crate::simd::prefetch_run(self.packed.as_ptr().wrapping_add(first), len.div_ceil(2) + 1);
+    }
+    fn prefetch_l2(&self, start: usize, len: usize) {
+        let first = (start / 2).min(self.packed.len());
+        crate::simd::prefetch_run_l2(self.packed.as_ptr().wrapping_add(first), len.div_ceil(2) + 1);
     }
 }
 
@@ -239,7 +271,7 @@ impl<W: Weight> PackB for Transposed<'_, W> {
         scratch: &mut Vec<f32>,
     ) {
         let w = self.0;
-        scratch.resize(kc * nr, 0.0);
+        let scratch = aligned(scratch, kc * nr);
         let panels = nc.div_ceil(nr);
         for (panel, chunk) in dst.chunks_exact_mut(nr * kc).take(panels).enumerate() {
             let cols = nr.min(nc - panel * nr);
@@ -253,6 +285,13 @@ impl<W: Weight> PackB for Transposed<'_, W> {
                 w.decode(ctx, (j0 + panel * nr + c) * w.cols() + p0, run);
             }
             transpose_into(ctx.kernel, chunk, nr, kc, cols, |c| &scratch[c * kc..(c + 1) * kc]);
+        }
+    }
+
+    fn prefetch_block(&self, p0: usize, kc: usize, j0: usize, nc: usize, part: usize, parts: usize) {
+        let w = self.0;
+        for j in part_of(nc, part, parts) {
+            w.prefetch_l2((j0 + j) * w.cols() + p0, kc);
         }
     }
 }
@@ -278,8 +317,7 @@ impl<W: Weight> PackB for Direct<'_, W> {
     ) {
         let w = self.0;
         let panels = nc.div_ceil(nr);
-        scratch.resize(panels * nr, 0.0);
-        let row = &mut scratch[..panels * nr];
+        let row = aligned(scratch, panels * nr);
         row[nc..].fill(0.0);
         for p in 0..kc {
             if p + PREFETCH_ROWS < kc {
@@ -291,6 +329,23 @@ impl<W: Weight> PackB for Direct<'_, W> {
             }
         }
     }
+
+    fn prefetch_block(&self, p0: usize, kc: usize, j0: usize, nc: usize, part: usize, parts: usize) {
+        let w = self.0;
+        for p in part_of(kc, part, parts) {
+            w.prefetch_l2((p0 + p) * w.cols() + j0, nc);
+        }
+    }
+}
+
+/// Returns a 64-byte aligned slice of `len` elements inside `buf` (grown as needed): whole vectors written to
+/// it never straddle two cache lines.
+pub fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len + 16 {
+        buf.resize(len + 16, 0.0);
+    }
+    let offset = buf.as_ptr().align_offset(64).min(16);
+    &mut buf[offset..offset + len]
 }
 
 /// Copies one depth step of a panel (`mr` or `nr` values). A copy of run-time length compiles to a `memcpy`
@@ -361,6 +416,10 @@ impl Weight for Bf16Matrix<'_> {
     fn prefetch(&self, start: usize, len: usize) {
         let run = &self.bits[start.min(self.bits.len())..(start + len).min(self.bits.len())];
         crate::simd::prefetch_run(run.as_ptr() as *const u8, std::mem::size_of_val(run));
+    }
+    fn prefetch_l2(&self, start: usize, len: usize) {
+        let run = &self.bits[start.min(self.bits.len())..(start + len).min(self.bits.len())];
+        crate::simd::prefetch_run_l2(run.as_ptr() as *const u8, std::mem::size_of_val(run));
     }
 }
 
