@@ -3,7 +3,7 @@
 //! by every row of the activation batch.
 
 use crate::dispatch::Kernel;
-use crate::nf4::dequant::dequant_run;
+use crate::nf4::dequant::{dequant_pieces, dequant_run};
 use crate::nf4::Nf4Weight;
 
 /// A read-only strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
@@ -231,6 +231,13 @@ pub trait Weight: Sync {
     fn prefetch(&self, _start: usize, _len: usize) {}
     /// The same hint into L2 only (see `PackB::prefetch_block`).
     fn prefetch_l2(&self, _start: usize, _len: usize) {}
+    /// Decodes elements `start .. start + len` in pieces of `width`: piece `i` goes to `dst[i * stride ..]`.
+    fn decode_pieces(&self, ctx: &PackCtx, start: usize, len: usize, width: usize, dst: &mut [f32], stride: usize) {
+        for (i, first) in (0..len).step_by(width).enumerate() {
+            let n = width.min(len - first);
+            self.decode(ctx, start + first, &mut dst[i * stride..][..n]);
+        }
+    }
 }
 
 impl Weight for Nf4Weight {
@@ -242,6 +249,9 @@ impl Weight for Nf4Weight {
     }
     fn decode(&self, ctx: &PackCtx, start: usize, dst: &mut [f32]) {
         dequant_run(ctx.kernel, self, start, dst, &ctx.map);
+    }
+    fn decode_pieces(&self, ctx: &PackCtx, start: usize, len: usize, width: usize, dst: &mut [f32], stride: usize) {
+        dequant_pieces(ctx.kernel, self, start, len, width, dst, stride, &ctx.map);
     }
     fn prefetch(&self, start: usize, len: usize) {
         // Two codes per byte; the scales are small and stay in cache.
@@ -299,8 +309,8 @@ impl<W: Weight> PackB for Transposed<'_, W> {
 /// How many rows ahead the backward packer asks for a weight's rows.
 const PREFETCH_ROWS: usize = 4;
 
-/// B = W (the backward `dY · W`): each depth step is a run of a W row; decode it once per row (the per-call
-/// cost of decoding is paid once), then copy NR-wide pieces into the panels.
+/// B = W (the backward `dY · W`): each depth step is a run of a W row, decoded straight into its row of every
+/// panel (one call per row: the per-call cost of decoding is paid once).
 pub struct Direct<'a, W: Weight>(pub &'a W);
 
 impl<W: Weight> PackB for Direct<'_, W> {
@@ -313,19 +323,18 @@ impl<W: Weight> PackB for Direct<'_, W> {
         nc: usize,
         nr: usize,
         dst: &mut [f32],
-        scratch: &mut Vec<f32>,
+        _: &mut Vec<f32>,
     ) {
         let w = self.0;
-        let panels = nc.div_ceil(nr);
-        let row = aligned(scratch, panels * nr);
-        row[nc..].fill(0.0);
+        let last = (nc.div_ceil(nr) - 1) * nr * kc;
+        let edge = nc % nr;
         for p in 0..kc {
             if p + PREFETCH_ROWS < kc {
                 w.prefetch((p0 + p + PREFETCH_ROWS) * w.cols() + j0, nc);
             }
-            w.decode(ctx, (p0 + p) * w.cols() + j0, &mut row[..nc]);
-            for (panel, piece) in row.chunks_exact(nr).enumerate() {
-                copy_panel_row(&mut dst[panel * nr * kc + p * nr..][..nr], piece);
+            w.decode_pieces(ctx, (p0 + p) * w.cols() + j0, nc, nr, &mut dst[p * nr..], nr * kc);
+            if edge != 0 {
+                dst[last + p * nr + edge..][..nr - edge].fill(0.0);
             }
         }
     }
