@@ -2,7 +2,7 @@
 
 use super::blocking::{blocking, Blocking};
 use super::kernel::{kernel_fn, KernelFn};
-use super::pack::{pack_a, round_to_bf16, PackB, PackCtx, Strided};
+use super::pack::{aligned, pack_a, round_to_bf16, PackB, PackCtx, Strided};
 use super::Compute;
 use crate::dispatch::Kernel;
 use crate::report::{Family, Route};
@@ -96,6 +96,10 @@ pub unsafe fn gemm<B: PackB>(p: &Problem<B>, c: *mut f32, kernel: Kernel, comput
     });
 }
 
+/// The most packed A a worker keeps for a whole call (floats): 16 MiB, a 256-row batch at a depth of 14336
+/// (Mistral-7B's down projection).
+const KEPT_A_FLOATS: usize = 4 << 20;
+
 thread_local! {
     /// Packed A, packed B and the packer's scratch, reused across calls on each pool thread.
     static BUFFERS: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
@@ -124,15 +128,6 @@ fn native_bf16(kernel: Kernel, compute: Compute) -> bool {
 fn balanced(n: usize, cap: usize, align: usize) -> usize {
     let blocks = n.div_ceil(cap).max(1);
     n.div_ceil(blocks).div_ceil(align).max(1) * align
-}
-
-/// Returns a 64-byte aligned slice of `len` elements inside `buf` (grown as needed).
-fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if buf.len() < len + 16 {
-        buf.resize(len + 16, 0.0);
-    }
-    let offset = buf.as_ptr().align_offset(64).min(16);
-    &mut buf[offset..offset + len]
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -175,6 +170,16 @@ unsafe fn nest<B: PackB>(
         // tile's load/store of C for little work). Depends only on k, so every worker sums in the same order.
         let kc_step = balanced(p.k, bl.kc, 8);
         let mc_step = balanced(share.m1 - share.m0, bl.mc, mr);
+        // With more than one column block, every block of A would be packed again for each: keep them all
+        // instead when they fit, and pack A once per call.
+        let m_padded = (share.m1 - share.m0).div_ceil(mr) * mr;
+        let keep_a = share.n1 - share.n0 > bl.nc && m_padded * p.k <= KEPT_A_FLOATS;
+        let a_origin = if keep_a {
+            let whole = aligned(abuf, m_padded * p.k);
+            whole.as_ptr().offset_from(abuf.as_ptr()) as usize
+        } else {
+            0
+        };
         for jc in (share.n0..share.n1).step_by(bl.nc) {
             let nc = bl.nc.min(share.n1 - jc);
             // Loop 4: depth in blocks of KC; the first block applies beta, the rest accumulate.
@@ -207,11 +212,33 @@ unsafe fn nest<B: PackB>(
                 } else if compute == Compute::Bf16 {
                     round_to_bf16(bpack);
                 }
+                // The B block packed after this one: its source is fetched while this block's tiles run.
+                let next_block = if pc + kc < p.k {
+                    Some((pc + kc, kc_step.min(p.k - pc - kc), jc, nc))
+                } else if jc + nc < share.n1 {
+                    Some((0, kc_step.min(p.k), jc + nc, bl.nc.min(share.n1 - jc - nc)))
+                } else {
+                    None
+                };
+                let tiles_total = (share.m0..share.m1)
+                    .step_by(mc_step)
+                    .map(|ic| (mc_step.min(share.m1 - ic)).div_ceil(mr) * nc.div_ceil(nr))
+                    .sum::<usize>();
+                let mut tile_no = 0;
                 // Loop 3: rows of C in blocks of MC (A block stays in L2).
                 for ic in (share.m0..share.m1).step_by(mc_step) {
                     let mc = mc_step.min(share.m1 - ic);
-                    let apack = aligned(abuf, mc.div_ceil(mr) * mr * kc);
-                    pack_a(ctx.kernel, &p.a, ic, mc, pc, kc, mr, apack);
+                    // Kept blocks sit at (depth start) × padded rows + rows before this block (every block
+                    // but the last is a whole number of MR panels).
+                    let (apack, packed) = if keep_a {
+                        let at = pc * m_padded + (ic - share.m0) * kc;
+                        (&mut abuf[a_origin + at..][..mc.div_ceil(mr) * mr * kc], jc > share.n0)
+                    } else {
+                        (aligned(abuf, mc.div_ceil(mr) * mr * kc), false)
+                    };
+                    if !packed {
+                        pack_a(ctx.kernel, &p.a, ic, mc, pc, kc, mr, apack);
+                    }
                     let tapack = match &tail {
                         Some(t) => {
                             let packed = aligned(tabuf, mc.div_ceil(mr) * mr * t.k);
@@ -230,7 +257,7 @@ unsafe fn nest<B: PackB>(
                                 &mut pairs.borrow_mut().0,
                             )
                         });
-                    } else if compute == Compute::Bf16 {
+                    } else if compute == Compute::Bf16 && !packed {
                         round_to_bf16(apack);
                     }
                     let pairs = PAIRS.with(|pairs| {
@@ -244,6 +271,10 @@ unsafe fn nest<B: PackB>(
                         let bp = bpack.as_ptr().add(jr * kc);
                         // Loop 1: MR-tall micro-panels of A.
                         for ir in (0..mc).step_by(mr) {
+                            if let Some((np, nk, nj, nn)) = next_block {
+                                p.b.prefetch_block(np, nk, nj, nn, tile_no, tiles_total);
+                                tile_no += 1;
+                            }
                             let mv = mr.min(mc - ir);
                             let ap = apack.as_ptr().add(ir * kc);
                             let cp = c.add((ic + ir) * p.ldc + jc + jr);

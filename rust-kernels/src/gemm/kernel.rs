@@ -80,6 +80,24 @@ unsafe fn avx512_tile(
     simd_tile::<crate::simd::avx512::Avx512, 8>(kc, a, b, c, rsc, alpha, beta)
 }
 
+/// One depth step of the tile: MR broadcasts of A times two vectors of B.
+#[inline(always)]
+unsafe fn k_step<S: Simd, const MR: usize>(acc: &mut [[S::V; 2]; MR], ap: &mut *const f32, bp: &mut *const f32) {
+    let l = S::LANES;
+    let b0 = S::load(*bp);
+    let b1 = S::load(bp.add(l));
+    for (r, row) in acc.iter_mut().enumerate() {
+        let av = S::splat(*ap.add(r));
+        row[0] = S::fma(av, b0, row[0]);
+        row[1] = S::fma(av, b1, row[1]);
+    }
+    *ap = ap.add(MR);
+    *bp = bp.add(2 * l);
+}
+
+/// k steps between two prefetches of C's lines.
+const PREFETCH_EVERY: usize = 8;
+
 /// The SIMD micro-kernel, written once: MR rows × two vectors of columns (NR = 2 · LANES).
 #[inline(always)]
 unsafe fn simd_tile<S: Simd, const MR: usize>(
@@ -92,23 +110,23 @@ unsafe fn simd_tile<S: Simd, const MR: usize>(
     beta: f32,
 ) {
     let l = S::LANES;
-    // C is read (beta ≠ 0) or written only after the k loop; fetch its lines now, while the loop runs. In
-    // training, C is usually not in cache (each product writes a fresh activation): ~5 % on cold shapes.
-    for r in 0..MR {
-        crate::simd::prefetch_run(c.add(r * rsc) as *const u8, 2 * l * std::mem::size_of::<f32>());
-    }
     let mut acc = [[S::zero(); 2]; MR];
     let (mut ap, mut bp) = (a, b);
-    for _ in 0..kc {
-        let b0 = S::load(bp);
-        let b1 = S::load(bp.add(l));
-        for (r, row) in acc.iter_mut().enumerate() {
-            let av = S::splat(*ap.add(r));
-            row[0] = S::fma(av, b0, row[0]);
-            row[1] = S::fma(av, b1, row[1]);
+    // C is read (beta ≠ 0) or written only after the k loop; fetch its lines meanwhile, one every few steps
+    // (all at once would hold every line-fill buffer while C comes from memory, stalling the panels' loads).
+    let mut left = kc;
+    for line in 0..2 * MR {
+        if left < PREFETCH_EVERY {
+            break;
         }
-        ap = ap.add(MR);
-        bp = bp.add(2 * l);
+        crate::simd::prefetch_run(c.add(line / 2 * rsc + line % 2 * l) as *const u8, 1);
+        for _ in 0..PREFETCH_EVERY {
+            k_step::<S, MR>(&mut acc, &mut ap, &mut bp);
+        }
+        left -= PREFETCH_EVERY;
+    }
+    for _ in 0..left {
+        k_step::<S, MR>(&mut acc, &mut ap, &mut bp);
     }
     let va = S::splat(alpha);
     for (r, row) in acc.iter().enumerate() {

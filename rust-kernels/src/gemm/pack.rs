@@ -3,7 +3,7 @@
 //! by every row of the activation batch.
 
 use crate::dispatch::Kernel;
-use crate::nf4::dequant::dequant_run;
+use crate::nf4::dequant::{dequant_pieces, dequant_run};
 use crate::nf4::Nf4Weight;
 
 /// A read-only strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
@@ -117,6 +117,18 @@ pub trait PackB: Sync {
         dst: &mut [f32],
         scratch: &mut Vec<f32>,
     );
+
+    /// Hints the caches (into L2) to fetch part `part` of `parts` of what packing the block at depth
+    /// `p0 .. p0+kc`, columns `j0 .. j0+nc` will read. The driver spreads the parts of the next block over
+    /// the micro-kernel calls of the current one, so a weight larger than the caches is read while the FMA
+    /// units are busy rather than while packing waits for it.
+    #[allow(clippy::too_many_arguments)]
+    fn prefetch_block(&self, _p0: usize, _kc: usize, _j0: usize, _nc: usize, _part: usize, _parts: usize) {}
+}
+
+/// The runs `count * part / parts .. count * (part + 1) / parts` of `count`.
+fn part_of(count: usize, part: usize, parts: usize) -> std::ops::Range<usize> {
+    count * part / parts..count * (part + 1) / parts
 }
 
 impl PackB for Strided<'_> {
@@ -165,6 +177,20 @@ impl PackB for Strided<'_> {
             }
         }
     }
+
+    fn prefetch_block(&self, p0: usize, kc: usize, j0: usize, nc: usize, part: usize, parts: usize) {
+        let size = std::mem::size_of::<f32>();
+        let base = self.data.as_ptr();
+        if self.cs == 1 {
+            for p in part_of(kc, part, parts) {
+                crate::simd::prefetch_run_l2(base.wrapping_add((p0 + p) * self.rs + j0) as *const u8, nc * size);
+            }
+        } else if self.rs == 1 {
+            for j in part_of(nc, part, parts) {
+                crate::simd::prefetch_run_l2(base.wrapping_add((j0 + j) * self.cs + p0) as *const u8, kc * size);
+            }
+        }
+    }
 }
 
 /// Writes `cols` column runs of length `kc` into a `kc × nr` panel (row p holds element p of every column),
@@ -203,6 +229,15 @@ pub trait Weight: Sync {
     /// Hints that elements `start .. start + len` will be decoded soon (a weight larger than the caches is
     /// read as many short runs, which the hardware prefetcher picks up too late).
     fn prefetch(&self, _start: usize, _len: usize) {}
+    /// The same hint into L2 only (see `PackB::prefetch_block`).
+    fn prefetch_l2(&self, _start: usize, _len: usize) {}
+    /// Decodes elements `start .. start + len` in pieces of `width`: piece `i` goes to `dst[i * stride ..]`.
+    fn decode_pieces(&self, ctx: &PackCtx, start: usize, len: usize, width: usize, dst: &mut [f32], stride: usize) {
+        for (i, first) in (0..len).step_by(width).enumerate() {
+            let n = width.min(len - first);
+            self.decode(ctx, start + first, &mut dst[i * stride..][..n]);
+        }
+    }
 }
 
 impl Weight for Nf4Weight {
@@ -215,10 +250,17 @@ impl Weight for Nf4Weight {
     fn decode(&self, ctx: &PackCtx, start: usize, dst: &mut [f32]) {
         dequant_run(ctx.kernel, self, start, dst, &ctx.map);
     }
+    fn decode_pieces(&self, ctx: &PackCtx, start: usize, len: usize, width: usize, dst: &mut [f32], stride: usize) {
+        dequant_pieces(ctx.kernel, self, start, len, width, dst, stride, &ctx.map);
+    }
     fn prefetch(&self, start: usize, len: usize) {
         // Two codes per byte; the scales are small and stay in cache.
         let first = (start / 2).min(self.packed.len());
         crate::simd::prefetch_run(self.packed.as_ptr().wrapping_add(first), len.div_ceil(2) + 1);
+    }
+    fn prefetch_l2(&self, start: usize, len: usize) {
+        let first = (start / 2).min(self.packed.len());
+        crate::simd::prefetch_run_l2(self.packed.as_ptr().wrapping_add(first), len.div_ceil(2) + 1);
     }
 }
 
@@ -239,7 +281,7 @@ impl<W: Weight> PackB for Transposed<'_, W> {
         scratch: &mut Vec<f32>,
     ) {
         let w = self.0;
-        scratch.resize(kc * nr, 0.0);
+        let scratch = aligned(scratch, kc * nr);
         let panels = nc.div_ceil(nr);
         for (panel, chunk) in dst.chunks_exact_mut(nr * kc).take(panels).enumerate() {
             let cols = nr.min(nc - panel * nr);
@@ -255,13 +297,20 @@ impl<W: Weight> PackB for Transposed<'_, W> {
             transpose_into(ctx.kernel, chunk, nr, kc, cols, |c| &scratch[c * kc..(c + 1) * kc]);
         }
     }
+
+    fn prefetch_block(&self, p0: usize, kc: usize, j0: usize, nc: usize, part: usize, parts: usize) {
+        let w = self.0;
+        for j in part_of(nc, part, parts) {
+            w.prefetch_l2((j0 + j) * w.cols() + p0, kc);
+        }
+    }
 }
 
 /// How many rows ahead the backward packer asks for a weight's rows.
 const PREFETCH_ROWS: usize = 4;
 
-/// B = W (the backward `dY · W`): each depth step is a run of a W row; decode it once per row (the per-call
-/// cost of decoding is paid once), then copy NR-wide pieces into the panels.
+/// B = W (the backward `dY · W`): each depth step is a run of a W row, decoded straight into its row of every
+/// panel (one call per row: the per-call cost of decoding is paid once).
 pub struct Direct<'a, W: Weight>(pub &'a W);
 
 impl<W: Weight> PackB for Direct<'_, W> {
@@ -274,23 +323,38 @@ impl<W: Weight> PackB for Direct<'_, W> {
         nc: usize,
         nr: usize,
         dst: &mut [f32],
-        scratch: &mut Vec<f32>,
+        _: &mut Vec<f32>,
     ) {
         let w = self.0;
-        let panels = nc.div_ceil(nr);
-        scratch.resize(panels * nr, 0.0);
-        let row = &mut scratch[..panels * nr];
-        row[nc..].fill(0.0);
+        let last = (nc.div_ceil(nr) - 1) * nr * kc;
+        let edge = nc % nr;
         for p in 0..kc {
             if p + PREFETCH_ROWS < kc {
                 w.prefetch((p0 + p + PREFETCH_ROWS) * w.cols() + j0, nc);
             }
-            w.decode(ctx, (p0 + p) * w.cols() + j0, &mut row[..nc]);
-            for (panel, piece) in row.chunks_exact(nr).enumerate() {
-                copy_panel_row(&mut dst[panel * nr * kc + p * nr..][..nr], piece);
+            w.decode_pieces(ctx, (p0 + p) * w.cols() + j0, nc, nr, &mut dst[p * nr..], nr * kc);
+            if edge != 0 {
+                dst[last + p * nr + edge..][..nr - edge].fill(0.0);
             }
         }
     }
+
+    fn prefetch_block(&self, p0: usize, kc: usize, j0: usize, nc: usize, part: usize, parts: usize) {
+        let w = self.0;
+        for p in part_of(kc, part, parts) {
+            w.prefetch_l2((p0 + p) * w.cols() + j0, nc);
+        }
+    }
+}
+
+/// Returns a 64-byte aligned slice of `len` elements inside `buf` (grown as needed): whole vectors written to
+/// it never straddle two cache lines.
+pub fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len + 16 {
+        buf.resize(len + 16, 0.0);
+    }
+    let offset = buf.as_ptr().align_offset(64).min(16);
+    &mut buf[offset..offset + len]
 }
 
 /// Copies one depth step of a panel (`mr` or `nr` values). A copy of run-time length compiles to a `memcpy`
@@ -361,6 +425,10 @@ impl Weight for Bf16Matrix<'_> {
     fn prefetch(&self, start: usize, len: usize) {
         let run = &self.bits[start.min(self.bits.len())..(start + len).min(self.bits.len())];
         crate::simd::prefetch_run(run.as_ptr() as *const u8, std::mem::size_of_val(run));
+    }
+    fn prefetch_l2(&self, start: usize, len: usize) {
+        let run = &self.bits[start.min(self.bits.len())..(start + len).min(self.bits.len())];
+        crate::simd::prefetch_run_l2(run.as_ptr() as *const u8, std::mem::size_of_val(run));
     }
 }
 

@@ -445,3 +445,51 @@ fn a_low_rank_term_of_the_wrong_shape_is_refused_before_writing() {
     assert!(err.to_string().contains("low-rank right"), "{err}");
     assert!(y.iter().all(|&v| v == 7.0));
 }
+
+#[test]
+fn several_blocks_in_every_loop_of_the_nest_match_the_oracle() {
+    // Two or more blocks of rows (MC), depth (KC) and columns (NC) on one worker, none of them whole: packed
+    // A kept across column blocks, the next block's prefetch and the edge tiles all take part.
+    for kernel in available() {
+        let bl = super::blocking::blocking(kernel);
+        let (m, n, k) = (bl.mc + 5, 2 * bl.nc + 37, bl.kc + 45);
+        let run = run_with(kernel, Compute::F32, 1);
+        let a = random(m * k, 21);
+        let b = random(k * n, 22);
+        // A row-major (X) or column-major (dYᵀ); B transposed (Wᵀ) or row-major (W).
+        for (rsa, csa) in [(k, 1), (1, m)] {
+            for (rsb, csb) in [(1, k), (n, 1)] {
+                for beta in [0.0, 1.0] {
+                    let c0 = random(m * n, 23);
+                    let mut want = c0.clone();
+                    let (at, bt) = (|i, p| a[i * rsa + p * csa], |p, j| b[p * rsb + j * csb]);
+                    gemm_naive(m, n, k, at, bt, &mut want, n, 1.0, beta);
+                    let mut got = c0.clone();
+                    sgemm(m, n, k, (&a, rsa, csa), (&b, rsb, csb), &mut got, n, 1.0, beta, run).unwrap();
+                    let scale = |idx: usize| {
+                        abs_dot(k, |p| at(idx / n, p), |p| bt(p, idx % n)) + (beta * c0[idx]).abs() as f64 + 1e-6
+                    };
+                    let what = format!("{kernel:?} {m}x{n}x{k} a=({rsa},{csa}) b=({rsb},{csb}) β={beta}");
+                    assert_close(&got, &want, scale, F32_BUDGET, &what);
+                }
+            }
+        }
+        // NF4 weight [n, k]: forward X·Wᵀ (B transposed) and backward dY·W with dY [m, n] (B = W row-major).
+        let w = quantize(&b, n, k, true).unwrap();
+        let mut dense = vec![0.0; n * k];
+        crate::nf4::weight::dequant_run_scalar(&w, 0, &mut dense, crate::nf4::codebook::dynamic_map());
+        let mut want = vec![0.0; m * n];
+        gemm_naive(m, n, k, |i, p| a[i * k + p], |p, j| dense[j * k + p], &mut want, n, 1.0, 0.0);
+        let mut got = vec![f32::NAN; m * n];
+        nf4_forward(&w, &a, m, &mut got, false, None, run).unwrap();
+        let scale = |idx: usize| abs_dot(k, |p| a[idx / n * k + p], |p| dense[idx % n * k + p]) + 1e-6;
+        assert_close(&got, &want, scale, F32_BUDGET, &format!("nf4 fwd {kernel:?} {m}x{n}x{k}"));
+        let dy = random(m * n, 24);
+        let mut want = vec![0.0; m * k];
+        gemm_naive(m, k, n, |i, p| dy[i * n + p], |p, j| dense[p * k + j], &mut want, k, 1.0, 0.0);
+        let mut got = vec![f32::NAN; m * k];
+        nf4_backward(&w, &dy, m, &mut got, false, None, run).unwrap();
+        let scale = |idx: usize| abs_dot(n, |p| dy[idx / k * n + p], |p| dense[p * k + idx % k]) + 1e-6;
+        assert_close(&got, &want, scale, F32_BUDGET, &format!("nf4 bwd {kernel:?} {m}x{k}x{n}"));
+    }
+}

@@ -43,3 +43,20 @@ pub fn prefetch_run(p: *const u8, len: usize) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (p, len);
 }
+
+/// Like [`prefetch_run`], but only into L2: for data needed a while from now, which should not push the
+/// hot micro-panels out of L1.
+#[inline(always)]
+pub fn prefetch_run_l2(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for offset in (0..len).step_by(64) {
+        // Safety: as in `prefetch_run`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
+                p.wrapping_add(offset) as *const i8
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
+}
