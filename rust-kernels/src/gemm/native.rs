@@ -135,6 +135,11 @@ pub unsafe fn run<B: PairB>(p: &Product<B>, c: *mut f32, kernel: Kernel, unit: U
     crate::report::note(crate::report::Family::GemmBf16, route);
     let ctx = PackCtx { kernel, map: *crate::nf4::codebook::dynamic_map() };
     let simd = unit != Unit::Twin && simd_ok(&ctx);
+    #[cfg(target_arch = "x86_64")]
+    if unit == Unit::Amx && p.k > 0 {
+        super::amx::nest::run(p, c, &ctx, simd, threads);
+        return;
+    }
     let c = CPtr(c);
     let shares = split(p.m, p.n, unit.mr(), threads.max(1));
     crate::threads::pool().install(|| {
@@ -247,7 +252,7 @@ unsafe fn micro(unit: Unit, kq: usize, a: *const u32, b: *const u32, c: *mut f32
         #[cfg(target_arch = "x86_64")]
         Unit::Dot => tile_8x32(kq, a, b, c, ldc, 1.0, beta),
         #[cfg(target_arch = "x86_64")]
-        Unit::Amx => super::amx::tile_32x32(kq / 16, a, b, c, ldc, add),
+        Unit::Amx => unreachable!("AMX products run in amx/nest.rs"),
         #[allow(unreachable_patterns)]
         _ => unreachable!("{beta}"),
     }

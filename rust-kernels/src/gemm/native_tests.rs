@@ -367,31 +367,17 @@ fn native_pieces_timing() {
     }
     eprintln!("A pack dot: {:.2} ns/value", t.elapsed().as_secs_f64() * 1e9 / (8 * m * kc) as f64);
     let mut c = vec![0.0f32; m * 32];
-    for unit in [Unit::Dot, Unit::Amx] {
-        let reps = 2000;
-        let t = std::time::Instant::now();
-        unsafe {
-            if unit == Unit::Amx {
-                super::amx::configure();
-            }
-            for _ in 0..reps {
-                let mr = if unit == Unit::Amx { 32 } else { 8 };
-                for ir in (0..m).step_by(mr) {
-                    let ap = a.as_ptr().add(ir * kq);
-                    let cp = c.as_mut_ptr().add(ir * 32);
-                    match unit {
-                        Unit::Amx => super::amx::tile_32x32(kq / 16, ap, b.as_ptr(), cp, 32, true),
-                        _ => super::bf16_native::tile_8x32(kq, ap, b.as_ptr(), cp, 32, 1.0, 1.0),
-                    }
-                }
-            }
-            if unit == Unit::Amx {
-                super::amx::release();
-            }
+    // (AMX's micro-kernel has its own probe: `amx_probe_timing`.)
+    let reps = 2000;
+    let t = std::time::Instant::now();
+    for _ in 0..reps {
+        for ir in (0..m).step_by(8) {
+            let (ap, cp) = (a[ir * kq..].as_ptr(), c[ir * 32..].as_mut_ptr());
+            unsafe { super::bf16_native::tile_8x32(kq, ap, b.as_ptr(), cp, 32, 1.0, 1.0) };
         }
-        let e = t.elapsed().as_secs_f64();
-        eprintln!("{unit:?} micro: {:.1} GFLOP/s", 2.0 * (reps * m * 32 * kc) as f64 / e / 1e9);
     }
+    let e = t.elapsed().as_secs_f64();
+    eprintln!("Dot micro: {:.1} GFLOP/s", 2.0 * (reps * m * 32 * kc) as f64 / e / 1e9);
 }
 
 /// Whole products at a 7B shape (`cargo test --release -- --ignored --nocapture native_whole`).
@@ -555,4 +541,55 @@ fn native_kc_timing() {
         eprintln!("KC {kc}: fwd {:.0} bwd {:.0} GFLOP/s", g(best[i].0), g(best[i].1));
     }
     super::native::KC_TRY.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The AMX path alone at the 7B shapes, best of 5 (`cargo test --release -- --ignored --nocapture amx_whole`).
+#[test]
+#[ignore]
+fn amx_whole_timing() {
+    if !cpu().amx_bf16 {
+        return;
+    }
+    let m = 256;
+    let shapes: Vec<(usize, usize)> = match std::env::var("AMX_SHAPE").as_deref() {
+        Ok("square") => vec![(4096, 4096)],
+        _ => vec![(4096, 4096), (14336, 4096), (4096, 14336)],
+    };
+    for (out, inp) in shapes {
+        let w = quantize(&random(out * inp, 1), out, inp, true).unwrap();
+        let x = random(m * inp, 2);
+        let dy = random(m * out, 3);
+        let mut y = vec![0.0f32; m * out];
+        let mut dx = vec![0.0f32; m * inp];
+        let dirs: &[bool] = match std::env::var("AMX_DIR").as_deref() {
+            Ok("fwd") => &[true],
+            Ok("bwd") => &[false],
+            _ => &[true, false],
+        };
+        for threads in [1, 2] {
+            for &fwd in dirs {
+                let mut best = f64::MAX;
+                for _ in 0..5 {
+                    let t = std::time::Instant::now();
+                    unsafe {
+                        if fwd {
+                            let a = Strided { data: &x, rs: inp, cs: 1 };
+                            let b = Transposed(&w);
+                            let p = Product { m, n: out, k: inp, a, b: &b, alpha: 1.0, beta: 0.0, ldc: out };
+                            run(&p, y.as_mut_ptr(), Kernel::Avx512, Unit::Amx, threads);
+                        } else {
+                            let a = Strided { data: &dy, rs: out, cs: 1 };
+                            let b = Direct(&w);
+                            let p = Product { m, n: inp, k: out, a, b: &b, alpha: 1.0, beta: 0.0, ldc: inp };
+                            run(&p, dx.as_mut_ptr(), Kernel::Avx512, Unit::Amx, threads);
+                        }
+                    }
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                let dir = if fwd { "fwd" } else { "bwd" };
+                let g = 2.0 * (m * out * inp) as f64 / best / 1e9;
+                eprintln!("amx {m}x{inp}->{out} {dir} threads {threads}: {g:.0} GFLOP/s ({:.2} ms)", best * 1e3);
+            }
+        }
+    }
 }
