@@ -155,6 +155,25 @@ mod probe {
                 let e = t.elapsed().as_secs_f64();
                 eprintln!("micro chunks {chunks} (A {} KB, B {} KB): {:.1} GFLOP/s", chunks * 2, chunks * 2, (reps * chunks * 4) as f64 * 16.0 * 16.0 * 32.0 * 2.0 / e / 1e9);
             }
+            {
+                // Layout test: 64 chunks; A as rows at stride 4160 B vs contiguous tiles; B contiguous groups.
+                let big_a = vec![0x3f80_3f80u32; 64 * 1040 + 4096];
+                let big_b = vec![0x3f80_3f80u32; 2 * 64 * 256 + 4096];
+                for (name, ta) in [
+                    ("A rows 4160", TilePair { ptr: big_a.as_ptr() as *const u8, next: 16 * 4160, stride: 4160, step: 64 }),
+                    ("A tiles contiguous", TilePair { ptr: big_a.as_ptr() as *const u8, next: 1024, stride: 64, step: 2048 }),
+                ] {
+                    let tb = TilePair { ptr: big_b.as_ptr() as *const u8, next: 64 * 1024, stride: 64, step: 1024 };
+                    let tc = TileQuad { ptr: c.as_mut_ptr() as *mut u8, down: 16 * 128, right: 64, stride: 128 };
+                    let reps = 3000;
+                    let t = std::time::Instant::now();
+                    for _ in 0..reps {
+                        tile_2x2(64, ta, tb, tc, true);
+                    }
+                    let e = t.elapsed().as_secs_f64();
+                    eprintln!("{name}: {:.1} ns per step", e * 1e9 / (reps * 64) as f64);
+                }
+            }
             let reps = 200_000usize;
             let ap = a.as_ptr(); let bp = b.as_ptr();
             let t = std::time::Instant::now();

@@ -35,6 +35,8 @@ const NB: usize = 64;
 /// The backward's depth and column blocks: wider column blocks make fewer, longer decoded runs per W row.
 const BWD_KC: usize = 1024;
 const BWD_NB: usize = 256;
+/// How many row pairs ahead the backward's decoder prefetches W.
+const PREFETCH_PAIRS: usize = 4;
 /// Pairs added to a packed row's stride: 16 tile rows whose stride is a multiple of 4 KiB would share one
 /// cache set.
 const STRIDE_PAD: usize = 16;
@@ -170,6 +172,9 @@ impl<B: PairB> Job<'_, B> {
                 let ldw = kqb + STRIDE_PAD;
                 grow(wbuf, nbpad * ldw);
                 for (r, row) in wbuf.chunks_exact_mut(ldw).take(nbpad).enumerate() {
+                    if r + 2 < nb {
+                        self.w.prefetch((n0 + r + 2) * p.k + p0, kc);
+                    }
                     let filled = if r < nb { kc.div_ceil(2) } else { 0 };
                     if filled > 0 {
                         self.w.decode_pairs(self.ctx, self.simd, (n0 + r) * p.k + p0, kc, &mut row[..filled], &mut s.f);
@@ -220,6 +225,12 @@ impl<B: PairB> Job<'_, B> {
                 let kqb = padded_pairs(kc);
                 grow(wbuf, kqb * ncpad);
                 for (q, row) in wbuf.chunks_exact_mut(ncpad).take(kqb).enumerate() {
+                    // Rows a few pairs ahead: each row is a short run, too short for the hardware prefetcher.
+                    let ahead = 2 * (q + PREFETCH_PAIRS);
+                    if ahead + 1 < kc {
+                        self.w.prefetch((p0 + ahead) * p.n + j0, nc);
+                        self.w.prefetch((p0 + ahead + 1) * p.n + j0, nc);
+                    }
                     let filled = if 2 * q < kc { nc } else { 0 };
                     if filled > 0 {
                         let odd = (2 * q + 1 < kc).then_some(p0 + 2 * q + 1);
