@@ -18,7 +18,7 @@
 //! The micro-kernel is bound by tile loads (see `mod.rs`), so long depth blocks matter most: C's loads and
 //! stores are 8 per `KC / 8` operand loads.
 
-use super::{configure, release, tile_2x2, TilePair, TileQuad};
+use super::{configure, release, tile_2x2_pipelined, TilePair, TileQuad};
 use crate::gemm::native::Product;
 use crate::gemm::pack::{PackCtx, Strided};
 use crate::gemm::pairs::{padded_pairs, pairs_from_run, PairB, PairWeight, Scratch};
@@ -29,17 +29,14 @@ use std::cell::RefCell;
 const MC: usize = 256;
 /// Depth per decoded block (a multiple of 32): with the activation's block (MC × KC bf16, 1 MiB) and the
 /// weight's (NB × KC) in a 2 MiB L2.
-const KC: usize = 2048;
+const KC: usize = 1024;
 /// Weight outputs per decoded block (a multiple of 32).
-const NB: usize = 64;
+const NB: usize = 128;
 /// The backward's depth and column blocks: wider column blocks make fewer, longer decoded runs per W row.
 const BWD_KC: usize = 1024;
 const BWD_NB: usize = 256;
 /// How many row pairs ahead the backward's decoder prefetches W.
 const PREFETCH_PAIRS: usize = 4;
-/// Pairs added to a packed row's stride: 16 tile rows whose stride is a multiple of 4 KiB would share one
-/// cache set.
-const STRIDE_PAD: usize = 16;
 
 #[derive(Clone, Copy)]
 struct CPtr(*mut f32);
@@ -102,17 +99,12 @@ pub unsafe fn run<B: PairB>(p: &Product<B>, c: *mut f32, ctx: &PackCtx, simd: bo
             for i0 in (0..p.m).step_by(MC) {
                 let mc = MC.min(p.m - i0);
                 let tiles = mc.div_ceil(32);
-                // The activation: X as B-operand groups of 16 rows, or dY as A-operand rows.
-                let lda = kq + STRIDE_PAD;
-                let len = if forward { tiles * 32 * kq } else { tiles * 32 * lda };
+                // The activation: Xᵀ as B tiles, or dY as A tiles.
+                let len = tiles * 32 * kq;
                 if packed.len() < len {
                     packed.resize(len, 0);
                 }
-                if forward {
-                    pack_x_groups(simd, &p.a, i0, mc, p.k, &mut packed[..len]);
-                } else {
-                    pack_rows(simd, &p.a, i0, mc, p.k, lda, &mut packed[..len]);
-                }
+                pack_tiles(simd, &p.a, i0, mc, p.k, forward, &mut packed[..len]);
                 let act: &[u32] = packed;
                 let shares = split(tiles, p.n, threads.max(1));
                 shares.par_iter().with_max_len(1).for_each(|share| {
@@ -120,7 +112,7 @@ pub unsafe fn run<B: PairB>(p: &Product<B>, c: *mut f32, ctx: &PackCtx, simd: bo
                     configure();
                     WORKER.with(|cell| {
                         let (wbuf, cbuf, s) = &mut *cell.borrow_mut();
-                        let job = Job { p, w, ctx, simd, act, kq, lda, i0, mc, share: *share, c: c.0 };
+                        let job = Job { p, w, ctx, simd, act, kq, i0, mc, share: *share, c: c.0 };
                         if forward {
                             job.forward(wbuf, cbuf, s);
                         } else {
@@ -144,8 +136,6 @@ struct Job<'a, B: PairB> {
     act: &'a [u32],
     /// Pairs of the whole depth (padded to 16).
     kq: usize,
-    /// Row stride (pairs) of the backward's packed dY.
-    lda: usize,
     i0: usize,
     mc: usize,
     share: Share,
@@ -169,31 +159,38 @@ impl<B: PairB> Job<'_, B> {
             for p0 in (0..p.k).step_by(kc_step) {
                 let kc = kc_step.min(p.k - p0);
                 let kqb = padded_pairs(kc);
-                let ldw = kqb + STRIDE_PAD;
-                grow(wbuf, nbpad * ldw);
-                for (r, row) in wbuf.chunks_exact_mut(ldw).take(nbpad).enumerate() {
+                let chunks = kqb / 16;
+                grow(wbuf, nbpad * kqb);
+                s.u.resize(kqb, 0);
+                for r in 0..nbpad {
                     if r + 2 < nb {
                         self.w.prefetch((n0 + r + 2) * p.k + p0, kc);
                     }
                     let filled = if r < nb { kc.div_ceil(2) } else { 0 };
                     if filled > 0 {
-                        self.w.decode_pairs(self.ctx, self.simd, (n0 + r) * p.k + p0, kc, &mut row[..filled], &mut s.f);
+                        self.w.decode_pairs(self.ctx, self.simd, (n0 + r) * p.k + p0, kc, &mut s.u[..filled], &mut s.f);
                     }
-                    row[filled..kqb].fill(0);
+                    s.u[filled..].fill(0);
+                    // Row r of sub-panel r / 32 at chunk c: the 16 pairs at [(sub · chunks + c) · 32 + r % 32].
+                    let sub = r / 32;
+                    for (c, piece) in s.u.chunks_exact(16).enumerate() {
+                        wbuf[((sub * chunks + c) * 32 + r % 32) * 16..][..16].copy_from_slice(piece);
+                    }
                 }
+                let all_chunks = self.kq / 16;
                 for sub in 0..nbpad / 32 {
                     for t in sh.t0..sh.t1 {
                         let a = TilePair {
-                            ptr: wbuf.as_ptr().add(sub * 32 * ldw) as *const u8,
-                            next: 16 * ldw * 4,
-                            stride: ldw * 4,
-                            step: 64,
+                            ptr: wbuf.as_ptr().add(sub * chunks * 512) as *const u8,
+                            next: 1024,
+                            stride: 64,
+                            step: 2048,
                         };
                         let b = TilePair {
-                            ptr: self.act.as_ptr().add((2 * t * self.kq + p0 / 2) * 16) as *const u8,
-                            next: self.kq * 16 * 4,
+                            ptr: self.act.as_ptr().add((t * all_chunks + p0 / 32) * 512) as *const u8,
+                            next: 1024,
                             stride: 64,
-                            step: 1024,
+                            step: 2048,
                         };
                         let c = TileQuad {
                             ptr: cbuf.as_mut_ptr().add(sub * 32 * mpad + t * 32) as *mut u8,
@@ -201,7 +198,7 @@ impl<B: PairB> Job<'_, B> {
                             right: 64,
                             stride: mpad * 4,
                         };
-                        tile_2x2(kqb / 16, a, b, c, p0 > 0);
+                        tile_2x2_pipelined(chunks, a, b, c, p0 > 0);
                     }
                 }
             }
@@ -224,7 +221,8 @@ impl<B: PairB> Job<'_, B> {
                 let kc = kc_step.min(p.k - p0);
                 let kqb = padded_pairs(kc);
                 grow(wbuf, kqb * ncpad);
-                for (q, row) in wbuf.chunks_exact_mut(ncpad).take(kqb).enumerate() {
+                s.u.resize(ncpad, 0);
+                for q in 0..kqb {
                     // Rows a few pairs ahead: each row is a short run, too short for the hardware prefetcher.
                     let ahead = 2 * (q + PREFETCH_PAIRS);
                     if ahead + 1 < kc {
@@ -234,23 +232,28 @@ impl<B: PairB> Job<'_, B> {
                     let filled = if 2 * q < kc { nc } else { 0 };
                     if filled > 0 {
                         let odd = (2 * q + 1 < kc).then_some(p0 + 2 * q + 1);
-                        self.w.pair_rows(self.ctx, self.simd, p0 + 2 * q, odd, j0, &mut row[..nc], &mut s.f);
+                        self.w.pair_rows(self.ctx, self.simd, p0 + 2 * q, odd, j0, &mut s.u[..nc], &mut s.f);
                     }
-                    row[filled..].fill(0);
+                    s.u[filled..].fill(0);
+                    // Pair row q of panel j at [(j · kqb + q) · 32]: a chunk's 16 rows are 2 KiB in a row.
+                    for (panel, piece) in s.u.chunks_exact(32).enumerate() {
+                        wbuf[(panel * kqb + q) * 32..][..32].copy_from_slice(piece);
+                    }
                 }
+                let all_chunks = self.kq / 16;
                 for panel in 0..ncpad / 32 {
                     for t in sh.t0..sh.t1 {
                         let a = TilePair {
-                            ptr: self.act.as_ptr().add(t * 32 * self.lda + p0 / 2) as *const u8,
-                            next: 16 * self.lda * 4,
-                            stride: self.lda * 4,
-                            step: 64,
+                            ptr: self.act.as_ptr().add((t * all_chunks + p0 / 32) * 512) as *const u8,
+                            next: 1024,
+                            stride: 64,
+                            step: 2048,
                         };
                         let b = TilePair {
-                            ptr: wbuf.as_ptr().add(panel * 32) as *const u8,
+                            ptr: wbuf.as_ptr().add(panel * kqb * 32) as *const u8,
                             next: 64,
-                            stride: ncpad * 4,
-                            step: 16 * ncpad * 4,
+                            stride: 128,
+                            step: 2048,
                         };
                         let c = TileQuad {
                             ptr: cbuf.as_mut_ptr().add(t * 32 * ncpad + panel * 32) as *mut u8,
@@ -258,7 +261,7 @@ impl<B: PairB> Job<'_, B> {
                             right: 64,
                             stride: ncpad * 4,
                         };
-                        tile_2x2(kqb / 16, a, b, c, p0 > 0);
+                        tile_2x2_pipelined(kqb / 16, a, b, c, p0 > 0);
                     }
                 }
             }
@@ -340,44 +343,72 @@ fn row_pairs(simd: bool, a: &Strided, i: usize, k: usize, out: &mut [u32], f: &m
     }
 }
 
-/// X's rows `i0 .. i0+mc` as B-operand groups: group g (rows 16g .. 16g+16, zero past `mc`), pair q of its row
-/// r at `[(g * kq + q) * 16 + r]`, so a tile (16 pairs × 16 rows) is 1 KiB in a row.
-fn pack_x_groups(simd: bool, a: &Strided, i0: usize, mc: usize, k: usize, dst: &mut [u32]) {
+/// Rows `i0 .. i0+mc` of the activation in 32-row tiles (zero rows past `mc`), each tile's depth chunks in
+/// order, a chunk's two 16-row halves 1 KiB each, one after the other: the micro-kernel reads 2 KiB in a row
+/// per step. `transpose`: a half is a B tile (pair q of row r at `[q · 16 + r]`, the forward's Xᵀ); else an
+/// A tile (row r's 16 pairs at `[r · 16 ..]`, the backward's dY).
+fn pack_tiles(simd: bool, a: &Strided, i0: usize, mc: usize, k: usize, transpose: bool, dst: &mut [u32]) {
     let kq = padded_pairs(k);
-    dst.par_chunks_mut(16 * kq).enumerate().for_each_init(Scratch::default, |s, (g, group)| {
-        s.u.resize(16 * kq, 0);
-        for (r, row) in s.u.chunks_exact_mut(kq).enumerate() {
-            if 16 * g + r < mc {
-                row_pairs(simd, a, i0 + 16 * g + r, k, row, &mut s.f);
-            } else {
-                row.fill(0);
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        if simd {
-            // Safety: `simd` is only set where the CPU has AVX-512; both buffers hold 16 · kq values, kq % 16 == 0.
-            unsafe { simd_x86::transpose_rows(&s.u, kq, group) };
-            return;
-        }
-        for (q, out) in group.chunks_exact_mut(16).enumerate() {
-            for (r, o) in out.iter_mut().enumerate() {
-                *o = s.u[r * kq + q];
-            }
-        }
+    dst.par_chunks_mut(32 * kq).enumerate().for_each(|(t, tile)| {
+        ROWS.with(|cell| pack_tile(simd, a, i0 + 32 * t, mc.saturating_sub(32 * t), k, transpose, tile, &mut cell.borrow_mut()))
     });
 }
 
-/// dY's rows `i0 .. i0+mc` as A-operand rows of pairs at stride `lda` (zero rows past `mc`).
-fn pack_rows(simd: bool, a: &Strided, i0: usize, mc: usize, k: usize, lda: usize, dst: &mut [u32]) {
+thread_local! {
+    /// A tile's 32 rows of pairs while `pack_tiles` reorders them.
+    static ROWS: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// One 32-row tile of `pack_tiles`: rows `i0 ..` of which `rows` are real, the rest zero.
+#[allow(clippy::too_many_arguments)]
+fn pack_tile(
+    simd: bool,
+    a: &Strided,
+    i0: usize,
+    rows: usize,
+    k: usize,
+    transpose: bool,
+    tile: &mut [u32],
+    s: &mut Scratch,
+) {
     let kq = padded_pairs(k);
-    dst.par_chunks_mut(lda).enumerate().for_each_init(Vec::new, |f, (r, row)| {
-        if r < mc {
-            row_pairs(simd, a, i0 + r, k, &mut row[..kq], f);
-            row[kq..].fill(0);
+    s.u.resize(32 * kq, 0);
+    for (r, row) in s.u.chunks_exact_mut(kq).enumerate() {
+        if r < rows {
+            row_pairs(simd, a, i0 + r, k, row, &mut s.f);
         } else {
             row.fill(0);
         }
-    });
+    }
+    for half in 0..2 {
+        let block = &s.u[half * 16 * kq..][..16 * kq];
+        for c in 0..kq / 16 {
+            let out = &mut tile[(c * 2 + half) * 256..][..256];
+            if transpose {
+                transpose_block(simd, block, kq, 16 * c, out);
+            } else {
+                for (r, piece) in out.chunks_exact_mut(16).enumerate() {
+                    piece.copy_from_slice(&block[r * kq + 16 * c..][..16]);
+                }
+            }
+        }
+    }
+}
+
+/// `out[i · 16 + r] = rows[r · kq + q0 + i]` for a 16 × 16 block.
+fn transpose_block(simd: bool, rows: &[u32], kq: usize, q0: usize, out: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // Safety: `simd` is only set where the CPU has AVX-512; the block lies inside both buffers.
+        unsafe { simd_x86::transpose_block(rows, kq, q0, out) };
+        return;
+    }
+    let _ = simd;
+    for (i, piece) in out.chunks_exact_mut(16).enumerate() {
+        for (r, o) in piece.iter_mut().enumerate() {
+            *o = rows[r * kq + q0 + i];
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -385,18 +416,16 @@ mod simd_x86 {
     use crate::gemm::pairs::simd_x86::transpose_16x16;
     use std::arch::x86_64::*;
 
-    /// `out[q * 16 + r] = rows[r * kq + q]` for 16 rows of `kq` values, in 16 × 16 register transposes.
+    /// `out[i · 16 + r] = rows[r · kq + q0 + i]`, one 16 × 16 register transpose.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub unsafe fn transpose_rows(rows: &[u32], kq: usize, out: &mut [u32]) {
-        assert!(rows.len() >= 16 * kq && out.len() >= 16 * kq && kq.is_multiple_of(16));
-        for q0 in (0..kq).step_by(16) {
-            let mut r = [_mm512_setzero_si512(); 16];
-            for (i, v) in r.iter_mut().enumerate() {
-                *v = _mm512_loadu_si512(rows.as_ptr().add(i * kq + q0) as *const _);
-            }
-            for (i, v) in transpose_16x16(r).iter().enumerate() {
-                _mm512_storeu_si512(out.as_mut_ptr().add((q0 + i) * 16) as *mut _, *v);
-            }
+    pub unsafe fn transpose_block(rows: &[u32], kq: usize, q0: usize, out: &mut [u32]) {
+        assert!(rows.len() >= 15 * kq + q0 + 16 && out.len() >= 256);
+        let mut r = [_mm512_setzero_si512(); 16];
+        for (i, v) in r.iter_mut().enumerate() {
+            *v = _mm512_loadu_si512(rows.as_ptr().add(i * kq + q0) as *const _);
+        }
+        for (i, v) in transpose_16x16(r).iter().enumerate() {
+            _mm512_storeu_si512(out.as_mut_ptr().add(i * 16) as *mut _, *v);
         }
     }
 
