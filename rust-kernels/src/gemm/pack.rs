@@ -203,6 +203,8 @@ pub trait Weight: Sync {
     /// Hints that elements `start .. start + len` will be decoded soon (a weight larger than the caches is
     /// read as many short runs, which the hardware prefetcher picks up too late).
     fn prefetch(&self, _start: usize, _len: usize) {}
+    /// As `prefetch`, into L2: for runs decoded after the current block's products.
+    fn prefetch_l2(&self, _start: usize, _len: usize) {}
 }
 
 impl Weight for Nf4Weight {
@@ -219,6 +221,10 @@ impl Weight for Nf4Weight {
         // Two codes per byte; the scales are small and stay in cache.
         let first = (start / 2).min(self.packed.len());
         crate::simd::prefetch_run(self.packed.as_ptr().wrapping_add(first), len.div_ceil(2) + 1);
+    }
+    fn prefetch_l2(&self, start: usize, len: usize) {
+        let first = (start / 2).min(self.packed.len());
+        crate::simd::prefetch_run_l2(self.packed.as_ptr().wrapping_add(first), len.div_ceil(2) + 1);
     }
 }
 
@@ -361,6 +367,10 @@ impl Weight for Bf16Matrix<'_> {
     fn prefetch(&self, start: usize, len: usize) {
         let run = &self.bits[start.min(self.bits.len())..(start + len).min(self.bits.len())];
         crate::simd::prefetch_run(run.as_ptr() as *const u8, std::mem::size_of_val(run));
+    }
+    fn prefetch_l2(&self, start: usize, len: usize) {
+        let run = &self.bits[start.min(self.bits.len())..(start + len).min(self.bits.len())];
+        crate::simd::prefetch_run_l2(run.as_ptr() as *const u8, std::mem::size_of_val(run));
     }
 }
 

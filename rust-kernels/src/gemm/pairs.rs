@@ -94,6 +94,29 @@ pub trait PairWeight: Weight {
         pairs_from_run(simd, &f[..len], out);
     }
 
+    /// As `decode_pairs`, each 16 pairs `stride` values after the previous 16: pair q at
+    /// `out[(q / 16) · stride + q % 16]` (the AMX nest decodes W rows straight into tiles). The default
+    /// decodes contiguous pairs into `tmp`, then spreads them.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_pairs_spread(
+        &self,
+        ctx: &PackCtx,
+        simd: bool,
+        start: usize,
+        len: usize,
+        out: &mut [u32],
+        stride: usize,
+        tmp: &mut Vec<u32>,
+        f: &mut Vec<f32>,
+    ) {
+        let pairs = len.div_ceil(2);
+        tmp.resize(pairs, 0);
+        self.decode_pairs(ctx, simd, start, len, &mut tmp[..pairs], f);
+        for (g, piece) in tmp[..pairs].chunks(16).enumerate() {
+            out[g * stride..][..piece.len()].copy_from_slice(piece);
+        }
+    }
+
     /// `out[c] = pair(w[even, c0 + c], w[odd, c0 + c])` for `c < out.len()`: two rows' runs as pairs (the
     /// backward's depth pairs; `odd = None` pairs with 0). The default decodes both rows to f32 first.
     #[allow(clippy::too_many_arguments)]
@@ -152,6 +175,49 @@ impl PairWeight for Nf4Weight {
                 out[i / 2] = pair(lo, hi);
                 i += 2;
             }
+        }
+    }
+
+    /// From a start on a multiple of 32, every piece of 32 codes lies in one block and fills one group of 16
+    /// pairs: decoded through the block tables straight to its place.
+    fn decode_pairs_spread(
+        &self,
+        ctx: &PackCtx,
+        simd: bool,
+        start: usize,
+        len: usize,
+        out: &mut [u32],
+        stride: usize,
+        tmp: &mut Vec<u32>,
+        f: &mut Vec<f32>,
+    ) {
+        let pieces = len / 32;
+        if !simd || !start.is_multiple_of(32) || pieces == 0 {
+            let mut plain = Vec::new();
+            std::mem::swap(tmp, &mut plain);
+            let pairs = len.div_ceil(2);
+            plain.resize(pairs, 0);
+            self.decode_pairs(ctx, simd, start, len, &mut plain[..pairs], f);
+            for (g, piece) in plain[..pairs].chunks(16).enumerate() {
+                out[g * stride..][..piece.len()].copy_from_slice(piece);
+            }
+            *tmp = plain;
+            return;
+        }
+        assert!(out.len() >= (pieces - 1) * stride + 16 && start + len <= self.len());
+        #[cfg(target_arch = "x86_64")]
+        // Safety: `simd` is only set where the CPU has AVX512-BF16; the pieces' codes lie inside the weight
+        // (asserted) and their groups inside `out` (asserted).
+        unsafe {
+            simd_x86::nf4_spread(self, &ctx.map, start, pieces, out.as_mut_ptr(), stride)
+        };
+        let done = 32 * pieces;
+        if done < len {
+            let rest = len - done;
+            let pairs = rest.div_ceil(2);
+            tmp.resize(pairs, 0);
+            self.decode_pairs(ctx, simd, start + done, rest, &mut tmp[..pairs], f);
+            out[pieces * stride..][..pairs].copy_from_slice(&tmp[..pairs]);
         }
     }
 
@@ -534,6 +600,30 @@ pub(crate) mod simd_x86 {
         let table = nf4_table(scale);
         for i in 0..pieces {
             _mm512_storeu_si512(out.add(16 * i) as *mut _, nf4_lookup_32(codes.add(16 * i), table));
+        }
+    }
+
+    /// `pieces` runs of 32 codes from `start` (a multiple of 32) → groups of 16 pairs `stride` values apart.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub unsafe fn nf4_spread(
+        w: &crate::nf4::Nf4Weight,
+        map: &[f32; 256],
+        start: usize,
+        pieces: usize,
+        out: *mut u32,
+        stride: usize,
+    ) {
+        use crate::nf4::weight::BLOCK;
+        let packed = w.packed.as_ptr();
+        let mut block = usize::MAX;
+        let mut table = _mm512_setzero_si512();
+        for i in 0..pieces {
+            let at = start + 32 * i;
+            if at / BLOCK != block {
+                block = at / BLOCK;
+                table = nf4_table(w.block_scale(block, map));
+            }
+            _mm512_storeu_si512(out.add(i * stride) as *mut _, nf4_lookup_32(packed.add(at / 2), table));
         }
     }
 

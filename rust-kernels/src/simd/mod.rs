@@ -27,6 +27,22 @@ pub unsafe trait Simd {
     unsafe fn decode_nf4_16(src: *const u8, table: &[f32; 16], scale: f32, dst: *mut f32);
 }
 
+/// As [`prefetch_run`], into L2 only: for data needed a while later, that should not push out what L1 holds.
+#[inline(always)]
+pub fn prefetch_run_l2(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for offset in (0..len).step_by(64) {
+        // Safety: prefetch is a hint and does not fault; SSE is part of the x86_64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
+                p.wrapping_add(offset) as *const i8
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
+}
+
 /// Asks the cache to fetch the `len` bytes at `p` (one hint per 64-byte line); a no-op where there is no
 /// prefetch instruction. Only a hint: it never faults, whatever the address.
 #[inline(always)]

@@ -35,8 +35,8 @@ const NB: usize = 128;
 /// The backward's depth and column blocks: wider column blocks make fewer, longer decoded runs per W row.
 const BWD_KC: usize = 1024;
 const BWD_NB: usize = 256;
-/// How many row pairs ahead the backward's decoder prefetches W.
-const PREFETCH_PAIRS: usize = 4;
+/// How many weight rows ahead the decoders prefetch (rows are short runs the hardware prefetcher misses).
+const PREFETCH_ROWS: usize = 8;
 
 #[derive(Clone, Copy)]
 struct CPtr(*mut f32);
@@ -54,9 +54,9 @@ struct Share {
 
 thread_local! {
     /// Per worker: the decoded weight block, the scratch C, the decoders' scratch.
-    static WORKER: RefCell<(Vec<u32>, Vec<f32>, Scratch)> = RefCell::new((Vec::new(), Vec::new(), Scratch::default()));
+    static WORKER: RefCell<(Aligned, Aligned, Scratch)> = RefCell::new(Default::default());
     /// On the calling thread: the packed activation block, shared by the workers.
-    static PACKED: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    static PACKED: RefCell<Aligned> = RefCell::new(Aligned::default());
 }
 
 /// Splits `n` into the fewest blocks of at most about `cap`, of equal size rounded up to a multiple of `align`.
@@ -101,11 +101,9 @@ pub unsafe fn run<B: PairB>(p: &Product<B>, c: *mut f32, ctx: &PackCtx, simd: bo
                 let tiles = mc.div_ceil(32);
                 // The activation: Xᵀ as B tiles, or dY as A tiles.
                 let len = tiles * 32 * kq;
-                if packed.len() < len {
-                    packed.resize(len, 0);
-                }
-                pack_tiles(simd, &p.a, i0, mc, p.k, forward, &mut packed[..len]);
-                let act: &[u32] = packed;
+                let act = packed.get(len);
+                pack_tiles(simd, &p.a, i0, mc, p.k, forward, act);
+                let act: &[u32] = act;
                 let shares = split(tiles, p.n, threads.max(1));
                 shares.par_iter().with_max_len(1).for_each(|share| {
                     let c = c;
@@ -148,33 +146,32 @@ impl<B: PairB> Job<'_, B> {
     }
 
     /// `Cᵀ = W · Xᵀ` for W rows `n0 .. n1` of the share.
-    unsafe fn forward(&self, wbuf: &mut Vec<u32>, cbuf: &mut Vec<f32>, s: &mut Scratch) {
+    unsafe fn forward(&self, wbuf: &mut Aligned, cbuf: &mut Aligned, s: &mut Scratch) {
         let (p, sh) = (self.p, self.share);
         let mpad = self.mc.div_ceil(32) * 32;
         let kc_step = balanced(p.k, KC, 32);
         for n0 in (sh.n0..sh.n1).step_by(NB) {
             let nb = NB.min(sh.n1 - n0);
             let nbpad = nb.div_ceil(32) * 32;
-            grow(cbuf, nbpad * mpad);
+            let cbuf = cbuf.get_f32(nbpad * mpad);
             for p0 in (0..p.k).step_by(kc_step) {
                 let kc = kc_step.min(p.k - p0);
                 let kqb = padded_pairs(kc);
                 let chunks = kqb / 16;
-                grow(wbuf, nbpad * kqb);
-                s.u.resize(kqb, 0);
+                let wbuf = wbuf.get(nbpad * kqb);
                 for r in 0..nbpad {
-                    if r + 2 < nb {
-                        self.w.prefetch((n0 + r + 2) * p.k + p0, kc);
+                    if r + PREFETCH_ROWS < nb {
+                        self.w.prefetch((n0 + r + PREFETCH_ROWS) * p.k + p0, kc);
                     }
+                    // Row r of sub-panel r / 32, chunk c: its 16 pairs at [(sub · chunks + c) · 32 + r % 32].
+                    let row = &mut wbuf[(r / 32 * chunks * 32 + r % 32) * 16..];
                     let filled = if r < nb { kc.div_ceil(2) } else { 0 };
                     if filled > 0 {
-                        self.w.decode_pairs(self.ctx, self.simd, (n0 + r) * p.k + p0, kc, &mut s.u[..filled], &mut s.f);
+                        let start = (n0 + r) * p.k + p0;
+                        self.w.decode_pairs_spread(self.ctx, self.simd, start, kc, row, 512, &mut s.u, &mut s.f);
                     }
-                    s.u[filled..].fill(0);
-                    // Row r of sub-panel r / 32 at chunk c: the 16 pairs at [(sub · chunks + c) · 32 + r % 32].
-                    let sub = r / 32;
-                    for (c, piece) in s.u.chunks_exact(16).enumerate() {
-                        wbuf[((sub * chunks + c) * 32 + r % 32) * 16..][..16].copy_from_slice(piece);
+                    for q in filled..kqb {
+                        row[q / 16 * 512 + q % 16] = 0;
                     }
                 }
                 let all_chunks = self.kq / 16;
@@ -209,22 +206,22 @@ impl<B: PairB> Job<'_, B> {
     }
 
     /// `dX = dY · W` for W columns `n0 .. n1` of the share.
-    unsafe fn backward(&self, wbuf: &mut Vec<u32>, cbuf: &mut Vec<f32>, s: &mut Scratch) {
+    unsafe fn backward(&self, wbuf: &mut Aligned, cbuf: &mut Aligned, s: &mut Scratch) {
         let (p, sh) = (self.p, self.share);
         let kc_step = balanced(p.k, BWD_KC, 32);
         for j0 in (sh.n0..sh.n1).step_by(BWD_NB) {
             let nc = BWD_NB.min(sh.n1 - j0);
             let ncpad = nc.div_ceil(32) * 32;
             let tiles = self.mc.div_ceil(32);
-            grow(cbuf, tiles * 32 * ncpad);
+            let cbuf = cbuf.get_f32(tiles * 32 * ncpad);
             for p0 in (0..p.k).step_by(kc_step) {
                 let kc = kc_step.min(p.k - p0);
                 let kqb = padded_pairs(kc);
-                grow(wbuf, kqb * ncpad);
+                let wbuf = wbuf.get(kqb * ncpad);
                 s.u.resize(ncpad, 0);
                 for q in 0..kqb {
-                    // Rows a few pairs ahead: each row is a short run, too short for the hardware prefetcher.
-                    let ahead = 2 * (q + PREFETCH_PAIRS);
+                    // Rows a few pairs ahead: each is a short run, too short for the hardware prefetcher.
+                    let ahead = 2 * (q + PREFETCH_ROWS / 2);
                     if ahead + 1 < kc {
                         self.w.prefetch((p0 + ahead) * p.n + j0, nc);
                         self.w.prefetch((p0 + ahead + 1) * p.n + j0, nc);
@@ -276,9 +273,31 @@ impl<B: PairB> Job<'_, B> {
     }
 }
 
-fn grow<T: Default + Clone>(buf: &mut Vec<T>, len: usize) {
-    if buf.len() < len {
-        buf.resize(len, T::default());
+/// A growable buffer whose start is 64-byte aligned: a tile row (64 bytes) that straddled two cache lines
+/// would cost two loads.
+#[derive(Default)]
+struct Aligned(Vec<Line>);
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u32; 16]);
+
+impl Aligned {
+    /// The first `len` values (grown with zeros if needed; otherwise holding what was left there).
+    fn get(&mut self, len: usize) -> &mut [u32] {
+        let lines = len.div_ceil(16);
+        if self.0.len() < lines {
+            self.0.resize(lines, Line([0; 16]));
+        }
+        // Safety: `lines` lines of 16 u32 hold at least `len` u32, borrowed mutably with `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr() as *mut u32, len) }
+    }
+
+    /// As `get`, as f32 (any bits are a valid f32).
+    fn get_f32(&mut self, len: usize) -> &mut [f32] {
+        let u = self.get(len);
+        // Safety: same size and alignment; every bit pattern is an f32.
+        unsafe { std::slice::from_raw_parts_mut(u.as_mut_ptr() as *mut f32, len) }
     }
 }
 
