@@ -119,7 +119,7 @@ fn check_units<B: PairB>(
     }
 }
 
-fn dense(w: &impl Weight, kernel: Kernel) -> Vec<f32> {
+fn dense(w: &(impl Weight + ?Sized), kernel: Kernel) -> Vec<f32> {
     let ctx = PackCtx { kernel, map: *crate::nf4::codebook::dynamic_map() };
     let mut out = vec![0.0; w.rows() * w.cols()];
     w.decode(&ctx, 0, &mut out);
@@ -215,20 +215,14 @@ fn simd_pair_packers_give_the_plain_loops_bits() {
             Direct(&w).pack_pairs(&ctx, true, p0, kc, 0, inp, &mut simd, &mut Scratch::default());
             assert_eq!(plain, simd, "backward panels {out}x{inp} p0 {p0} kc {kc}");
         }
-        // A blocks in both layouts.
+        // A blocks for `vdpbf16ps` (AMX's are checked in `amx_layout_decoders_give_the_plain_bits`).
         let x = random(m * inp, 23);
         let a = Strided { data: &x, rs: inp, cs: 1 };
-        let kq = padded_pairs(inp);
-        for tiles in [false, true] {
-            let len = m.div_ceil(if tiles { 32 } else { pairs::DOT_MR })
-                * kq
-                * if tiles { 32 } else { pairs::DOT_MR };
-            let (mut plain, mut simd) = (vec![7u32; len], vec![9u32; len]);
-            let pack = if tiles { pairs::pack_a_tiles } else { pairs::pack_a_dot };
-            pack(false, &a, 0, m, 0, inp, &mut plain, &mut Scratch::default());
-            pack(true, &a, 0, m, 0, inp, &mut simd, &mut Scratch::default());
-            assert_eq!(plain, simd, "A block tiles={tiles} m{m} k{inp}");
-        }
+        let len = m.div_ceil(pairs::DOT_MR) * padded_pairs(inp) * pairs::DOT_MR;
+        let (mut plain, mut simd) = (vec![7u32; len], vec![9u32; len]);
+        pairs::pack_a_dot(false, &a, 0, m, 0, inp, &mut plain, &mut Scratch::default());
+        pairs::pack_a_dot(true, &a, 0, m, 0, inp, &mut simd, &mut Scratch::default());
+        assert_eq!(plain, simd, "A block m{m} k{inp}");
     }
 }
 
@@ -356,11 +350,6 @@ fn native_pieces_timing() {
     let e = t.elapsed().as_secs_f64();
     eprintln!("decode alone: {:.2} ns/weight", e * 1e9 / (out * kc) as f64);
     let mut a = vec![0u32; m * kq];
-    let t = std::time::Instant::now();
-    for _ in 0..8 {
-        pairs::pack_a_tiles(true, &Strided { data: &x, rs: inp, cs: 1 }, 0, m, 0, kc, &mut a, &mut s);
-    }
-    eprintln!("A pack tiles: {:.2} ns/value", t.elapsed().as_secs_f64() * 1e9 / (8 * m * kc) as f64);
     let t = std::time::Instant::now();
     for _ in 0..8 {
         pairs::pack_a_dot(true, &Strided { data: &x, rs: inp, cs: 1 }, 0, m, 0, kc, &mut a, &mut s);
@@ -589,6 +578,71 @@ fn amx_whole_timing() {
                 let dir = if fwd { "fwd" } else { "bwd" };
                 let g = 2.0 * (m * out * inp) as f64 / best / 1e9;
                 eprintln!("amx {m}x{inp}->{out} {dir} threads {threads}: {g:.0} GFLOP/s ({:.2} ms)", best * 1e3);
+            }
+        }
+    }
+}
+
+/// The AMX nest's decoders (`decode_pairs_spread`, `pair_rows`) and activation packer on SIMD give the plain
+/// loops' bits, and the plain loops give decode-to-f32-then-pair.
+#[test]
+fn amx_layout_decoders_give_the_plain_bits() {
+    let ctx = PackCtx { kernel: Kernel::Avx512, map: *crate::nf4::codebook::dynamic_map() };
+    let simd_modes: &[bool] = if cpu().avx512 && cpu().avx512_bf16 { &[false, true] } else { &[false] };
+    // Columns a multiple of 32 (the fast paths) and not (their fallbacks).
+    for (rows, cols) in [(6usize, 256usize), (5, 333), (4, 96)] {
+        let w = quantize(&random(rows * cols, 61), rows, cols, true).unwrap();
+        let bits: Vec<u16> = random(rows * cols, 62).iter().map(|&v| super::bf16_native::bf16_bits(v)).collect();
+        let b = Bf16Matrix { bits: &bits, rows, cols };
+        let weights: [(&str, &dyn PairWeight); 2] = [("nf4", &w), ("bf16", &b)];
+        for (name, wt) in weights {
+            let d = dense(wt, Kernel::Scalar);
+            // Spread runs: pair q at (q / 16) · stride + q % 16, everything else untouched.
+            for (start, len) in [(0usize, cols), (32, 64), (cols, cols - 1), (64, 100), (3, 70), (2 * cols + 32, 5)] {
+                let len = len.min(rows * cols - start);
+                let stride = 40;
+                let pairs_n = len.div_ceil(2);
+                let mut want = vec![u32::MAX; pairs_n.div_ceil(16) * stride];
+                for q in 0..pairs_n {
+                    let hi = if 2 * q + 1 < len { d[start + 2 * q + 1] } else { 0.0 };
+                    want[q / 16 * stride + q % 16] = pairs::pair(d[start + 2 * q], hi);
+                }
+                for &simd in simd_modes {
+                    let mut got = vec![u32::MAX; want.len()];
+                    wt.decode_pairs_spread(&ctx, simd, start, len, &mut got, stride, &mut Vec::new(), &mut Vec::new());
+                    assert_eq!(got, want, "{name} {rows}x{cols} spread start {start} len {len} simd {simd}");
+                }
+            }
+            // Row pairs: out[c] = pair(w[e, c0 + c], w[o, c0 + c]).
+            for (even, odd, c0, len) in
+                [(0usize, Some(1usize), 0usize, cols), (2, Some(3), 32, 64.min(cols - 32)), (4, None, 0, cols), (1, Some(4), 7, 40)]
+            {
+                if even >= rows || odd.is_some_and(|o| o >= rows) || c0 + len > cols {
+                    continue;
+                }
+                let want: Vec<u32> = (0..len)
+                    .map(|c| pairs::pair(d[even * cols + c0 + c], odd.map_or(0.0, |o| d[o * cols + c0 + c])))
+                    .collect();
+                for &simd in simd_modes {
+                    let mut got = vec![7u32; len];
+                    wt.pair_rows(&ctx, simd, even, odd, c0, &mut got, &mut Vec::new());
+                    assert_eq!(got, want, "{name} {rows}x{cols} rows ({even}, {odd:?}) c0 {c0} len {len} simd {simd}");
+                }
+            }
+        }
+    }
+    // The activation packer, both layouts, ragged rows and depth.
+    #[cfg(target_arch = "x86_64")]
+    if cpu().avx512 && cpu().avx512_bf16 {
+        for (mc, k) in [(33usize, 70usize), (5, 32), (64, 200)] {
+            let x = random(mc * k + 3 * k, 63);
+            let a = Strided { data: &x, rs: k, cs: 1 };
+            let len = mc.div_ceil(32) * 32 * padded_pairs(k);
+            for transpose in [false, true] {
+                let (mut plain, mut simd) = (vec![7u32; len], vec![9u32; len]);
+                super::amx::nest::pack_tiles(false, &a, 2, mc, k, transpose, &mut plain);
+                super::amx::nest::pack_tiles(true, &a, 2, mc, k, transpose, &mut simd);
+                assert_eq!(plain, simd, "pack_tiles mc {mc} k {k} transpose {transpose}");
             }
         }
     }

@@ -4,7 +4,7 @@
 //!
 //! - B panels (both units): `NR` = 32 columns; pair q of column c at `[q * 32 + c]`.
 //! - A for `vdpbf16ps`: panels of `DOT_MR` rows; pair q of row r at `[q * DOT_MR + r]` (broadcast per row).
-//! - A for AMX: tiles of 16 rows × 16 pairs (1 KiB, a row of 64 bytes), per row tile the depth chunks in order.
+//! - AMX has layouts of its own (`amx/nest.rs`), filled by `decode_pairs_spread` and `pair_rows`.
 //!
 //! Depth is padded with zero pairs to whole chunks of 16 pairs (`padded_pairs`), rows and columns with zero
 //! pairs to whole panels, so padding never meets garbage (NaN · 0 would poison a sum).
@@ -20,8 +20,6 @@ use crate::nf4::Nf4Weight;
 pub const NR: usize = 32;
 /// Rows of an A panel for the `vdpbf16ps` micro-kernel.
 pub const DOT_MR: usize = 8;
-/// Rows of an AMX A tile.
-const TILE_ROWS: usize = 16;
 /// Pairs in one AMX tile row.
 const CHUNK: usize = 16;
 
@@ -501,29 +499,6 @@ pub fn pack_a_dot(
         let base = (r / DOT_MR) * kq * DOT_MR + r % DOT_MR;
         for (q, &v) in row.iter().enumerate() {
             dst[base + q * DOT_MR] = v;
-        }
-    });
-}
-
-/// A block for AMX: `ceil(mc / 32) · 2` row tiles, each `kq / 16` chunks of 16 rows × 16 pairs.
-#[allow(clippy::too_many_arguments)]
-pub fn pack_a_tiles(
-    simd: bool,
-    a: &Strided,
-    i0: usize,
-    mc: usize,
-    p0: usize,
-    kc: usize,
-    dst: &mut [u32],
-    s: &mut Scratch,
-) {
-    let kq = padded_pairs(kc);
-    let chunks = kq / CHUNK;
-    let padded = mc.div_ceil(2 * TILE_ROWS) * 2 * TILE_ROWS;
-    each_row_pairs(simd, a, i0, mc, padded, p0, kc, kq, s, |r, row| {
-        let (tile, within) = (r / TILE_ROWS, r % TILE_ROWS);
-        for (chunk, piece) in row.chunks_exact(CHUNK).enumerate() {
-            dst[((tile * chunks + chunk) * TILE_ROWS + within) * CHUNK..][..CHUNK].copy_from_slice(piece);
         }
     });
 }

@@ -366,7 +366,7 @@ fn row_pairs(simd: bool, a: &Strided, i: usize, k: usize, out: &mut [u32], f: &m
 /// order, a chunk's two 16-row halves 1 KiB each, one after the other: the micro-kernel reads 2 KiB in a row
 /// per step. `transpose`: a half is a B tile (pair q of row r at `[q · 16 + r]`, the forward's Xᵀ); else an
 /// A tile (row r's 16 pairs at `[r · 16 ..]`, the backward's dY).
-fn pack_tiles(simd: bool, a: &Strided, i0: usize, mc: usize, k: usize, transpose: bool, dst: &mut [u32]) {
+pub(crate) fn pack_tiles(simd: bool, a: &Strided, i0: usize, mc: usize, k: usize, transpose: bool, dst: &mut [u32]) {
     let kq = padded_pairs(k);
     dst.par_chunks_mut(32 * kq).enumerate().for_each(|(t, tile)| {
         ROWS.with(|cell| pack_tile(simd, a, i0 + 32 * t, mc.saturating_sub(32 * t), k, transpose, tile, &mut cell.borrow_mut()))
