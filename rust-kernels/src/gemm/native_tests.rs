@@ -577,7 +577,10 @@ fn amx_whole_timing() {
                 }
                 let dir = if fwd { "fwd" } else { "bwd" };
                 let g = 2.0 * (m * out * inp) as f64 / best / 1e9;
-                eprintln!("amx {m}x{inp}->{out} {dir} threads {threads}: {g:.0} GFLOP/s ({:.2} ms)", best * 1e3);
+                eprintln!(
+                    "amx {m}x{inp}->{out} {dir} threads {threads}: {g:.0} GFLOP/s ({:.2} ms)",
+                    best * 1e3
+                );
             }
         }
     }
@@ -592,13 +595,16 @@ fn amx_layout_decoders_give_the_plain_bits() {
     // Columns a multiple of 32 (the fast paths) and not (their fallbacks).
     for (rows, cols) in [(6usize, 256usize), (5, 333), (4, 96)] {
         let w = quantize(&random(rows * cols, 61), rows, cols, true).unwrap();
-        let bits: Vec<u16> = random(rows * cols, 62).iter().map(|&v| super::bf16_native::bf16_bits(v)).collect();
+        let bits: Vec<u16> =
+            random(rows * cols, 62).iter().map(|&v| super::bf16_native::bf16_bits(v)).collect();
         let b = Bf16Matrix { bits: &bits, rows, cols };
         let weights: [(&str, &dyn PairWeight); 2] = [("nf4", &w), ("bf16", &b)];
         for (name, wt) in weights {
             let d = dense(wt, Kernel::Scalar);
             // Spread runs: pair q at (q / 16) · stride + q % 16, everything else untouched.
-            for (start, len) in [(0usize, cols), (32, 64), (cols, cols - 1), (64, 100), (3, 70), (2 * cols + 32, 5)] {
+            for (start, len) in
+                [(0usize, cols), (32, 64), (cols, cols - 1), (64, 100), (3, 70), (2 * cols + 32, 5)]
+            {
                 let len = len.min(rows * cols - start);
                 let stride = 40;
                 let pairs_n = len.div_ceil(2);
@@ -609,14 +615,26 @@ fn amx_layout_decoders_give_the_plain_bits() {
                 }
                 for &simd in simd_modes {
                     let mut got = vec![u32::MAX; want.len()];
-                    wt.decode_pairs_spread(&ctx, simd, start, len, &mut got, stride, &mut Vec::new(), &mut Vec::new());
+                    wt.decode_pairs_spread(
+                        &ctx,
+                        simd,
+                        start,
+                        len,
+                        &mut got,
+                        stride,
+                        &mut Vec::new(),
+                        &mut Vec::new(),
+                    );
                     assert_eq!(got, want, "{name} {rows}x{cols} spread start {start} len {len} simd {simd}");
                 }
             }
             // Row pairs: out[c] = pair(w[e, c0 + c], w[o, c0 + c]).
-            for (even, odd, c0, len) in
-                [(0usize, Some(1usize), 0usize, cols), (2, Some(3), 32, 64.min(cols - 32)), (4, None, 0, cols), (1, Some(4), 7, 40)]
-            {
+            for (even, odd, c0, len) in [
+                (0usize, Some(1usize), 0usize, cols),
+                (2, Some(3), 32, 64.min(cols - 32)),
+                (4, None, 0, cols),
+                (1, Some(4), 7, 40),
+            ] {
                 if even >= rows || odd.is_some_and(|o| o >= rows) || c0 + len > cols {
                     continue;
                 }
@@ -626,7 +644,10 @@ fn amx_layout_decoders_give_the_plain_bits() {
                 for &simd in simd_modes {
                     let mut got = vec![7u32; len];
                     wt.pair_rows(&ctx, simd, even, odd, c0, &mut got, &mut Vec::new());
-                    assert_eq!(got, want, "{name} {rows}x{cols} rows ({even}, {odd:?}) c0 {c0} len {len} simd {simd}");
+                    assert_eq!(
+                        got, want,
+                        "{name} {rows}x{cols} rows ({even}, {odd:?}) c0 {c0} len {len} simd {simd}"
+                    );
                 }
             }
         }

@@ -526,7 +526,8 @@ pub(crate) mod simd_x86 {
     /// the repeat lets an index keep a stray fifth bit). The same bits as rounding each decoded value.
     #[inline(always)]
     unsafe fn nf4_table(scale: f32) -> __m512i {
-        let values = _mm512_mul_ps(_mm512_loadu_ps(crate::nf4::codebook::NF4.as_ptr()), _mm512_set1_ps(scale));
+        let values =
+            _mm512_mul_ps(_mm512_loadu_ps(crate::nf4::codebook::NF4.as_ptr()), _mm512_set1_ps(scale));
         let half: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(values));
         _mm512_inserti64x4::<1>(_mm512_castsi256_si512(half), half)
     }

@@ -7,9 +7,11 @@
 //! row), tmm6/tmm7 two 16-column tiles of B (16 pairs of depth × 16 columns). Where the operands come from
 //! (and which of them is the weight) is up to the loop nest, `nest.rs`.
 //!
-//! Measured on this Sapphire Rapids (VM, busy): a `tileloadd` of 1 KiB costs ~15 ns even from L1, about
-//! three `tdpbf16ps`, so the micro-kernel is bound by its four loads per step, not by the multiplies; L2
-//! operands cost about the same as L1 ones.
+//! Measured on this Sapphire Rapids (a busy VM, `amx_probe_timing`): a 1 KiB `tileloadd` costs 15–30 ns
+//! even from L1, three or more `tdpbf16ps`, so the micro-kernel is bound by its four loads per step, not by
+//! the multiplies. A step costs ~64 ns with both operands in L1, ~76 ns streaming 2 KiB-contiguous
+//! operands from L2, ~81 ns with A's tile rows a 4 KiB row apart, and about twice that when the buffers
+//! are not 64-byte aligned (each 64-byte tile row then spans two cache lines).
 
 pub mod nest;
 pub mod os;
@@ -73,62 +75,15 @@ pub struct TileQuad {
 /// C tile (i, j) (+)= A tile i · B tile j over `chunks` steps of 16 depth pairs: a 2 × 2 block of tiles,
 /// four tile loads per four `tdpbf16ps` (the most products per load eight tile registers allow). A tiles
 /// are 16 rows × 32 bf16 of depth; B tiles 16 pairs of depth × 16 columns. `load_c` adds to C's current
-/// values, else C is overwritten.
+/// values, else C is overwritten. Software-pipelined: each operand tile of the next step is loaded right
+/// after the last product of this step that reads it (tile registers are not renamed, so a load waits for
+/// its readers; measured ~5 % faster than loading all four at the top of the step).
 ///
 /// # Safety
-/// Tiles configured by [`configure`] on this thread; every tile the descriptors name is readable (C
-/// writable) for all `chunks` steps.
+/// Tiles configured by [`configure`] on this thread; `chunks` ≥ 1; every tile the descriptors name is
+/// readable (C writable) for all `chunks` steps.
 #[inline(always)]
 pub unsafe fn tile_2x2(chunks: usize, a: TilePair, b: TilePair, c: TileQuad, load_c: bool) {
-    let (c00, c01) = (c.ptr, c.ptr.add(c.right));
-    let (c10, c11) = (c.ptr.add(c.down), c.ptr.add(c.down + c.right));
-    if load_c {
-        asm!(
-            "tileloadd tmm0, [{c00} + {s}*1]",
-            "tileloadd tmm1, [{c01} + {s}*1]",
-            "tileloadd tmm2, [{c10} + {s}*1]",
-            "tileloadd tmm3, [{c11} + {s}*1]",
-            c00 = in(reg) c00, c01 = in(reg) c01, c10 = in(reg) c10, c11 = in(reg) c11, s = in(reg) c.stride,
-            options(nostack, readonly),
-        );
-    } else {
-        asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
-    }
-    let (mut a0, mut b0) = (a.ptr, b.ptr);
-    for _ in 0..chunks {
-        asm!(
-            "tileloadd tmm4, [{a0} + {sa}*1]",
-            "tileloadd tmm6, [{b0} + {sb}*1]",
-            "tileloadd tmm7, [{b1} + {sb}*1]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tileloadd tmm5, [{a1} + {sa}*1]",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
-            a0 = in(reg) a0, a1 = in(reg) a0.add(a.next), b0 = in(reg) b0, b1 = in(reg) b0.add(b.next),
-            sa = in(reg) a.stride, sb = in(reg) b.stride,
-            options(nostack, readonly),
-        );
-        a0 = a0.add(a.step);
-        b0 = b0.add(b.step);
-    }
-    asm!(
-        "tilestored [{c00} + {s}*1], tmm0",
-        "tilestored [{c01} + {s}*1], tmm1",
-        "tilestored [{c10} + {s}*1], tmm2",
-        "tilestored [{c11} + {s}*1], tmm3",
-        c00 = in(reg) c00, c01 = in(reg) c01, c10 = in(reg) c10, c11 = in(reg) c11, s = in(reg) c.stride,
-        options(nostack),
-    );
-}
-
-/// As [`tile_2x2`], software-pipelined: each operand tile of the next step is loaded right after the last
-/// product of this step that reads it (tile registers are not renamed, so a load waits for its readers).
-///
-/// # Safety
-/// As [`tile_2x2`]; `chunks` ≥ 1.
-#[inline(always)]
-pub unsafe fn tile_2x2_pipelined(chunks: usize, a: TilePair, b: TilePair, c: TileQuad, load_c: bool) {
     let (c00, c01) = (c.ptr, c.ptr.add(c.right));
     let (c10, c11) = (c.ptr.add(c.down), c.ptr.add(c.down + c.right));
     if load_c {
@@ -190,114 +145,68 @@ pub unsafe fn tile_2x2_pipelined(chunks: usize, a: TilePair, b: TilePair, c: Til
 #[cfg(test)]
 mod probe {
     use super::*;
+
+    /// What bounds the micro-kernel (`cargo test --release -- --ignored --nocapture amx_probe`): products
+    /// alone, tile loads alone, and 64-step calls over operands laid out as in the nest or row-strided.
     #[test]
     #[ignore]
     fn amx_probe_timing() {
-        if os::enable_tiles().is_err() { return; }
-        let a = vec![0x3f80_3f80u32; 64 * 1024];
-        let b = vec![0x3f80_3f80u32; 64 * 1024];
+        if os::enable_tiles().is_err() {
+            return;
+        }
+        let a = vec![0x3f80_3f80u32; 64 * 1040 + 4096];
+        let b = vec![0x3f80_3f80u32; 2 * 64 * 256 + 4096];
         let mut c = vec![0.0f32; 32 * 32];
+        let reps = 200_000usize;
         unsafe {
             configure();
-            // Register-only TDPs.
-            let reps = 2_000_000usize;
             let t = std::time::Instant::now();
-            for _ in 0..reps / 4 {
-                asm!("tdpbf16ps tmm0, tmm4, tmm6", "tdpbf16ps tmm1, tmm4, tmm7", "tdpbf16ps tmm2, tmm5, tmm6", "tdpbf16ps tmm3, tmm5, tmm7", options(nostack, nomem));
+            for _ in 0..reps {
+                asm!(
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    options(nostack, nomem)
+                );
             }
-            let e = t.elapsed().as_secs_f64();
-            eprintln!("tdp only: {:.1} GFLOP/s, {:.2} ns per tdp", reps as f64 * 16.0 * 16.0 * 32.0 * 2.0 / e / 1e9, e * 1e9 / reps as f64);
-            // From L1: 16 chunks (A 32 KB? no: a 2 × 4 KB, b 8 KB).
-            for chunks in [4usize, 8, 16, 64] {
-                let reps = 20000;
+            eprintln!("4 products: {:.1} ns", t.elapsed().as_secs_f64() * 1e9 / reps as f64);
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                asm!(
+                    "tileloadd tmm4, [{p} + {s}*1]",
+                    "tileloadd tmm5, [{p} + {s}*1]",
+                    "tileloadd tmm6, [{p} + {s}*1]",
+                    "tileloadd tmm7, [{p} + {s}*1]",
+                    p = in(reg) a.as_ptr(), s = in(reg) 64usize,
+                    options(nostack, readonly)
+                );
+            }
+            eprintln!("4 tile loads (L1): {:.1} ns", t.elapsed().as_secs_f64() * 1e9 / reps as f64);
+            let (pa, pb) = (a.as_ptr() as *const u8, b.as_ptr() as *const u8);
+            let contiguous = TilePair { ptr: pa, next: 1024, stride: 64, step: 2048 };
+            for (name, ta, tb) in [
+                (
+                    "A rows 4160 B apart",
+                    TilePair { ptr: pa, next: 16 * 4160, stride: 4160, step: 64 },
+                    contiguous,
+                ),
+                ("both 2 KiB per step", contiguous, TilePair { ptr: pb, ..contiguous }),
+                (
+                    "both in L1 (step 0)",
+                    TilePair { step: 0, ..contiguous },
+                    TilePair { ptr: pb, step: 0, ..contiguous },
+                ),
+            ] {
+                let tc = TileQuad { ptr: c.as_mut_ptr() as *mut u8, down: 16 * 128, right: 64, stride: 128 };
+                let calls = 3000;
                 let t = std::time::Instant::now();
-                for _ in 0..reps {
-                    let ta = TilePair { ptr: a.as_ptr() as *const u8, next: chunks * 1024, stride: 64, step: 1024 };
-                    let tb = TilePair { ptr: b.as_ptr() as *const u8, next: 64, stride: 128, step: 2048 };
-                    let tc = TileQuad { ptr: c.as_mut_ptr() as *mut u8, down: 16 * 128, right: 64, stride: 128 };
-                    tile_2x2(chunks, ta, tb, tc, true);
+                for _ in 0..calls {
+                    tile_2x2(64, ta, tb, tc, true);
                 }
-                let e = t.elapsed().as_secs_f64();
-                eprintln!("micro chunks {chunks} (A {} KB, B {} KB): {:.1} GFLOP/s", chunks * 2, chunks * 2, (reps * chunks * 4) as f64 * 16.0 * 16.0 * 32.0 * 2.0 / e / 1e9);
+                let step = t.elapsed().as_secs_f64() * 1e9 / (calls * 64) as f64;
+                eprintln!("{name}: {step:.1} ns per step ({:.0} GFLOP/s)", 65536.0 / step);
             }
-            {
-                // Layout test: 64 chunks; A as rows at stride 4160 B vs contiguous tiles; B contiguous groups.
-                let big_a = vec![0x3f80_3f80u32; 64 * 1040 + 4096];
-                let big_b = vec![0x3f80_3f80u32; 2 * 64 * 256 + 4096];
-                for (name, ta) in [
-                    ("A rows 4160", TilePair { ptr: big_a.as_ptr() as *const u8, next: 16 * 4160, stride: 4160, step: 64 }),
-                    ("A tiles contiguous", TilePair { ptr: big_a.as_ptr() as *const u8, next: 1024, stride: 64, step: 2048 }),
-                    ("A, B both 2 KB/step", TilePair { ptr: big_a.as_ptr() as *const u8, next: 1024, stride: 64, step: 2048 }),
-                    ("A, B both L1 (step 0)", TilePair { ptr: big_a.as_ptr() as *const u8, next: 1024, stride: 64, step: 0 }),
-                ] {
-                    let tb = match name {
-                        "A, B both 2 KB/step" => TilePair { ptr: big_b.as_ptr() as *const u8, next: 1024, stride: 64, step: 2048 },
-                        "A, B both L1 (step 0)" => TilePair { ptr: big_b.as_ptr() as *const u8, next: 1024, stride: 64, step: 0 },
-                        _ => TilePair { ptr: big_b.as_ptr() as *const u8, next: 64 * 1024, stride: 64, step: 1024 },
-                    };
-                    let tc = TileQuad { ptr: c.as_mut_ptr() as *mut u8, down: 16 * 128, right: 64, stride: 128 };
-                    let reps = 3000;
-                    for round in 0..3 {
-                        let t = std::time::Instant::now();
-                        for _ in 0..reps {
-                            tile_2x2(64, ta, tb, tc, true);
-                        }
-                        let e = t.elapsed().as_secs_f64();
-                        let t = std::time::Instant::now();
-                        for _ in 0..reps {
-                            tile_2x2_pipelined(64, ta, tb, tc, true);
-                        }
-                        let e2 = t.elapsed().as_secs_f64();
-                        eprintln!("{name} round {round}: plain {:.1} pipelined {:.1} ns per step", e * 1e9 / (reps * 64) as f64, e2 * 1e9 / (reps * 64) as f64);
-                    }
-                }
-            }
-            let reps = 200_000usize;
-            let ap = a.as_ptr(); let bp = b.as_ptr();
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
-                asm!("tileloadd tmm4, [{a} + {s}*1]", "tileloadd tmm5, [{a2} + {s}*1]", "tileloadd tmm6, [{b} + {s}*1]", "tileloadd tmm7, [{b2} + {s}*1]",
-                  a = in(reg) ap, a2 = in(reg) ap.add(256), b = in(reg) bp, b2 = in(reg) bp.add(256), s = in(reg) 64usize, options(nostack, readonly));
-            }
-            eprintln!("4 loads only: {:.2} ns per load", t.elapsed().as_secs_f64() * 1e9 / (4 * reps) as f64);
-            let t = std::time::Instant::now();
-            for i in 0..reps {
-                let o = (i % 8) * 512;
-                asm!("tileloadd tmm6, [{b} + {s}*1]", "tileloadd tmm4, [{a} + {s}*1]", "tdpbf16ps tmm0, tmm4, tmm6", "tileloadd tmm5, [{a2} + {s}*1]", "tdpbf16ps tmm2, tmm5, tmm6",
-                     "tileloadd tmm7, [{b2} + {s}*1]", "tdpbf16ps tmm1, tmm4, tmm7", "tdpbf16ps tmm3, tmm5, tmm7",
-                  a = in(reg) ap.add(o), a2 = in(reg) ap.add(o + 256), b = in(reg) bp.add(o), b2 = in(reg) bp.add(o+256), s = in(reg) 64usize, options(nostack, readonly));
-            }
-            eprintln!("order2: {:.2} ns per step", t.elapsed().as_secs_f64() * 1e9 / reps as f64);
-            let t = std::time::Instant::now();
-            for i in 0..reps {
-                let o = (i % 8) * 512;
-                asm!("tileloadd tmm4, [{a} + {s}*1]", "tileloadd tmm6, [{b} + {s}*1]", "tileloadd tmm7, [{b2} + {s}*1]", "tdpbf16ps tmm0, tmm4, tmm6", "tileloadd tmm5, [{a2} + {s}*1]", "tdpbf16ps tmm1, tmm4, tmm7", "tdpbf16ps tmm2, tmm5, tmm6",
-                     "tdpbf16ps tmm3, tmm5, tmm7",
-                  a = in(reg) ap.add(o), a2 = in(reg) ap.add(o + 256), b = in(reg) bp.add(o), b2 = in(reg) bp.add(o+256), s = in(reg) 64usize, options(nostack, readonly));
-            }
-            eprintln!("order1: {:.2} ns per step", t.elapsed().as_secs_f64() * 1e9 / reps as f64);
-            for (name, stride) in [("1 reg stride 64", 64usize), ("1 reg stride 0", 0)] {
-                let t = std::time::Instant::now();
-                for _ in 0..reps {
-                    asm!("tileloadd tmm4, [{a} + {s}*1]", "tileloadd tmm4, [{a} + {s}*1]", "tileloadd tmm4, [{a} + {s}*1]", "tileloadd tmm4, [{a} + {s}*1]",
-                      a = in(reg) ap, s = in(reg) stride, options(nostack, readonly));
-                }
-                eprintln!("{name}: {:.2} ns per load", t.elapsed().as_secs_f64() * 1e9 / (4 * reps) as f64);
-            }
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
-                asm!("vmovups zmm0, [{a}]", "vmovups zmm1, [{a}+64]", "vmovups zmm2, [{a}+128]", "vmovups zmm3, [{a}+192]",
-                     "vmovups zmm0, [{a}+256]", "vmovups zmm1, [{a}+320]", "vmovups zmm2, [{a}+384]", "vmovups zmm3, [{a}+448]",
-                     "vmovups zmm0, [{a}+512]", "vmovups zmm1, [{a}+576]", "vmovups zmm2, [{a}+640]", "vmovups zmm3, [{a}+704]",
-                     "vmovups zmm0, [{a}+768]", "vmovups zmm1, [{a}+832]", "vmovups zmm2, [{a}+896]", "vmovups zmm3, [{a}+960]",
-                  a = in(reg) ap, out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _, options(nostack, readonly));
-            }
-            eprintln!("16 zmm loads (1 KB): {:.2} ns", t.elapsed().as_secs_f64() * 1e9 / reps as f64);
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
-                asm!("tdpbf16ps tmm0, tmm4, tmm6", "tdpbf16ps tmm2, tmm5, tmm6", "tdpbf16ps tmm1, tmm4, tmm7", "tdpbf16ps tmm3, tmm5, tmm7", options(nostack, nomem));
-            }
-            eprintln!("4 tdp: {:.2} ns per step", t.elapsed().as_secs_f64() * 1e9 / reps as f64);
             release();
         }
     }

@@ -18,7 +18,7 @@
 //! The micro-kernel is bound by tile loads (see `mod.rs`): what helps is operands in L1, tiles whose rows
 //! are whole cache lines (buffers 64-byte aligned, each step's tiles 2 KiB in a row), and few passes over C.
 
-use super::{configure, release, tile_2x2_pipelined, TilePair, TileQuad};
+use super::{configure, release, tile_2x2, TilePair, TileQuad};
 use crate::gemm::native::Product;
 use crate::gemm::pack::{PackCtx, Strided};
 use crate::gemm::pairs::{padded_pairs, pairs_from_run, PairB, PairWeight, Scratch};
@@ -169,7 +169,9 @@ impl<B: PairB> Job<'_, B> {
                     let filled = if r < nb { kc.div_ceil(2) } else { 0 };
                     if filled > 0 {
                         let start = (n0 + r) * p.k + p0;
-                        self.w.decode_pairs_spread(self.ctx, self.simd, start, kc, row, 512, &mut s.u, &mut s.f);
+                        self.w.decode_pairs_spread(
+                            self.ctx, self.simd, start, kc, row, 512, &mut s.u, &mut s.f,
+                        );
                     }
                     for q in filled..kqb {
                         row[q / 16 * 512 + q % 16] = 0;
@@ -196,7 +198,7 @@ impl<B: PairB> Job<'_, B> {
                             right: 64,
                             stride: mpad * 4,
                         };
-                        tile_2x2_pipelined(chunks, a, b, c, p0 > 0);
+                        tile_2x2(chunks, a, b, c, p0 > 0);
                     }
                 }
             }
@@ -259,7 +261,7 @@ impl<B: PairB> Job<'_, B> {
                             right: 64,
                             stride: ncpad * 4,
                         };
-                        tile_2x2_pipelined(kqb / 16, a, b, c, p0 > 0);
+                        tile_2x2(kqb / 16, a, b, c, p0 > 0);
                     }
                 }
             }
@@ -336,7 +338,14 @@ unsafe fn merge_transposed(
         while n < nb {
             let nv = 16.min(nb - n);
             if simd && mv == 16 && nv == 16 {
-                simd_x86::merge_16x16(s.as_ptr().add(n * mpad + m), mpad, c.add(m * ldc + n), ldc, alpha, beta);
+                simd_x86::merge_16x16(
+                    s.as_ptr().add(n * mpad + m),
+                    mpad,
+                    c.add(m * ldc + n),
+                    ldc,
+                    alpha,
+                    beta,
+                );
             } else {
                 for i in 0..mv {
                     for j in 0..nv {
@@ -367,10 +376,29 @@ fn row_pairs(simd: bool, a: &Strided, i: usize, k: usize, out: &mut [u32], f: &m
 /// order, a chunk's two 16-row halves 1 KiB each, one after the other: the micro-kernel reads 2 KiB in a row
 /// per step. `transpose`: a half is a B tile (pair q of row r at `[q · 16 + r]`, the forward's Xᵀ); else an
 /// A tile (row r's 16 pairs at `[r · 16 ..]`, the backward's dY).
-pub(crate) fn pack_tiles(simd: bool, a: &Strided, i0: usize, mc: usize, k: usize, transpose: bool, dst: &mut [u32]) {
+pub(crate) fn pack_tiles(
+    simd: bool,
+    a: &Strided,
+    i0: usize,
+    mc: usize,
+    k: usize,
+    transpose: bool,
+    dst: &mut [u32],
+) {
     let kq = padded_pairs(k);
     dst.par_chunks_mut(32 * kq).enumerate().for_each(|(t, tile)| {
-        ROWS.with(|cell| pack_tile(simd, a, i0 + 32 * t, mc.saturating_sub(32 * t), k, transpose, tile, &mut cell.borrow_mut()))
+        ROWS.with(|cell| {
+            pack_tile(
+                simd,
+                a,
+                i0 + 32 * t,
+                mc.saturating_sub(32 * t),
+                k,
+                transpose,
+                tile,
+                &mut cell.borrow_mut(),
+            )
+        })
     });
 }
 
