@@ -668,3 +668,64 @@ fn amx_layout_decoders_give_the_plain_bits() {
         }
     }
 }
+
+/// The bf16 LM heads (576 → 49152, 4096 → 32000) on AMX, best of 3 (`amx_head_timing`).
+#[test]
+#[ignore]
+fn amx_head_timing() {
+    if !cpu().amx_bf16 {
+        return;
+    }
+    let m = 256;
+    for (rows, cols) in [(49152, 576), (32000, 4096)] {
+        let bits: Vec<u16> =
+            random(rows * cols, 5).iter().map(|&v| super::bf16_native::bf16_bits(v)).collect();
+        let w = Bf16Matrix { bits: &bits, rows, cols };
+        let x = random(m * cols, 6);
+        let dy = random(m * rows, 7);
+        let mut y = vec![0.0f32; m * rows];
+        let mut dx = vec![0.0f32; m * cols];
+        for fwd in [true, false] {
+            let mut best = f64::MAX;
+            for _ in 0..3 {
+                let t = std::time::Instant::now();
+                unsafe {
+                    if fwd {
+                        let a = Strided { data: &x, rs: cols, cs: 1 };
+                        let p = Product {
+                            m,
+                            n: rows,
+                            k: cols,
+                            a,
+                            b: &Transposed(&w),
+                            alpha: 1.0,
+                            beta: 0.0,
+                            ldc: rows,
+                        };
+                        run(&p, y.as_mut_ptr(), Kernel::Avx512, Unit::Amx, 2);
+                    } else {
+                        let a = Strided { data: &dy, rs: rows, cs: 1 };
+                        let p = Product {
+                            m,
+                            n: cols,
+                            k: rows,
+                            a,
+                            b: &Direct(&w),
+                            alpha: 1.0,
+                            beta: 0.0,
+                            ldc: cols,
+                        };
+                        run(&p, dx.as_mut_ptr(), Kernel::Avx512, Unit::Amx, 2);
+                    }
+                }
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            let dir = if fwd { "fwd" } else { "bwd" };
+            let g = 2.0 * (m * rows * cols) as f64 / best / 1e9;
+            eprintln!(
+                "amx bf16 head {m}x{cols}->{rows} {dir} threads 2: {g:.0} GFLOP/s ({:.2} ms)",
+                best * 1e3
+            );
+        }
+    }
+}

@@ -292,6 +292,35 @@ impl PairWeight for Bf16Matrix<'_> {
         }
     }
 
+    /// Whole groups of 32 values are copied as they are (16 pairs, 64 bytes); the rest pairs as above.
+    fn decode_pairs_spread(
+        &self,
+        ctx: &PackCtx,
+        simd: bool,
+        start: usize,
+        len: usize,
+        out: &mut [u32],
+        stride: usize,
+        tmp: &mut Vec<u32>,
+        f: &mut Vec<f32>,
+    ) {
+        let run = &self.bits[start..start + len];
+        let groups = len / 32;
+        for (g, values) in run.chunks_exact(32).enumerate() {
+            let piece = &mut out[g * stride..][..16];
+            for (o, two) in piece.iter_mut().zip(values.chunks_exact(2)) {
+                *o = two[0] as u32 | (two[1] as u32) << 16;
+            }
+        }
+        let done = 32 * groups;
+        if done < len {
+            let pairs = (len - done).div_ceil(2);
+            tmp.resize(pairs, 0);
+            self.decode_pairs(ctx, simd, start + done, len - done, &mut tmp[..pairs], f);
+            out[groups * stride..][..pairs].copy_from_slice(&tmp[..pairs]);
+        }
+    }
+
     fn pair_rows(
         &self,
         _: &PackCtx,
