@@ -1,7 +1,8 @@
 //! bf16 compute on native bf16 units for products with a frozen weight (NF4 or bf16): the weight is decoded
 //! per depth block straight into pair panels (`pairs.rs`) and multiplied by AMX tiles or `vdpbf16ps`, with
 //! f32 accumulation. `Unit::Twin` is the plain twin: the same packing with plain loops, multiplied pair by
-//! pair in f32 — what the fast units are tested against.
+//! pair in f32 — what the fast units are tested against. AMX runs its own nest (`amx/nest.rs`), with the
+//! weight decoded into tile layouts; the nest below serves the twin and `vdpbf16ps`.
 //!
 //! Loop nest (one worker's share of C; threads enter only in `run`):
 //! - loop 3 over MC rows of C,
@@ -15,7 +16,7 @@
 #[cfg(target_arch = "x86_64")]
 use super::bf16_native::tile_8x32;
 use super::pack::{PackCtx, Strided};
-use super::pairs::{pack_a_dot, pack_a_tiles, padded_pairs, simd_ok, PairB, Scratch, DOT_MR, NR};
+use super::pairs::{pack_a_dot, padded_pairs, simd_ok, PairB, Scratch, DOT_MR, NR};
 use crate::dispatch::{Bf16Unit, Kernel};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -135,6 +136,11 @@ pub unsafe fn run<B: PairB>(p: &Product<B>, c: *mut f32, kernel: Kernel, unit: U
     crate::report::note(crate::report::Family::GemmBf16, route);
     let ctx = PackCtx { kernel, map: *crate::nf4::codebook::dynamic_map() };
     let simd = unit != Unit::Twin && simd_ok(&ctx);
+    #[cfg(target_arch = "x86_64")]
+    if unit == Unit::Amx && p.k > 0 {
+        super::amx::nest::run(p, c, &ctx, simd, threads);
+        return;
+    }
     let c = CPtr(c);
     let shares = split(p.m, p.n, unit.mr(), threads.max(1));
     crate::threads::pool().install(|| {
@@ -195,10 +201,7 @@ unsafe fn nest<B: PairB>(
             let kq = padded_pairs(kc);
             let beta = if pc == 0 { p.beta } else { 1.0 };
             grow(abuf, row_tiles * mr * kq);
-            match unit {
-                Unit::Amx => pack_a_tiles(simd, &p.a, ic, mc, pc, kc, abuf, scratch),
-                Unit::Twin | Unit::Dot => pack_a_dot(simd, &p.a, ic, mc, pc, kc, abuf, scratch),
-            }
+            pack_a_dot(simd, &p.a, ic, mc, pc, kc, abuf, scratch);
             // Loop 5: blocks of weight columns, decoded into pair panels.
             for jc in (share.n0..share.n1).step_by(NC) {
                 let nc = NC.min(share.n1 - jc);
@@ -247,7 +250,7 @@ unsafe fn micro(unit: Unit, kq: usize, a: *const u32, b: *const u32, c: *mut f32
         #[cfg(target_arch = "x86_64")]
         Unit::Dot => tile_8x32(kq, a, b, c, ldc, 1.0, beta),
         #[cfg(target_arch = "x86_64")]
-        Unit::Amx => super::amx::tile_32x32(kq / 16, a, b, c, ldc, add),
+        Unit::Amx => unreachable!("AMX products run in amx/nest.rs"),
         #[allow(unreachable_patterns)]
         _ => unreachable!("{beta}"),
     }

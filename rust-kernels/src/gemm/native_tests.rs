@@ -119,7 +119,7 @@ fn check_units<B: PairB>(
     }
 }
 
-fn dense(w: &impl Weight, kernel: Kernel) -> Vec<f32> {
+fn dense(w: &(impl Weight + ?Sized), kernel: Kernel) -> Vec<f32> {
     let ctx = PackCtx { kernel, map: *crate::nf4::codebook::dynamic_map() };
     let mut out = vec![0.0; w.rows() * w.cols()];
     w.decode(&ctx, 0, &mut out);
@@ -215,20 +215,14 @@ fn simd_pair_packers_give_the_plain_loops_bits() {
             Direct(&w).pack_pairs(&ctx, true, p0, kc, 0, inp, &mut simd, &mut Scratch::default());
             assert_eq!(plain, simd, "backward panels {out}x{inp} p0 {p0} kc {kc}");
         }
-        // A blocks in both layouts.
+        // A blocks for `vdpbf16ps` (AMX's are checked in `amx_layout_decoders_give_the_plain_bits`).
         let x = random(m * inp, 23);
         let a = Strided { data: &x, rs: inp, cs: 1 };
-        let kq = padded_pairs(inp);
-        for tiles in [false, true] {
-            let len = m.div_ceil(if tiles { 32 } else { pairs::DOT_MR })
-                * kq
-                * if tiles { 32 } else { pairs::DOT_MR };
-            let (mut plain, mut simd) = (vec![7u32; len], vec![9u32; len]);
-            let pack = if tiles { pairs::pack_a_tiles } else { pairs::pack_a_dot };
-            pack(false, &a, 0, m, 0, inp, &mut plain, &mut Scratch::default());
-            pack(true, &a, 0, m, 0, inp, &mut simd, &mut Scratch::default());
-            assert_eq!(plain, simd, "A block tiles={tiles} m{m} k{inp}");
-        }
+        let len = m.div_ceil(pairs::DOT_MR) * padded_pairs(inp) * pairs::DOT_MR;
+        let (mut plain, mut simd) = (vec![7u32; len], vec![9u32; len]);
+        pairs::pack_a_dot(false, &a, 0, m, 0, inp, &mut plain, &mut Scratch::default());
+        pairs::pack_a_dot(true, &a, 0, m, 0, inp, &mut simd, &mut Scratch::default());
+        assert_eq!(plain, simd, "A block m{m} k{inp}");
     }
 }
 
@@ -358,40 +352,21 @@ fn native_pieces_timing() {
     let mut a = vec![0u32; m * kq];
     let t = std::time::Instant::now();
     for _ in 0..8 {
-        pairs::pack_a_tiles(true, &Strided { data: &x, rs: inp, cs: 1 }, 0, m, 0, kc, &mut a, &mut s);
-    }
-    eprintln!("A pack tiles: {:.2} ns/value", t.elapsed().as_secs_f64() * 1e9 / (8 * m * kc) as f64);
-    let t = std::time::Instant::now();
-    for _ in 0..8 {
         pairs::pack_a_dot(true, &Strided { data: &x, rs: inp, cs: 1 }, 0, m, 0, kc, &mut a, &mut s);
     }
     eprintln!("A pack dot: {:.2} ns/value", t.elapsed().as_secs_f64() * 1e9 / (8 * m * kc) as f64);
     let mut c = vec![0.0f32; m * 32];
-    for unit in [Unit::Dot, Unit::Amx] {
-        let reps = 2000;
-        let t = std::time::Instant::now();
-        unsafe {
-            if unit == Unit::Amx {
-                super::amx::configure();
-            }
-            for _ in 0..reps {
-                let mr = if unit == Unit::Amx { 32 } else { 8 };
-                for ir in (0..m).step_by(mr) {
-                    let ap = a.as_ptr().add(ir * kq);
-                    let cp = c.as_mut_ptr().add(ir * 32);
-                    match unit {
-                        Unit::Amx => super::amx::tile_32x32(kq / 16, ap, b.as_ptr(), cp, 32, true),
-                        _ => super::bf16_native::tile_8x32(kq, ap, b.as_ptr(), cp, 32, 1.0, 1.0),
-                    }
-                }
-            }
-            if unit == Unit::Amx {
-                super::amx::release();
-            }
+    // (AMX's micro-kernel has its own probe: `amx_probe_timing`.)
+    let reps = 2000;
+    let t = std::time::Instant::now();
+    for _ in 0..reps {
+        for ir in (0..m).step_by(8) {
+            let (ap, cp) = (a[ir * kq..].as_ptr(), c[ir * 32..].as_mut_ptr());
+            unsafe { super::bf16_native::tile_8x32(kq, ap, b.as_ptr(), cp, 32, 1.0, 1.0) };
         }
-        let e = t.elapsed().as_secs_f64();
-        eprintln!("{unit:?} micro: {:.1} GFLOP/s", 2.0 * (reps * m * 32 * kc) as f64 / e / 1e9);
     }
+    let e = t.elapsed().as_secs_f64();
+    eprintln!("Dot micro: {:.1} GFLOP/s", 2.0 * (reps * m * 32 * kc) as f64 / e / 1e9);
 }
 
 /// Whole products at a 7B shape (`cargo test --release -- --ignored --nocapture native_whole`).
@@ -555,4 +530,202 @@ fn native_kc_timing() {
         eprintln!("KC {kc}: fwd {:.0} bwd {:.0} GFLOP/s", g(best[i].0), g(best[i].1));
     }
     super::native::KC_TRY.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The AMX path alone at the 7B shapes, best of 5 (`cargo test --release -- --ignored --nocapture amx_whole`).
+#[test]
+#[ignore]
+fn amx_whole_timing() {
+    if !cpu().amx_bf16 {
+        return;
+    }
+    let m = 256;
+    let shapes: Vec<(usize, usize)> = match std::env::var("AMX_SHAPE").as_deref() {
+        Ok("square") => vec![(4096, 4096)],
+        _ => vec![(4096, 4096), (14336, 4096), (4096, 14336)],
+    };
+    for (out, inp) in shapes {
+        let w = quantize(&random(out * inp, 1), out, inp, true).unwrap();
+        let x = random(m * inp, 2);
+        let dy = random(m * out, 3);
+        let mut y = vec![0.0f32; m * out];
+        let mut dx = vec![0.0f32; m * inp];
+        let dirs: &[bool] = match std::env::var("AMX_DIR").as_deref() {
+            Ok("fwd") => &[true],
+            Ok("bwd") => &[false],
+            _ => &[true, false],
+        };
+        for threads in [1, 2] {
+            for &fwd in dirs {
+                let mut best = f64::MAX;
+                for _ in 0..5 {
+                    let t = std::time::Instant::now();
+                    unsafe {
+                        if fwd {
+                            let a = Strided { data: &x, rs: inp, cs: 1 };
+                            let b = Transposed(&w);
+                            let p = Product { m, n: out, k: inp, a, b: &b, alpha: 1.0, beta: 0.0, ldc: out };
+                            run(&p, y.as_mut_ptr(), Kernel::Avx512, Unit::Amx, threads);
+                        } else {
+                            let a = Strided { data: &dy, rs: out, cs: 1 };
+                            let b = Direct(&w);
+                            let p = Product { m, n: inp, k: out, a, b: &b, alpha: 1.0, beta: 0.0, ldc: inp };
+                            run(&p, dx.as_mut_ptr(), Kernel::Avx512, Unit::Amx, threads);
+                        }
+                    }
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                let dir = if fwd { "fwd" } else { "bwd" };
+                let g = 2.0 * (m * out * inp) as f64 / best / 1e9;
+                eprintln!(
+                    "amx {m}x{inp}->{out} {dir} threads {threads}: {g:.0} GFLOP/s ({:.2} ms)",
+                    best * 1e3
+                );
+            }
+        }
+    }
+}
+
+/// The AMX nest's decoders (`decode_pairs_spread`, `pair_rows`) and activation packer on SIMD give the plain
+/// loops' bits, and the plain loops give decode-to-f32-then-pair.
+#[test]
+fn amx_layout_decoders_give_the_plain_bits() {
+    let ctx = PackCtx { kernel: Kernel::Avx512, map: *crate::nf4::codebook::dynamic_map() };
+    let simd_modes: &[bool] = if cpu().avx512 && cpu().avx512_bf16 { &[false, true] } else { &[false] };
+    // Columns a multiple of 32 (the fast paths) and not (their fallbacks).
+    for (rows, cols) in [(6usize, 256usize), (5, 333), (4, 96)] {
+        let w = quantize(&random(rows * cols, 61), rows, cols, true).unwrap();
+        let bits: Vec<u16> =
+            random(rows * cols, 62).iter().map(|&v| super::bf16_native::bf16_bits(v)).collect();
+        let b = Bf16Matrix { bits: &bits, rows, cols };
+        let weights: [(&str, &dyn PairWeight); 2] = [("nf4", &w), ("bf16", &b)];
+        for (name, wt) in weights {
+            let d = dense(wt, Kernel::Scalar);
+            // Spread runs: pair q at (q / 16) · stride + q % 16, everything else untouched.
+            for (start, len) in
+                [(0usize, cols), (32, 64), (cols, cols - 1), (64, 100), (3, 70), (2 * cols + 32, 5)]
+            {
+                let len = len.min(rows * cols - start);
+                let stride = 40;
+                let pairs_n = len.div_ceil(2);
+                let mut want = vec![u32::MAX; pairs_n.div_ceil(16) * stride];
+                for q in 0..pairs_n {
+                    let hi = if 2 * q + 1 < len { d[start + 2 * q + 1] } else { 0.0 };
+                    want[q / 16 * stride + q % 16] = pairs::pair(d[start + 2 * q], hi);
+                }
+                for &simd in simd_modes {
+                    let mut got = vec![u32::MAX; want.len()];
+                    wt.decode_pairs_spread(
+                        &ctx,
+                        simd,
+                        start,
+                        len,
+                        &mut got,
+                        stride,
+                        &mut Vec::new(),
+                        &mut Vec::new(),
+                    );
+                    assert_eq!(got, want, "{name} {rows}x{cols} spread start {start} len {len} simd {simd}");
+                }
+            }
+            // Row pairs: out[c] = pair(w[e, c0 + c], w[o, c0 + c]).
+            for (even, odd, c0, len) in [
+                (0usize, Some(1usize), 0usize, cols),
+                (2, Some(3), 32, 64.min(cols - 32)),
+                (4, None, 0, cols),
+                (1, Some(4), 7, 40),
+            ] {
+                if even >= rows || odd.is_some_and(|o| o >= rows) || c0 + len > cols {
+                    continue;
+                }
+                let want: Vec<u32> = (0..len)
+                    .map(|c| pairs::pair(d[even * cols + c0 + c], odd.map_or(0.0, |o| d[o * cols + c0 + c])))
+                    .collect();
+                for &simd in simd_modes {
+                    let mut got = vec![7u32; len];
+                    wt.pair_rows(&ctx, simd, even, odd, c0, &mut got, &mut Vec::new());
+                    assert_eq!(
+                        got, want,
+                        "{name} {rows}x{cols} rows ({even}, {odd:?}) c0 {c0} len {len} simd {simd}"
+                    );
+                }
+            }
+        }
+    }
+    // The activation packer, both layouts, ragged rows and depth.
+    #[cfg(target_arch = "x86_64")]
+    if cpu().avx512 && cpu().avx512_bf16 {
+        for (mc, k) in [(33usize, 70usize), (5, 32), (64, 200)] {
+            let x = random(mc * k + 3 * k, 63);
+            let a = Strided { data: &x, rs: k, cs: 1 };
+            let len = mc.div_ceil(32) * 32 * padded_pairs(k);
+            for transpose in [false, true] {
+                let (mut plain, mut simd) = (vec![7u32; len], vec![9u32; len]);
+                super::amx::nest::pack_tiles(false, &a, 2, mc, k, transpose, &mut plain);
+                super::amx::nest::pack_tiles(true, &a, 2, mc, k, transpose, &mut simd);
+                assert_eq!(plain, simd, "pack_tiles mc {mc} k {k} transpose {transpose}");
+            }
+        }
+    }
+}
+
+/// The bf16 LM heads (576 → 49152, 4096 → 32000) on AMX, best of 3 (`amx_head_timing`).
+#[test]
+#[ignore]
+fn amx_head_timing() {
+    if !cpu().amx_bf16 {
+        return;
+    }
+    let m = 256;
+    for (rows, cols) in [(49152, 576), (32000, 4096)] {
+        let bits: Vec<u16> =
+            random(rows * cols, 5).iter().map(|&v| super::bf16_native::bf16_bits(v)).collect();
+        let w = Bf16Matrix { bits: &bits, rows, cols };
+        let x = random(m * cols, 6);
+        let dy = random(m * rows, 7);
+        let mut y = vec![0.0f32; m * rows];
+        let mut dx = vec![0.0f32; m * cols];
+        for fwd in [true, false] {
+            let mut best = f64::MAX;
+            for _ in 0..3 {
+                let t = std::time::Instant::now();
+                unsafe {
+                    if fwd {
+                        let a = Strided { data: &x, rs: cols, cs: 1 };
+                        let p = Product {
+                            m,
+                            n: rows,
+                            k: cols,
+                            a,
+                            b: &Transposed(&w),
+                            alpha: 1.0,
+                            beta: 0.0,
+                            ldc: rows,
+                        };
+                        run(&p, y.as_mut_ptr(), Kernel::Avx512, Unit::Amx, 2);
+                    } else {
+                        let a = Strided { data: &dy, rs: rows, cs: 1 };
+                        let p = Product {
+                            m,
+                            n: cols,
+                            k: rows,
+                            a,
+                            b: &Direct(&w),
+                            alpha: 1.0,
+                            beta: 0.0,
+                            ldc: cols,
+                        };
+                        run(&p, dx.as_mut_ptr(), Kernel::Avx512, Unit::Amx, 2);
+                    }
+                }
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            let dir = if fwd { "fwd" } else { "bwd" };
+            let g = 2.0 * (m * rows * cols) as f64 / best / 1e9;
+            eprintln!(
+                "amx bf16 head {m}x{cols}->{rows} {dir} threads 2: {g:.0} GFLOP/s ({:.2} ms)",
+                best * 1e3
+            );
+        }
+    }
 }

@@ -4,7 +4,7 @@
 //!
 //! - B panels (both units): `NR` = 32 columns; pair q of column c at `[q * 32 + c]`.
 //! - A for `vdpbf16ps`: panels of `DOT_MR` rows; pair q of row r at `[q * DOT_MR + r]` (broadcast per row).
-//! - A for AMX: tiles of 16 rows × 16 pairs (1 KiB, a row of 64 bytes), per row tile the depth chunks in order.
+//! - AMX has layouts of its own (`amx/nest.rs`), filled by `decode_pairs_spread` and `pair_rows`.
 //!
 //! Depth is padded with zero pairs to whole chunks of 16 pairs (`padded_pairs`), rows and columns with zero
 //! pairs to whole panels, so padding never meets garbage (NaN · 0 would poison a sum).
@@ -20,8 +20,6 @@ use crate::nf4::Nf4Weight;
 pub const NR: usize = 32;
 /// Rows of an A panel for the `vdpbf16ps` micro-kernel.
 pub const DOT_MR: usize = 8;
-/// Rows of an AMX A tile.
-const TILE_ROWS: usize = 16;
 /// Pairs in one AMX tile row.
 const CHUNK: usize = 16;
 
@@ -93,6 +91,45 @@ pub trait PairWeight: Weight {
         self.decode(ctx, start, &mut f[..len]);
         pairs_from_run(simd, &f[..len], out);
     }
+
+    /// As `decode_pairs`, each 16 pairs `stride` values after the previous 16: pair q at
+    /// `out[(q / 16) · stride + q % 16]` (the AMX nest decodes W rows straight into tiles). The default
+    /// decodes contiguous pairs into `tmp`, then spreads them.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_pairs_spread(
+        &self,
+        ctx: &PackCtx,
+        simd: bool,
+        start: usize,
+        len: usize,
+        out: &mut [u32],
+        stride: usize,
+        tmp: &mut Vec<u32>,
+        f: &mut Vec<f32>,
+    ) {
+        let pairs = len.div_ceil(2);
+        tmp.resize(pairs, 0);
+        self.decode_pairs(ctx, simd, start, len, &mut tmp[..pairs], f);
+        for (g, piece) in tmp[..pairs].chunks(16).enumerate() {
+            out[g * stride..][..piece.len()].copy_from_slice(piece);
+        }
+    }
+
+    /// `out[c] = pair(w[even, c0 + c], w[odd, c0 + c])` for `c < out.len()`: two rows' runs as pairs (the
+    /// backward's depth pairs; `odd = None` pairs with 0). The default decodes both rows to f32 first.
+    #[allow(clippy::too_many_arguments)]
+    fn pair_rows(
+        &self,
+        ctx: &PackCtx,
+        simd: bool,
+        even: usize,
+        odd: Option<usize>,
+        c0: usize,
+        out: &mut [u32],
+        f: &mut Vec<f32>,
+    ) {
+        default_pair_rows(self, ctx, simd, even, odd, c0, out, f);
+    }
 }
 
 /// NF4: from an even start, a pair's two codes are one byte (high nibble first), so 16 bytes give 16 pairs:
@@ -119,17 +156,15 @@ impl PairWeight for Nf4Weight {
             let segment_end = ((block + 1) * BLOCK - start).min(len);
             let scale = self.block_scale(block, &ctx.map);
             #[cfg(target_arch = "x86_64")]
-            while i + 32 <= segment_end {
-                // Safety: `simd` is only set where the CPU has AVX512-BF16; 16 bytes from byte (start + i) / 2
-                // lie inside the run, and 16 pairs from i / 2 inside `out`.
+            if i + 32 <= segment_end {
+                let pieces = (segment_end - i) / 32;
+                // Safety: `simd` is only set where the CPU has AVX512-BF16; 16 · pieces bytes from byte
+                // (start + i) / 2 lie inside the run, and 16 · pieces pairs from i / 2 inside `out`.
                 unsafe {
-                    simd_x86::nf4_pairs_32(
-                        self.packed.as_ptr().add((start + i) / 2),
-                        scale,
-                        out.as_mut_ptr().add(i / 2),
-                    )
-                };
-                i += 32;
+                    let codes = self.packed.as_ptr().add((start + i) / 2);
+                    simd_x86::nf4_pieces(codes, pieces, scale, out.as_mut_ptr().add(i / 2));
+                }
+                i += 32 * pieces;
             }
             while i < segment_end {
                 // i is even, and so is every block boundary: a pair never straddles two blocks.
@@ -140,6 +175,104 @@ impl PairWeight for Nf4Weight {
             }
         }
     }
+
+    /// From a start on a multiple of 32, every piece of 32 codes lies in one block and fills one group of 16
+    /// pairs: decoded through the block tables straight to its place.
+    fn decode_pairs_spread(
+        &self,
+        ctx: &PackCtx,
+        simd: bool,
+        start: usize,
+        len: usize,
+        out: &mut [u32],
+        stride: usize,
+        tmp: &mut Vec<u32>,
+        f: &mut Vec<f32>,
+    ) {
+        let pieces = len / 32;
+        if !simd || !start.is_multiple_of(32) || pieces == 0 {
+            let mut plain = Vec::new();
+            std::mem::swap(tmp, &mut plain);
+            let pairs = len.div_ceil(2);
+            plain.resize(pairs, 0);
+            self.decode_pairs(ctx, simd, start, len, &mut plain[..pairs], f);
+            for (g, piece) in plain[..pairs].chunks(16).enumerate() {
+                out[g * stride..][..piece.len()].copy_from_slice(piece);
+            }
+            *tmp = plain;
+            return;
+        }
+        assert!(out.len() >= (pieces - 1) * stride + 16 && start + len <= self.len());
+        #[cfg(target_arch = "x86_64")]
+        // Safety: `simd` is only set where the CPU has AVX512-BF16; the pieces' codes lie inside the weight
+        // (asserted) and their groups inside `out` (asserted).
+        unsafe {
+            simd_x86::nf4_spread(self, &ctx.map, start, pieces, out.as_mut_ptr(), stride)
+        };
+        let done = 32 * pieces;
+        if done < len {
+            let rest = len - done;
+            let pairs = rest.div_ceil(2);
+            tmp.resize(pairs, 0);
+            self.decode_pairs(ctx, simd, start + done, rest, &mut tmp[..pairs], f);
+            out[pieces * stride..][..pairs].copy_from_slice(&tmp[..pairs]);
+        }
+    }
+
+    /// Pieces of 32 columns whose runs start on a multiple of 32 (inside one block of 64) go through the
+    /// block tables and one two-source permute; the rest through the default.
+    fn pair_rows(
+        &self,
+        ctx: &PackCtx,
+        simd: bool,
+        even: usize,
+        odd: Option<usize>,
+        c0: usize,
+        out: &mut [u32],
+        f: &mut Vec<f32>,
+    ) {
+        let cols = self.cols;
+        let len = out.len();
+        let aligned = cols.is_multiple_of(32) && c0.is_multiple_of(32);
+        if !simd || !aligned || len < 32 {
+            return default_pair_rows(self, ctx, simd, even, odd, c0, out, f);
+        }
+        let whole = len / 32 * 32;
+        #[cfg(target_arch = "x86_64")]
+        // Safety: `simd` is only set where the CPU has AVX512-BF16; the runs of both rows from `c0` hold
+        // `whole` elements inside the weight, and `out` holds `whole` values.
+        unsafe {
+            simd_x86::nf4_pair_rows(self, &ctx.map, even, odd, c0, whole, out.as_mut_ptr())
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let whole = 0;
+        if whole < len {
+            default_pair_rows(self, ctx, simd, even, odd, c0 + whole, &mut out[whole..], f);
+        }
+    }
+}
+
+/// The trait's default `pair_rows`, callable from an override.
+#[allow(clippy::too_many_arguments)]
+fn default_pair_rows<W: Weight + ?Sized>(
+    w: &W,
+    ctx: &PackCtx,
+    simd: bool,
+    even: usize,
+    odd: Option<usize>,
+    c0: usize,
+    out: &mut [u32],
+    f: &mut Vec<f32>,
+) {
+    let len = out.len();
+    f.resize(2 * len, 0.0);
+    let (e, o) = f.split_at_mut(len);
+    w.decode(ctx, even * w.cols() + c0, e);
+    match odd {
+        Some(odd) => w.decode(ctx, odd * w.cols() + c0, o),
+        None => o.fill(0.0),
+    }
+    interleave_rows(simd, e, o, out);
 }
 
 /// bf16: the weight's bits already are the operand; a pair is two neighbours read as one u32 (no rounding).
@@ -158,12 +291,72 @@ impl PairWeight for Bf16Matrix<'_> {
             *o = two[0] as u32 | (two.get(1).copied().unwrap_or(0) as u32) << 16;
         }
     }
+
+    /// Whole groups of 32 values are copied as they are (16 pairs, 64 bytes); the rest pairs as above.
+    fn decode_pairs_spread(
+        &self,
+        ctx: &PackCtx,
+        simd: bool,
+        start: usize,
+        len: usize,
+        out: &mut [u32],
+        stride: usize,
+        tmp: &mut Vec<u32>,
+        f: &mut Vec<f32>,
+    ) {
+        let run = &self.bits[start..start + len];
+        let groups = len / 32;
+        for (g, values) in run.chunks_exact(32).enumerate() {
+            let piece = &mut out[g * stride..][..16];
+            for (o, two) in piece.iter_mut().zip(values.chunks_exact(2)) {
+                *o = two[0] as u32 | (two[1] as u32) << 16;
+            }
+        }
+        let done = 32 * groups;
+        if done < len {
+            let pairs = (len - done).div_ceil(2);
+            tmp.resize(pairs, 0);
+            self.decode_pairs(ctx, simd, start + done, len - done, &mut tmp[..pairs], f);
+            out[groups * stride..][..pairs].copy_from_slice(&tmp[..pairs]);
+        }
+    }
+
+    fn pair_rows(
+        &self,
+        _: &PackCtx,
+        _: bool,
+        even: usize,
+        odd: Option<usize>,
+        c0: usize,
+        out: &mut [u32],
+        _: &mut Vec<f32>,
+    ) {
+        let len = out.len();
+        let e = &self.bits[even * self.cols + c0..][..len];
+        match odd {
+            Some(odd) => {
+                let o = &self.bits[odd * self.cols + c0..][..len];
+                for ((out, &e), &o) in out.iter_mut().zip(e).zip(o) {
+                    *out = e as u32 | (o as u32) << 16;
+                }
+            }
+            None => {
+                for (out, &e) in out.iter_mut().zip(e) {
+                    *out = e as u32;
+                }
+            }
+        }
+    }
 }
 
 /// A weight-derived B operand that packs itself into pair panels.
 pub trait PairB: Sync {
     /// Largest depth block worth packing at once (see `native.rs`).
     const KC: usize;
+
+    /// The weight behind the operand and whether B is its transpose (the forward `X · Wᵀ`): the AMX nest
+    /// (`amx/nest.rs`) decodes the weight in its own layouts.
+    fn weight(&self) -> (&dyn PairWeight, bool);
 
     /// Packs depth `p0 .. p0+kc` (as `padded_pairs(kc)` pairs) and columns `j0 .. j0+nc` into 32-column panels.
     #[allow(clippy::too_many_arguments)]
@@ -184,6 +377,10 @@ pub trait PairB: Sync {
 /// are transposed into the panel.
 impl<W: PairWeight> PairB for Transposed<'_, W> {
     const KC: usize = 2048;
+
+    fn weight(&self) -> (&dyn PairWeight, bool) {
+        (self.0, true)
+    }
 
     fn pack_pairs(
         &self,
@@ -240,8 +437,12 @@ fn transpose_columns(simd: bool, columns: &[u32], kq: usize, out: &mut [u32]) {
 }
 
 /// Backward B = W: depth step p is a run of W's row p. Two rows are decoded, then interleaved into pairs.
-impl<W: Weight> PairB for Direct<'_, W> {
+impl<W: PairWeight> PairB for Direct<'_, W> {
     const KC: usize = 1024;
+
+    fn weight(&self) -> (&dyn PairWeight, bool) {
+        (self.0, false)
+    }
 
     fn pack_pairs(
         &self,
@@ -331,31 +532,8 @@ pub fn pack_a_dot(
     });
 }
 
-/// A block for AMX: `ceil(mc / 32) · 2` row tiles, each `kq / 16` chunks of 16 rows × 16 pairs.
-#[allow(clippy::too_many_arguments)]
-pub fn pack_a_tiles(
-    simd: bool,
-    a: &Strided,
-    i0: usize,
-    mc: usize,
-    p0: usize,
-    kc: usize,
-    dst: &mut [u32],
-    s: &mut Scratch,
-) {
-    let kq = padded_pairs(kc);
-    let chunks = kq / CHUNK;
-    let padded = mc.div_ceil(2 * TILE_ROWS) * 2 * TILE_ROWS;
-    each_row_pairs(simd, a, i0, mc, padded, p0, kc, kq, s, |r, row| {
-        let (tile, within) = (r / TILE_ROWS, r % TILE_ROWS);
-        for (chunk, piece) in row.chunks_exact(CHUNK).enumerate() {
-            dst[((tile * chunks + chunk) * TILE_ROWS + within) * CHUNK..][..CHUNK].copy_from_slice(piece);
-        }
-    });
-}
-
 #[cfg(target_arch = "x86_64")]
-mod simd_x86 {
+pub(crate) mod simd_x86 {
     use std::arch::x86_64::*;
 
     /// Whole groups of 16 pairs from 32 values; returns how many pairs were written.
@@ -373,26 +551,124 @@ mod simd_x86 {
         q
     }
 
-    /// 32 NF4 codes (16 bytes, high nibble first) → 16 pairs of bf16(code value · scale).
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-    pub unsafe fn nf4_pairs_32(bytes: *const u8, scale: f32, out: *mut u32) {
-        let table = _mm512_loadu_ps(crate::nf4::codebook::NF4.as_ptr());
-        let codes = _mm512_cvtepu8_epi32(_mm_loadu_si128(bytes as *const __m128i));
-        let even = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(codes), table);
-        let odd = _mm512_permutexvar_ps(_mm512_and_si512(codes, _mm512_set1_epi32(15)), table);
-        let vs = _mm512_set1_ps(scale);
-        let halves: __m512i =
-            std::mem::transmute(_mm512_cvtne2ps_pbh(_mm512_mul_ps(odd, vs), _mm512_mul_ps(even, vs)));
-        _mm512_storeu_si512(out as *mut _, _mm512_permutexvar_epi16(interleave_index(), halves));
+    /// The block's table: bf16(NF4[i] · scale) in u16 lanes i and 16 + i (`vpermw` reads 5 index bits, so
+    /// the repeat lets an index keep a stray fifth bit). The same bits as rounding each decoded value.
+    #[inline(always)]
+    unsafe fn nf4_table(scale: f32) -> __m512i {
+        let values =
+            _mm512_mul_ps(_mm512_loadu_ps(crate::nf4::codebook::NF4.as_ptr()), _mm512_set1_ps(scale));
+        let half: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(values));
+        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(half), half)
     }
 
-    /// Lane order that turns [even 0..16 | odd 0..16] u16 halves into pairs (even, odd).
+    /// 32 NF4 codes (16 bytes, high nibble first) → their 32 bf16 values in order, i.e. 16 pairs: each
+    /// byte copied into two u16 lanes, the even lane shifted right by 4, then one table permute.
     #[inline(always)]
-    unsafe fn interleave_index() -> __m512i {
-        _mm512_set_epi16(
-            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3,
-            18, 2, 17, 1, 16, 0,
-        )
+    unsafe fn nf4_lookup_32(bytes: *const u8, table: __m512i) -> __m512i {
+        // u16 lane j (lane j' = j mod 8 of 128-bit lane L) takes byte j / 2 = 4L + j' / 2 in both halves.
+        const DUP: [u8; 64] = {
+            let mut d = [0u8; 64];
+            let mut i = 0;
+            while i < 64 {
+                d[i] = ((i / 16) * 4 + (i % 16) / 4) as u8;
+                i += 1;
+            }
+            d
+        };
+        let bytes = _mm512_broadcast_i32x4(_mm_loadu_si128(bytes as *const __m128i));
+        let doubled = _mm512_shuffle_epi8(bytes, _mm512_loadu_si512(DUP.as_ptr() as *const _));
+        let index = _mm512_srlv_epi16(doubled, _mm512_set1_epi32(4));
+        _mm512_permutexvar_epi16(index, table)
+    }
+
+    /// 32 pairs (e[c], o[c]) from two rows of 32 bf16 each, to `out[0..32]`.
+    #[inline(always)]
+    unsafe fn store_interleaved(out: *mut u32, e: __m512i, o: __m512i) {
+        const LOW: [u16; 32] = {
+            let mut d = [0u16; 32];
+            let mut i = 0;
+            while i < 32 {
+                d[i] = (i / 2 + if i % 2 == 1 { 32 } else { 0 }) as u16;
+                i += 1;
+            }
+            d
+        };
+        let low = _mm512_loadu_si512(LOW.as_ptr() as *const _);
+        let high = _mm512_add_epi16(low, _mm512_set1_epi16(16));
+        _mm512_storeu_si512(out as *mut _, _mm512_permutex2var_epi16(e, low, o));
+        _mm512_storeu_si512(out.add(16) as *mut _, _mm512_permutex2var_epi16(e, high, o));
+    }
+
+    /// `pieces` runs of 32 codes of one block (scale `scale`) → 16 · pieces pairs at `out`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub unsafe fn nf4_pieces(codes: *const u8, pieces: usize, scale: f32, out: *mut u32) {
+        let table = nf4_table(scale);
+        for i in 0..pieces {
+            _mm512_storeu_si512(out.add(16 * i) as *mut _, nf4_lookup_32(codes.add(16 * i), table));
+        }
+    }
+
+    /// `pieces` runs of 32 codes from `start` (a multiple of 32) → groups of 16 pairs `stride` values apart.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub unsafe fn nf4_spread(
+        w: &crate::nf4::Nf4Weight,
+        map: &[f32; 256],
+        start: usize,
+        pieces: usize,
+        out: *mut u32,
+        stride: usize,
+    ) {
+        use crate::nf4::weight::BLOCK;
+        let packed = w.packed.as_ptr();
+        let mut block = usize::MAX;
+        let mut table = _mm512_setzero_si512();
+        for i in 0..pieces {
+            let at = start + 32 * i;
+            if at / BLOCK != block {
+                block = at / BLOCK;
+                table = nf4_table(w.block_scale(block, map));
+            }
+            _mm512_storeu_si512(out.add(i * stride) as *mut _, nf4_lookup_32(packed.add(at / 2), table));
+        }
+    }
+
+    /// `out[c] = pair(w[even, c0 + c], w[odd, c0 + c])` for `c < len` (a multiple of 32; both rows' runs
+    /// start on a multiple of 32, so each piece of 32 lies in one block). A block's table is built once.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub unsafe fn nf4_pair_rows(
+        w: &crate::nf4::Nf4Weight,
+        map: &[f32; 256],
+        even: usize,
+        odd: Option<usize>,
+        c0: usize,
+        len: usize,
+        out: *mut u32,
+    ) {
+        use crate::nf4::weight::BLOCK;
+        let cols = w.cols;
+        let packed = w.packed.as_ptr();
+        let (mut block_e, mut block_o) = (usize::MAX, usize::MAX);
+        let (mut table_e, mut table_o) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        for c in (0..len).step_by(32) {
+            let start_e = even * cols + c0 + c;
+            if start_e / BLOCK != block_e {
+                block_e = start_e / BLOCK;
+                table_e = nf4_table(w.block_scale(block_e, map));
+            }
+            let e = nf4_lookup_32(packed.add(start_e / 2), table_e);
+            let o = match odd {
+                Some(odd) => {
+                    let start_o = odd * cols + c0 + c;
+                    if start_o / BLOCK != block_o {
+                        block_o = start_o / BLOCK;
+                        table_o = nf4_table(w.block_scale(block_o, map));
+                    }
+                    nf4_lookup_32(packed.add(start_o / 2), table_o)
+                }
+                None => _mm512_setzero_si512(),
+            };
+            store_interleaved(out.add(c), e, o);
+        }
     }
 
     /// 16 columns at a time: bf16 of the even row in lanes 0–15, odd in 16–31, then interleaved.
@@ -434,7 +710,7 @@ mod simd_x86 {
 
     /// 16 × 16 u32 transpose: element (i, j) of the rows becomes element (j, i).
     #[inline(always)]
-    unsafe fn transpose_16x16(r: [__m512i; 16]) -> [__m512i; 16] {
+    pub unsafe fn transpose_16x16(r: [__m512i; 16]) -> [__m512i; 16] {
         // Stage 1: interleave 32-bit elements of row pairs (within 128-bit lanes).
         let mut a = [_mm512_setzero_si512(); 16];
         for i in 0..8 {

@@ -2,18 +2,21 @@
 //! registers, so tile state survives between `asm!` statements on one thread: a worker loads the tile
 //! config once per call (`ldtilecfg`), runs its micro-kernels, and releases the tiles (`tilerelease`).
 //!
-//! Register plan of the 32 × 32 micro-kernel (8 tiles of 16 rows × 64 bytes):
-//! tmm0..tmm3 hold C (rows 0–15 / 16–31 × columns 0–15 / 16–31, f32), tmm4/tmm5 two 16-row tiles of A
-//! (32 bf16 of depth per row), tmm6/tmm7 two 16-column tiles of B (16 pairs of depth × 16 columns).
+//! Register plan of the 2 × 2 micro-kernel (8 tiles of 16 rows × 64 bytes):
+//! tmm0..tmm3 hold C (2 × 2 tiles of 16 × 16 f32), tmm4/tmm5 two 16-row tiles of A (32 bf16 of depth per
+//! row), tmm6/tmm7 two 16-column tiles of B (16 pairs of depth × 16 columns). Where the operands come from
+//! (and which of them is the weight) is up to the loop nest, `nest.rs`.
+//!
+//! Measured on this Sapphire Rapids (a busy VM, `amx_probe_timing`): a 1 KiB `tileloadd` costs 15–30 ns
+//! even from L1, three or more `tdpbf16ps`, so the micro-kernel is bound by its four loads per step, not by
+//! the multiplies. A step costs ~64 ns with both operands in L1, ~76 ns streaming 2 KiB-contiguous
+//! operands from L2, ~81 ns with A's tile rows a 4 KiB row apart, and about twice that when the buffers
+//! are not 64-byte aligned (each 64-byte tile row then spans two cache lines).
 
+pub mod nest;
 pub mod os;
 
 use std::arch::asm;
-
-/// Rows of C per micro-kernel call (two A tiles).
-pub const MR: usize = 32;
-/// Depth pairs per tile step (16 pairs = 32 depth values = one 64-byte tile row of A).
-pub const CHUNK_PAIRS: usize = 16;
 
 /// The 64-byte tile configuration `ldtilecfg` reads (palette 1).
 #[repr(C, align(64))]
@@ -50,55 +53,161 @@ pub unsafe fn release() {
     asm!("tilerelease", options(nostack, nomem));
 }
 
-/// C[32 × 32] (+)= A · B over `chunks` steps of 16 depth pairs.
-///
-/// `a` is two row tiles one after the other, each `chunks` blocks of 16 rows × 16 pairs (1 KiB, rows 64 bytes
-/// apart); `b` is a 32-column pair panel (`[pair][32]` u32, rows 128 bytes apart). `load_c` adds to C's
-/// current values, else C is overwritten. C has row stride `ldc` floats.
+/// Where the micro-kernel finds the two tiles of one operand: the first at `ptr`, the second `next` bytes
+/// further, 16 rows `stride` bytes apart in each, and the next depth chunk `step` bytes on.
+#[derive(Clone, Copy, Debug)]
+pub struct TilePair {
+    pub ptr: *const u8,
+    pub next: usize,
+    pub stride: usize,
+    pub step: usize,
+}
+
+/// Where the four f32 tiles of C live: tile (i, j) at `ptr + i·down + j·right`, rows `stride` bytes apart.
+#[derive(Clone, Copy, Debug)]
+pub struct TileQuad {
+    pub ptr: *mut u8,
+    pub down: usize,
+    pub right: usize,
+    pub stride: usize,
+}
+
+/// C tile (i, j) (+)= A tile i · B tile j over `chunks` steps of 16 depth pairs: a 2 × 2 block of tiles,
+/// four tile loads per four `tdpbf16ps` (the most products per load eight tile registers allow). A tiles
+/// are 16 rows × 32 bf16 of depth; B tiles 16 pairs of depth × 16 columns. `load_c` adds to C's current
+/// values, else C is overwritten. Software-pipelined: each operand tile of the next step is loaded right
+/// after the last product of this step that reads it (tile registers are not renamed, so a load waits for
+/// its readers; measured ~5 % faster than loading all four at the top of the step).
 ///
 /// # Safety
-/// Tiles configured by [`configure`] on this thread; `a` holds `2 · chunks · 256` and `b` `chunks · 512` u32;
-/// C has 32 rows of 32 floats at stride `ldc`.
+/// Tiles configured by [`configure`] on this thread; `chunks` ≥ 1; every tile the descriptors name is
+/// readable (C writable) for all `chunks` steps.
 #[inline(always)]
-pub unsafe fn tile_32x32(chunks: usize, a: *const u32, b: *const u32, c: *mut f32, ldc: usize, load_c: bool) {
-    let c_stride = ldc * 4;
-    let (c00, c01, c10, c11) = (c, c.add(16), c.add(16 * ldc), c.add(16 * ldc + 16));
+pub unsafe fn tile_2x2(chunks: usize, a: TilePair, b: TilePair, c: TileQuad, load_c: bool) {
+    let (c00, c01) = (c.ptr, c.ptr.add(c.right));
+    let (c10, c11) = (c.ptr.add(c.down), c.ptr.add(c.down + c.right));
     if load_c {
         asm!(
             "tileloadd tmm0, [{c00} + {s}*1]",
             "tileloadd tmm1, [{c01} + {s}*1]",
             "tileloadd tmm2, [{c10} + {s}*1]",
             "tileloadd tmm3, [{c11} + {s}*1]",
-            c00 = in(reg) c00, c01 = in(reg) c01, c10 = in(reg) c10, c11 = in(reg) c11, s = in(reg) c_stride,
+            c00 = in(reg) c00, c01 = in(reg) c01, c10 = in(reg) c10, c11 = in(reg) c11, s = in(reg) c.stride,
             options(nostack, readonly),
         );
     } else {
         asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
     }
-    let a1 = a.add(chunks * 256);
-    for s in 0..chunks {
-        let (a0p, a1p) = (a.add(s * 256), a1.add(s * 256));
-        let b0 = b.add(s * CHUNK_PAIRS * 32);
+    let (mut a0, mut b0) = (a.ptr, b.ptr);
+    asm!(
+        "tileloadd tmm4, [{a0} + {sa}*1]",
+        "tileloadd tmm6, [{b0} + {sb}*1]",
+        "tileloadd tmm7, [{b1} + {sb}*1]",
+        "tileloadd tmm5, [{a1} + {sa}*1]",
+        a0 = in(reg) a0, a1 = in(reg) a0.add(a.next), b0 = in(reg) b0, b1 = in(reg) b0.add(b.next),
+        sa = in(reg) a.stride, sb = in(reg) b.stride,
+        options(nostack, readonly),
+    );
+    for _ in 1..chunks {
+        a0 = a0.add(a.step);
+        b0 = b0.add(b.step);
         asm!(
-            "tileloadd tmm4, [{a0} + {sa}*1]",
-            "tileloadd tmm6, [{b0} + {sb}*1]",
-            "tileloadd tmm7, [{b1} + {sb}*1]",
             "tdpbf16ps tmm0, tmm4, tmm6",
-            "tileloadd tmm5, [{a1} + {sa}*1]",
             "tdpbf16ps tmm1, tmm4, tmm7",
+            "tileloadd tmm4, [{a0} + {sa}*1]",
             "tdpbf16ps tmm2, tmm5, tmm6",
+            "tileloadd tmm6, [{b0} + {sb}*1]",
             "tdpbf16ps tmm3, tmm5, tmm7",
-            a0 = in(reg) a0p, a1 = in(reg) a1p, b0 = in(reg) b0, b1 = in(reg) b0.add(16),
-            sa = in(reg) 64usize, sb = in(reg) 128usize,
+            "tileloadd tmm5, [{a1} + {sa}*1]",
+            "tileloadd tmm7, [{b1} + {sb}*1]",
+            a0 = in(reg) a0, a1 = in(reg) a0.add(a.next), b0 = in(reg) b0, b1 = in(reg) b0.add(b.next),
+            sa = in(reg) a.stride, sb = in(reg) b.stride,
             options(nostack, readonly),
         );
     }
+    asm!(
+        "tdpbf16ps tmm0, tmm4, tmm6",
+        "tdpbf16ps tmm1, tmm4, tmm7",
+        "tdpbf16ps tmm2, tmm5, tmm6",
+        "tdpbf16ps tmm3, tmm5, tmm7",
+        options(nostack, nomem),
+    );
     asm!(
         "tilestored [{c00} + {s}*1], tmm0",
         "tilestored [{c01} + {s}*1], tmm1",
         "tilestored [{c10} + {s}*1], tmm2",
         "tilestored [{c11} + {s}*1], tmm3",
-        c00 = in(reg) c00, c01 = in(reg) c01, c10 = in(reg) c10, c11 = in(reg) c11, s = in(reg) c_stride,
+        c00 = in(reg) c00, c01 = in(reg) c01, c10 = in(reg) c10, c11 = in(reg) c11, s = in(reg) c.stride,
         options(nostack),
     );
+}
+
+#[cfg(test)]
+mod probe {
+    use super::*;
+
+    /// What bounds the micro-kernel (`cargo test --release -- --ignored --nocapture amx_probe`): products
+    /// alone, tile loads alone, and 64-step calls over operands laid out as in the nest or row-strided.
+    #[test]
+    #[ignore]
+    fn amx_probe_timing() {
+        if os::enable_tiles().is_err() {
+            return;
+        }
+        let a = vec![0x3f80_3f80u32; 64 * 1040 + 4096];
+        let b = vec![0x3f80_3f80u32; 2 * 64 * 256 + 4096];
+        let mut c = vec![0.0f32; 32 * 32];
+        let reps = 200_000usize;
+        unsafe {
+            configure();
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                asm!(
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    options(nostack, nomem)
+                );
+            }
+            eprintln!("4 products: {:.1} ns", t.elapsed().as_secs_f64() * 1e9 / reps as f64);
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                asm!(
+                    "tileloadd tmm4, [{p} + {s}*1]",
+                    "tileloadd tmm5, [{p} + {s}*1]",
+                    "tileloadd tmm6, [{p} + {s}*1]",
+                    "tileloadd tmm7, [{p} + {s}*1]",
+                    p = in(reg) a.as_ptr(), s = in(reg) 64usize,
+                    options(nostack, readonly)
+                );
+            }
+            eprintln!("4 tile loads (L1): {:.1} ns", t.elapsed().as_secs_f64() * 1e9 / reps as f64);
+            let (pa, pb) = (a.as_ptr() as *const u8, b.as_ptr() as *const u8);
+            let contiguous = TilePair { ptr: pa, next: 1024, stride: 64, step: 2048 };
+            for (name, ta, tb) in [
+                (
+                    "A rows 4160 B apart",
+                    TilePair { ptr: pa, next: 16 * 4160, stride: 4160, step: 64 },
+                    contiguous,
+                ),
+                ("both 2 KiB per step", contiguous, TilePair { ptr: pb, ..contiguous }),
+                (
+                    "both in L1 (step 0)",
+                    TilePair { step: 0, ..contiguous },
+                    TilePair { ptr: pb, step: 0, ..contiguous },
+                ),
+            ] {
+                let tc = TileQuad { ptr: c.as_mut_ptr() as *mut u8, down: 16 * 128, right: 64, stride: 128 };
+                let calls = 3000;
+                let t = std::time::Instant::now();
+                for _ in 0..calls {
+                    tile_2x2(64, ta, tb, tc, true);
+                }
+                let step = t.elapsed().as_secs_f64() * 1e9 / (calls * 64) as f64;
+                eprintln!("{name}: {step:.1} ns per step ({:.0} GFLOP/s)", 65536.0 / step);
+            }
+            release();
+        }
+    }
 }
