@@ -82,7 +82,11 @@ unsafe fn avx512_tile(
 
 /// One depth step of the tile: MR broadcasts of A times two vectors of B.
 #[inline(always)]
-unsafe fn k_step<S: Simd, const MR: usize>(acc: &mut [[S::V; 2]; MR], ap: &mut *const f32, bp: &mut *const f32) {
+unsafe fn k_step<S: Simd, const MR: usize>(
+    acc: &mut [[S::V; 2]; MR],
+    ap: &mut *const f32,
+    bp: &mut *const f32,
+) {
     let l = S::LANES;
     let b0 = S::load(*bp);
     let b1 = S::load(bp.add(l));

@@ -183,11 +183,17 @@ impl PackB for Strided<'_> {
         let base = self.data.as_ptr();
         if self.cs == 1 {
             for p in part_of(kc, part, parts) {
-                crate::simd::prefetch_run_l2(base.wrapping_add((p0 + p) * self.rs + j0) as *const u8, nc * size);
+                crate::simd::prefetch_run_l2(
+                    base.wrapping_add((p0 + p) * self.rs + j0) as *const u8,
+                    nc * size,
+                );
             }
         } else if self.rs == 1 {
             for j in part_of(nc, part, parts) {
-                crate::simd::prefetch_run_l2(base.wrapping_add((j0 + j) * self.cs + p0) as *const u8, kc * size);
+                crate::simd::prefetch_run_l2(
+                    base.wrapping_add((j0 + j) * self.cs + p0) as *const u8,
+                    kc * size,
+                );
             }
         }
     }
@@ -232,7 +238,15 @@ pub trait Weight: Sync {
     /// The same hint into L2 only (see `PackB::prefetch_block`).
     fn prefetch_l2(&self, _start: usize, _len: usize) {}
     /// Decodes elements `start .. start + len` in pieces of `width`: piece `i` goes to `dst[i * stride ..]`.
-    fn decode_pieces(&self, ctx: &PackCtx, start: usize, len: usize, width: usize, dst: &mut [f32], stride: usize) {
+    fn decode_pieces(
+        &self,
+        ctx: &PackCtx,
+        start: usize,
+        len: usize,
+        width: usize,
+        dst: &mut [f32],
+        stride: usize,
+    ) {
         for (i, first) in (0..len).step_by(width).enumerate() {
             let n = width.min(len - first);
             self.decode(ctx, start + first, &mut dst[i * stride..][..n]);
@@ -250,7 +264,15 @@ impl Weight for Nf4Weight {
     fn decode(&self, ctx: &PackCtx, start: usize, dst: &mut [f32]) {
         dequant_run(ctx.kernel, self, start, dst, &ctx.map);
     }
-    fn decode_pieces(&self, ctx: &PackCtx, start: usize, len: usize, width: usize, dst: &mut [f32], stride: usize) {
+    fn decode_pieces(
+        &self,
+        ctx: &PackCtx,
+        start: usize,
+        len: usize,
+        width: usize,
+        dst: &mut [f32],
+        stride: usize,
+    ) {
         dequant_pieces(ctx.kernel, self, start, len, width, dst, stride, &ctx.map);
     }
     fn prefetch(&self, start: usize, len: usize) {

@@ -467,7 +467,9 @@ fn several_blocks_in_every_loop_of_the_nest_match_the_oracle() {
                     let mut got = c0.clone();
                     sgemm(m, n, k, (&a, rsa, csa), (&b, rsb, csb), &mut got, n, 1.0, beta, run).unwrap();
                     let scale = |idx: usize| {
-                        abs_dot(k, |p| at(idx / n, p), |p| bt(p, idx % n)) + (beta * c0[idx]).abs() as f64 + 1e-6
+                        abs_dot(k, |p| at(idx / n, p), |p| bt(p, idx % n))
+                            + (beta * c0[idx]).abs() as f64
+                            + 1e-6
                     };
                     let what = format!("{kernel:?} {m}x{n}x{k} a=({rsa},{csa}) b=({rsb},{csb}) β={beta}");
                     assert_close(&got, &want, scale, F32_BUDGET, &what);

@@ -203,7 +203,9 @@ mod tests {
         let q = quantize(&w, rows, cols, true).unwrap();
         let map = dynamic_map();
         for kernel in available() {
-            for (start, len, width, stride) in [(0, 237, 32, 40), (1, 100, 16, 16), (64, 96, 48, 50), (5, 3, 7, 9)] {
+            for (start, len, width, stride) in
+                [(0, 237, 32, 40), (1, 100, 16, 16), (64, 96, 48, 50), (5, 3, 7, 9)]
+            {
                 let mut run = vec![0.0; len];
                 dequant_run_scalar(&q, start, &mut run, map);
                 let mut got = vec![f32::NAN; len.div_ceil(width) * stride];
