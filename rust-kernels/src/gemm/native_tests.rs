@@ -318,6 +318,55 @@ fn weight_products_reach_the_unit_a_run_names() {
     }
 }
 
+#[test]
+fn a_low_rank_term_rides_on_every_unit() {
+    // Y (+)= X·Wᵀ + s·L·Rᵀ and dX (+)= dY·W + s·L·R at bf16 compute: the weight product within the bf16 budget of
+    // the f64 oracle, the low-rank term (f32, a pass of its own after the unit's product) added once. Shapes
+    // over several row blocks (m > 256), weight blocks (out > 256) and depth blocks, ragged everywhere; both
+    // splits between the 2 threads (narrow and wide weights).
+    for unit in units().into_iter().filter(|u| *u != Unit::Twin) {
+        let bf16_unit = if unit == Unit::Amx { Bf16Unit::Amx } else { Bf16Unit::Dot };
+        for &(m, out, inp, rank) in &[(300, 600, 530, 16), (33, 40, 70, 3), (70, 17, 45, 1)] {
+            let w = quantize(&random(out * inp, 51), out, inp, true).unwrap();
+            let mut wd = vec![0.0; out * inp];
+            crate::nf4::weight::dequant_run_scalar(&w, 0, &mut wd, crate::nf4::codebook::dynamic_map());
+            let s = 0.75f32;
+            for accumulate in [false, true] {
+                let beta = if accumulate { 1.0 } else { 0.0 };
+                let r = Run { kernel: Kernel::Avx512, compute: Compute::Bf16, unit: bf16_unit, threads: 2 };
+                let what = format!("{unit:?} m{m} {out}x{inp} r{rank} acc={accumulate}");
+                for forward in [true, false] {
+                    let (n, k) = if forward { (out, inp) } else { (inp, out) };
+                    let (a, left, c0) = (random(m * k, 52), random(m * rank, 53), random(m * n, 55));
+                    // Forward: right [out, rank] read transposed; backward: right [rank, in].
+                    let right = random(n * rank, 54);
+                    let wv = |p: usize, j: usize| if forward { wd[j * inp + p] } else { wd[p * inp + j] };
+                    let rv =
+                        |p: usize, j: usize| if forward { right[j * rank + p] } else { right[p * n + j] };
+                    let mut want = c0.clone();
+                    gemm_naive(m, n, k, |i, p| a[i * k + p], wv, &mut want, n, 1.0, beta);
+                    gemm_naive(m, n, rank, |i, p| left[i * rank + p], rv, &mut want, n, s, 1.0);
+                    let mut got = c0.clone();
+                    let low = super::LowRank { left: &left, right: &right, rank, scale: s };
+                    if forward {
+                        nf4_forward(&w, &a, m, &mut got, accumulate, Some(low), r).unwrap();
+                    } else {
+                        nf4_backward(&w, &a, m, &mut got, accumulate, Some(low), r).unwrap();
+                    }
+                    let scale = |idx: usize| {
+                        let (i, j) = (idx / n, idx % n);
+                        abs_dot(k, |p| a[i * k + p], |p| wv(p, j))
+                            + s as f64 * abs_dot(rank, |p| left[i * rank + p], |p| rv(p, j))
+                            + beta as f64 * (c0[idx] as f64).abs()
+                    };
+                    let err = worst(&got, &want, scale);
+                    assert!(err <= BF16_BUDGET, "{what} fwd={forward}: worst {err:.3e}");
+                }
+            }
+        }
+    }
+}
+
 /// Rough single-thread timing of the pieces (`cargo test --release -- --ignored --nocapture native_pieces`).
 #[test]
 #[ignore]
