@@ -66,6 +66,7 @@ Deno.test("crash: SIGKILL at random moments + resume = an uninterrupted run, wit
   const dir = Deno.makeTempDirSync({ prefix: "crash_killed_" });
   try {
     const straightLosses: number[] = [];
+    const started = performance.now();
     await train({
       model: crashModel(),
       data: crashData(),
@@ -74,12 +75,16 @@ Deno.test("crash: SIGKILL at random moments + resume = an uninterrupted run, wit
       callbacks: { onStep: (s) => straightLosses.push(s.loss) },
     });
 
+    const straightMs = performance.now() - started;
     const rng = new Rng(20240611);
     const reached: number[] = [];
     let kills = 0;
     let finished = false;
     for (let attempt = 0; attempt < KILLS && !finished; attempt++) {
-      const run = await runChild(dir, 100 + Math.floor(rng.next() * 600));
+      // Kill moments within the first quarter of a whole run's time on this machine: each attempt gets at
+      // most about a quarter of the way, so at least three kills land before one finishes (a fixed span in
+      // milliseconds let a fast machine finish the run before enough kills landed).
+      const run = await runChild(dir, Math.ceil(straightMs * (0.02 + 0.23 * rng.next())));
       reached.push(findLatestCheckpoint(dir)?.step ?? 0);
       if (run.killed) kills++;
       finished = run.finished;
