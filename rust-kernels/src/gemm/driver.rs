@@ -4,6 +4,7 @@ use super::blocking::{blocking, Blocking};
 use super::kernel::{kernel_fn, KernelFn};
 use super::pack::{aligned, pack_a, round_to_bf16, PackB, PackCtx, Strided};
 use super::Compute;
+use super::SharedOut;
 use crate::dispatch::Kernel;
 use crate::report::{Family, Route};
 use rayon::prelude::*;
@@ -32,12 +33,6 @@ pub struct Tail<'a> {
     pub b: Strided<'a>,
     pub alpha: f32,
 }
-
-/// C's base pointer, shared by workers that write disjoint tiles.
-#[derive(Clone, Copy)]
-struct CPtr(*mut f32);
-unsafe impl Send for CPtr {}
-unsafe impl Sync for CPtr {}
 
 /// One worker's share of C: rows `m0..m1`, columns `n0..n1`.
 #[derive(Clone, Copy, Debug)]
@@ -85,7 +80,7 @@ pub unsafe fn gemm<B: PackB>(p: &Problem<B>, c: *mut f32, kernel: Kernel, comput
     let bl = blocking(kernel);
     let ctx = PackCtx { kernel, map: *crate::nf4::codebook::dynamic_map() };
     let micro = kernel_fn(kernel);
-    let c = CPtr(c);
+    let c = SharedOut(c);
     let shares = split(p.m, p.n, &bl, threads.max(1));
     // Threads enter here and nowhere else.
     crate::threads::pool().install(|| {

@@ -3,6 +3,7 @@
 //! row of W is decoded once into a scratch run and dotted with the m rows of X.
 
 use super::pack::{PackCtx, Weight};
+use super::SharedOut;
 use crate::dispatch::Kernel;
 use crate::simd::Simd;
 use rayon::prelude::*;
@@ -12,11 +13,6 @@ pub const MAX_ROWS: usize = 4;
 
 /// Rows of W handed to one rayon task (enough work to amortize the task, few enough to balance).
 const ROWS_PER_TASK: usize = 16;
-
-#[derive(Clone, Copy)]
-struct YPtr(*mut f32);
-unsafe impl Send for YPtr {}
-unsafe impl Sync for YPtr {}
 
 /// `Y (+)= X · Wᵀ` with X `[m, cols]`, Y `[m, rows]`; `m ≤ MAX_ROWS`.
 pub fn gemv<W: Weight>(
@@ -33,7 +29,7 @@ pub fn gemv<W: Weight>(
     // Few rows multiply in f32 whatever the compute precision asked for.
     crate::report::note(crate::report::Family::GemmF32, crate::report::Route::of_kernel(kernel));
     let ctx = PackCtx { kernel, map: *crate::nf4::codebook::dynamic_map() };
-    let out = YPtr(y.as_mut_ptr());
+    let out = SharedOut(y.as_mut_ptr());
     let tasks = rows.div_ceil(ROWS_PER_TASK);
     // One task: rows of W [task · ROWS_PER_TASK, …); each output element is written by exactly one task and
     // depends only on its row of W and its row of X, so any task order gives the same bits.

@@ -22,6 +22,13 @@ use driver::{gemm, Problem, Tail};
 use pack::{Bf16Matrix, Direct, Strided, Transposed};
 use pairs::PairWeight;
 
+/// C's base pointer handed to the workers of one product, each writing its own disjoint tiles (a raw pointer
+/// is neither Send nor Sync; the nests guarantee the disjointness).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub *mut f32);
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
 /// Precision of the multiply: f32, or operands rounded to bf16 with f32 accumulation (QLoRA's usual
 /// compute dtype).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,22 +97,8 @@ pub fn sgemm(
         unsafe { thin::gemm(m, n, k, a, b, c.as_mut_ptr(), ldc, alpha, beta, run.kernel, run.threads) };
         return Ok(());
     }
-    let bl = blocking::blocking(run.kernel);
-    if n <= bl.nr / 2 && m >= 2 * bl.nr && a.rs == 1 && a.cs != 1 {
-        // A column-major and C narrow (LoRA's dB = dYᵀ·xa): Cᵀ = Bᵀ·Aᵀ fills whole tiles and reads A's
-        // rows in order; then Cᵀ is merged into C.
-        let mut ct = vec![0.0f32; n * m];
-        let at = Strided { data: a.data, rs: a.cs, cs: a.rs };
-        let bt = Strided { data: b.data, rs: b.cs, cs: b.rs };
-        let p = Problem { m: n, n: m, k, a: bt, b: &at, alpha, beta: 0.0, ldc: m, tail: None };
-        unsafe { gemm(&p, ct.as_mut_ptr(), run.kernel, run.compute, run.threads) };
-        // Cᵀ's rows in order (C's n ≤ 8 columns are one or two cache lines per row).
-        for (j, row) in ct.chunks_exact(m).enumerate() {
-            for (i, &v) in row.iter().enumerate() {
-                let cell = &mut c[i * ldc + j];
-                *cell = if beta == 0.0 { v } else { v + beta * *cell };
-            }
-        }
+    if run.compute == Compute::F32 && thin::runs_transposed(m, n, &a, run.kernel) {
+        thin::transposed(m, n, k, a, b, c, ldc, alpha, beta, run);
         return Ok(());
     }
     let p = Problem { m, n, k, a, b: &b, alpha, beta, ldc, tail: None };

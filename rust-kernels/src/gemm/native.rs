@@ -13,10 +13,11 @@
 //! Unlike `driver.rs`, A is packed outside the column loop: a weight's block is decoded once per row block,
 //! and A's bf16 block (≤ MC × KC) stays in L2 for all of them.
 
-#[cfg(target_arch = "x86_64")]
 use super::bf16_native::tile_8x32;
 use super::pack::{PackCtx, Strided};
 use super::pairs::{pack_a_dot, padded_pairs, simd_ok, PairB, Scratch, DOT_MR, NR};
+#[cfg(target_arch = "x86_64")]
+use super::SharedOut;
 use crate::dispatch::{Bf16Unit, Kernel};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -75,11 +76,6 @@ pub struct Product<'a, B: PairB> {
     pub ldc: usize,
 }
 
-#[derive(Clone, Copy)]
-struct CPtr(*mut f32);
-unsafe impl Send for CPtr {}
-unsafe impl Sync for CPtr {}
-
 #[derive(Clone, Copy, Debug)]
 struct Share {
     m0: usize,
@@ -136,28 +132,21 @@ pub unsafe fn run<B: PairB>(p: &Product<B>, c: *mut f32, kernel: Kernel, unit: U
     crate::report::note(crate::report::Family::GemmBf16, route);
     let ctx = PackCtx { kernel, map: *crate::nf4::codebook::dynamic_map() };
     let simd = unit != Unit::Twin && simd_ok(&ctx);
+    // AMX products run in their own nest; an empty depth (C = beta · C, no tiles) goes through the one below.
     #[cfg(target_arch = "x86_64")]
     if unit == Unit::Amx && p.k > 0 {
         super::amx::nest::run(p, c, &ctx, simd, threads);
         return;
     }
-    let c = CPtr(c);
+    let c = SharedOut(c);
     let shares = split(p.m, p.n, unit.mr(), threads.max(1));
     crate::threads::pool().install(|| {
         shares.par_iter().with_max_len(1).for_each(|share| {
             let c = c;
-            #[cfg(target_arch = "x86_64")]
-            if unit == Unit::Amx {
-                super::amx::configure();
-            }
             BUFFERS.with(|cell| {
                 let (abuf, bbuf, scratch) = &mut *cell.borrow_mut();
                 nest(p, *share, &ctx, simd, unit, c.0, abuf, bbuf, scratch);
             });
-            #[cfg(target_arch = "x86_64")]
-            if unit == Unit::Amx {
-                super::amx::release();
-            }
         })
     });
 }

@@ -4,9 +4,10 @@
 //! width (zero-padded) and the big one is read in place, `R` rows at a time, one broadcast per element and
 //! one FMA per vector of the small side. Only for an A whose rows are contiguous: reading R columns of a
 //! column-major A walks a new cache line per step with a stride the prefetchers do not follow (measured
-//! slower than packing); `gemm::sgemm` runs that case transposed through the nest instead.
+//! slower than packing); that case runs transposed through the BLIS nest instead (`transposed`).
 
 use super::pack::Strided;
+use super::SharedOut;
 use crate::dispatch::Kernel;
 use crate::simd::Simd;
 use rayon::prelude::*;
@@ -21,10 +22,41 @@ pub fn applies(m: usize, n: usize, k: usize, a: &Strided, kernel: Kernel) -> boo
     kernel != Kernel::Scalar && k > 0 && n <= MAX_WIDTH && m >= MIN_ROWS && a.cs == 1
 }
 
-#[derive(Clone, Copy)]
-struct CPtr(*mut f32);
-unsafe impl Send for CPtr {}
-unsafe impl Sync for CPtr {}
+/// Whether the narrow product with a column-major A (LoRA's `dB = dYᵀ·xa`) runs as `Cᵀ = Bᵀ·Aᵀ` through the
+/// nest: C's few columns become rows of whole tiles, and A's rows are read in order.
+pub fn runs_transposed(m: usize, n: usize, a: &Strided, kernel: Kernel) -> bool {
+    let nr = super::blocking::blocking(kernel).nr;
+    n <= nr / 2 && m >= 2 * nr && a.rs == 1 && a.cs != 1
+}
+
+/// `C = alpha · A · B + beta · C` computed as `Cᵀ` into a scratch, then merged into C (see `runs_transposed`).
+#[allow(clippy::too_many_arguments)]
+pub fn transposed(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Strided,
+    b: Strided,
+    c: &mut [f32],
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+    run: super::Run,
+) {
+    let mut ct = vec![0.0f32; n * m];
+    let at = Strided { data: a.data, rs: a.cs, cs: a.rs };
+    let bt = Strided { data: b.data, rs: b.cs, cs: b.rs };
+    let p = super::driver::Problem { m: n, n: m, k, a: bt, b: &at, alpha, beta: 0.0, ldc: m, tail: None };
+    // Safety: `ct` holds the n × m result; the views were checked by the caller.
+    unsafe { super::driver::gemm(&p, ct.as_mut_ptr(), run.kernel, run.compute, run.threads) };
+    // Cᵀ's rows in order (C's ≤ 16 columns are one or two cache lines per row).
+    for (j, row) in ct.chunks_exact(m).enumerate() {
+        for (i, &v) in row.iter().enumerate() {
+            let cell = &mut c[i * ldc + j];
+            *cell = if beta == 0.0 { v } else { v + beta * *cell };
+        }
+    }
+}
 
 /// `C = alpha · A · B + beta · C` (C row-major, row stride `ldc`); the caller checked the views and `applies`.
 ///
@@ -51,7 +83,7 @@ pub unsafe fn gemm(
             packed[p * MAX_WIDTH + j] = b.data[p * b.rs + j * b.cs];
         }
     }
-    let out = CPtr(c);
+    let out = SharedOut(c);
     let block = rows_per_block(kernel);
     let blocks = m.div_ceil(block);
     let parts = threads.max(1).min(blocks);

@@ -22,6 +22,7 @@ use super::{configure, release, tile_2x2, TilePair, TileQuad};
 use crate::gemm::native::Product;
 use crate::gemm::pack::{PackCtx, Strided};
 use crate::gemm::pairs::{padded_pairs, pairs_from_run, PairB, PairWeight, Scratch};
+use crate::gemm::SharedOut;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -38,11 +39,6 @@ const BWD_KC: usize = 512;
 const BWD_NB: usize = 512;
 /// How many weight rows ahead the decoders prefetch (rows are short runs the hardware prefetcher misses).
 const PREFETCH_ROWS: usize = 8;
-
-#[derive(Clone, Copy)]
-struct CPtr(*mut f32);
-unsafe impl Send for CPtr {}
-unsafe impl Sync for CPtr {}
 
 /// One worker's part of a row block: activation row tiles `t0 .. t1` (32 rows each) × weight outputs `n0 .. n1`.
 #[derive(Clone, Copy, Debug)]
@@ -93,7 +89,7 @@ fn split(tiles: usize, n: usize, parts: usize) -> Vec<Share> {
 pub unsafe fn run<B: PairB>(p: &Product<B>, c: *mut f32, ctx: &PackCtx, simd: bool, threads: usize) {
     let (w, forward) = p.b.weight();
     let kq = padded_pairs(p.k);
-    let c = CPtr(c);
+    let c = SharedOut(c);
     PACKED.with(|cell| {
         let packed = &mut *cell.borrow_mut();
         crate::threads::pool().install(|| {
