@@ -28,3 +28,10 @@ pub fn blocking(kernel: Kernel) -> Blocking {
         Kernel::Avx512 => Blocking { mr: 8, nr: 32, kc: 256, mc: 128, nc: 512 },
     }
 }
+
+/// Splits `n` into the fewest blocks of at most about `cap`, of equal size rounded up to a multiple of `align`
+/// (K = 576 runs as 2 × 288, not 256 + 256 + 64: a thin last block pays a full pass over C for little work).
+pub fn balanced(n: usize, cap: usize, align: usize) -> usize {
+    let blocks = n.div_ceil(cap).max(1);
+    n.div_ceil(blocks).div_ceil(align).max(1) * align
+}

@@ -1,5 +1,6 @@
 //! The BLIS loop nest around the micro-kernel, and the one place threads enter.
 
+use super::blocking::balanced;
 use super::blocking::{blocking, Blocking};
 use super::kernel::{kernel_fn, KernelFn};
 use super::pack::{aligned, pack_a, round_to_bf16, PackB, PackCtx, Strided};
@@ -117,12 +118,6 @@ pub fn bf16_route(kernel: Kernel) -> Route {
 /// Whether this call multiplies in native bf16 (AVX512-BF16 dot products) rather than f32 on rounded values.
 fn native_bf16(kernel: Kernel, compute: Compute) -> bool {
     compute == Compute::Bf16 && kernel == Kernel::Avx512 && crate::dispatch::cpu().avx512_bf16
-}
-
-/// Splits `n` into the fewest blocks of at most about `cap`, of equal size rounded up to a multiple of `align`.
-fn balanced(n: usize, cap: usize, align: usize) -> usize {
-    let blocks = n.div_ceil(cap).max(1);
-    n.div_ceil(blocks).div_ceil(align).max(1) * align
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -14,6 +14,7 @@
 //! and A's bf16 block (≤ MC × KC) stays in L2 for all of them.
 
 use super::bf16_native::tile_8x32;
+use super::blocking::balanced;
 use super::pack::{PackCtx, Strided};
 use super::pairs::{pack_a_dot, padded_pairs, simd_ok, PairB, Scratch, DOT_MR, NR};
 #[cfg(target_arch = "x86_64")]
@@ -102,12 +103,6 @@ fn split(m: usize, n: usize, mr: usize, parts: usize) -> Vec<Share> {
             }
         })
         .collect()
-}
-
-/// Splits `n` into the fewest blocks of at most about `cap`, of equal size rounded up to a multiple of `align`.
-fn balanced(n: usize, cap: usize, align: usize) -> usize {
-    let blocks = n.div_ceil(cap).max(1);
-    n.div_ceil(blocks).div_ceil(align).max(1) * align
 }
 
 thread_local! {

@@ -19,6 +19,7 @@
 //! are whole cache lines (buffers 64-byte aligned, each step's tiles 2 KiB in a row), and few passes over C.
 
 use super::{configure, release, tile_2x2, TilePair, TileQuad};
+use crate::gemm::blocking::balanced;
 use crate::gemm::native::Product;
 use crate::gemm::pack::{PackCtx, Strided};
 use crate::gemm::pairs::{padded_pairs, pairs_from_run, PairB, PairWeight, Scratch};
@@ -54,12 +55,6 @@ thread_local! {
     static WORKER: RefCell<(Aligned, Aligned, Scratch)> = RefCell::new(Default::default());
     /// On the calling thread: the packed activation block, shared by the workers.
     static PACKED: RefCell<Aligned> = RefCell::new(Aligned::default());
-}
-
-/// Splits `n` into the fewest blocks of at most about `cap`, of equal size rounded up to a multiple of `align`.
-fn balanced(n: usize, cap: usize, align: usize) -> usize {
-    let blocks = n.div_ceil(cap).max(1);
-    n.div_ceil(blocks).div_ceil(align).max(1) * align
 }
 
 /// Along the weight's outputs in whole 32-wide panels when each worker gets at least two, else along the row
