@@ -2,6 +2,7 @@
  * Dense weights stored as bf16 (embeddings, LM head): half the memory of f32, widened to f32 inside the
  * GEMM's packing. TS owns the bits (a Uint16Array); the kernels borrow them for one call.
  */
+import { outputBuffer } from "./buffer_pool.ts";
 import { check, kernels } from "./load.ts";
 import { dim, elements, f32 } from "./validate.ts";
 import { type Compute, computeCode } from "./nf4.ts";
@@ -33,7 +34,7 @@ export class Bf16Matrix {
     const fn = "Bf16Matrix.matmul";
     dim(fn, "m", m);
     f32(fn, "x", x, elements(fn, "x", m, this.cols), `m × cols = ${m} × ${this.cols}`);
-    const out = y ?? new Float32Array(elements(fn, "y", m, this.rows));
+    const out = y ?? outputBuffer(elements(fn, "y", m, this.rows));
     f32(fn, "y", out, m * this.rows, `m × rows = ${m} × ${this.rows}`);
     const k = kernels();
     const b = this.bits;
@@ -66,7 +67,7 @@ export class Bf16Matrix {
     const fn = "Bf16Matrix.matmulT";
     dim(fn, "m", m);
     f32(fn, "dy", dy, elements(fn, "dy", m, this.rows), `m × rows = ${m} × ${this.rows}`);
-    const out = dx ?? new Float32Array(elements(fn, "dx", m, this.cols));
+    const out = dx ?? outputBuffer(elements(fn, "dx", m, this.cols));
     f32(fn, "dx", out, m * this.cols, `m × cols = ${m} × ${this.cols}`);
     const k = kernels();
     const b = this.bits;

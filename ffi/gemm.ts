@@ -2,6 +2,7 @@
  * Dense f32 GEMMs. `sgemm` is the general strided form; the named helpers are the three products of
  * training: `X·Wᵀ` (forward), `dY·W` (gradient to the input) and `dYᵀ·X` (gradient of a weight).
  */
+import { outputBuffer } from "./buffer_pool.ts";
 import { check, kernels } from "./load.ts";
 import { type Compute, computeCode } from "./nf4.ts";
 import { count, dim, elements, f32 } from "./validate.ts";
@@ -91,8 +92,17 @@ export function sgemm(
   return c;
 }
 
-function output(fn: string, rows: number, cols: number, out?: Float32Array): Float32Array {
-  return out ?? new Float32Array(elements(fn, "output", rows, cols));
+/** The caller's output, or a new one: recycled when beta is 0 (the product overwrites it), else zeros. */
+function output(
+  fn: string,
+  rows: number,
+  cols: number,
+  out: Float32Array | undefined,
+  opts: GemmOptions,
+): Float32Array {
+  if (out) return out;
+  const n = elements(fn, "output", rows, cols);
+  return opts.beta ? new Float32Array(n) : outputBuffer(n);
 }
 
 /** `Y[m, out] = X[m, in] · W[out, in]ᵀ` (+ beta·Y). */
@@ -108,7 +118,7 @@ export function matmulXWt(
   const fn = "matmulXWt";
   f32(fn, "x", x, elements(fn, "x", dim(fn, "m", m), dim(fn, "in", inDim)), "m × in");
   f32(fn, "w", w, elements(fn, "w", dim(fn, "out", outDim), inDim), "out × in");
-  const out = output(fn, m, outDim, y);
+  const out = output(fn, m, outDim, y, opts);
   f32(fn, "y", out, m * outDim, "m × out");
   return sgemm(
     m,
@@ -139,7 +149,7 @@ export function matmulDyW(
   const fn = "matmulDyW";
   f32(fn, "dy", dy, elements(fn, "dy", dim(fn, "m", m), dim(fn, "out", outDim)), "m × out");
   f32(fn, "w", w, elements(fn, "w", outDim, dim(fn, "in", inDim)), "out × in");
-  const out = output(fn, m, inDim, dx);
+  const out = output(fn, m, inDim, dx, opts);
   f32(fn, "dx", out, m * inDim, "m × in");
   return sgemm(
     m,
@@ -170,7 +180,7 @@ export function matmulDyTX(
   const fn = "matmulDyTX";
   f32(fn, "dy", dy, elements(fn, "dy", dim(fn, "m", m), dim(fn, "out", outDim)), "m × out");
   f32(fn, "x", x, elements(fn, "x", m, dim(fn, "in", inDim)), "m × in");
-  const out = output(fn, outDim, inDim, dw);
+  const out = output(fn, outDim, inDim, dw, opts);
   f32(fn, "dw", out, outDim * inDim, "out × in");
   return sgemm(
     outDim,

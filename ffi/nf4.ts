@@ -3,6 +3,7 @@
  * The weight lives in Rust behind a numeric handle; this class is its owner: `close()` (or `using`)
  * frees it, and a FinalizationRegistry frees what was forgotten.
  */
+import { outputBuffer } from "./buffer_pool.ts";
 import { check, kernels } from "./load.ts";
 import { dim, elements, f32, u8 } from "./validate.ts";
 
@@ -239,7 +240,7 @@ export class Nf4Weight {
     const fn = "Nf4Weight.matmul";
     dim(fn, "m", m);
     f32(fn, "x", x, elements(fn, "x", m, this.cols), `m × in = ${m} × ${this.cols}`);
-    const out = y ?? new Float32Array(elements(fn, "y", m, this.rows));
+    const out = y ?? outputBuffer(elements(fn, "y", m, this.rows));
     f32(fn, "y", out, m * this.rows, `m × out = ${m} × ${this.rows}`);
     const low = lowRankArgs(fn, opts.lowRank, m, [this.rows, opts.lowRank?.rank ?? 0]);
     const status = kernels().qlora_nf4_matmul(
@@ -262,7 +263,7 @@ export class Nf4Weight {
     const fn = "Nf4Weight.matmulT";
     dim(fn, "m", m);
     f32(fn, "dy", dy, elements(fn, "dy", m, this.rows), `m × out = ${m} × ${this.rows}`);
-    const out = dx ?? new Float32Array(elements(fn, "dx", m, this.cols));
+    const out = dx ?? outputBuffer(elements(fn, "dx", m, this.cols));
     f32(fn, "dx", out, m * this.cols, `m × in = ${m} × ${this.cols}`);
     const low = lowRankArgs(fn, opts.lowRank, m, [opts.lowRank?.rank ?? 0, this.cols]);
     const status = kernels().qlora_nf4_matmul_t(

@@ -6,6 +6,7 @@
  * may be passed in (to reuse buffers) or are allocated. An output must not overlap any input of the same
  * call (the kernel borrows them all at once), which is checked too.
  */
+import { outputBuffer } from "./buffer_pool.ts";
 import { check, kernels } from "./load.ts";
 import { count, dim, elements, f32 } from "./validate.ts";
 
@@ -80,7 +81,7 @@ export function rmsnormForward(
   f32(fn, "x", x, n, "rows × dim");
   f32(fn, "w", w, dimension, "dim");
   finite(fn, "eps", eps);
-  const y = f32(fn, "y", out.y ?? new Float32Array(n), n, "rows × dim");
+  const y = f32(fn, "y", out.y ?? outputBuffer(n), n, "rows × dim");
   const rstd = f32(fn, "rstd", out.rstd ?? new Float32Array(rows), rows, "rows");
   separate(fn, [["y", y], ["rstd", rstd]], [["x", x], ["w", w]]);
   const status = kernels().qlora_rmsnorm_forward(x, n, w, dimension, rows, dimension, eps, y, n, rstd, rows);
@@ -263,7 +264,7 @@ export function gluForward(
 ): Float32Array {
   const n = f32(fn, "g", g).length;
   f32(fn, "u", u, n, "like g");
-  const out = f32(fn, "h", h ?? new Float32Array(n), n, "like g");
+  const out = f32(fn, "h", h ?? outputBuffer(n), n, "like g");
   separate(fn, [["h", out]], [["g", g], ["u", u]]);
   const kernel = activation === "silu" ? kernels().qlora_swiglu_forward : kernels().qlora_geglu_forward;
   check(kernel(g, n, u, n, out, n), fn);
@@ -307,8 +308,8 @@ export function gluBackward(
   const n = f32(fn, "dh", dh).length;
   f32(fn, "g", g, n, "like dh");
   f32(fn, "u", u, n, "like dh");
-  const dg = f32(fn, "dg", out.dg ?? new Float32Array(n), n, "like dh");
-  const du = f32(fn, "du", out.du ?? new Float32Array(n), n, "like dh");
+  const dg = f32(fn, "dg", out.dg ?? outputBuffer(n), n, "like dh");
+  const du = f32(fn, "du", out.du ?? outputBuffer(n), n, "like dh");
   separate(fn, [["dg", dg], ["du", du]], [["dh", dh], ["g", g], ["u", u]]);
   const kernel = activation === "silu" ? kernels().qlora_swiglu_backward : kernels().qlora_geglu_backward;
   check(kernel(dh, n, g, n, u, n, dg, n, du, n), fn);
@@ -393,7 +394,7 @@ export function attentionForward(
   f32(fn, "q", q, sz.q, qs);
   f32(fn, "k", k, sz.kv, kvs);
   f32(fn, "v", v, sz.kv, kvs);
-  const o = f32(fn, "o", out.o ?? new Float32Array(sz.q), sz.q, qs);
+  const o = f32(fn, "o", out.o ?? outputBuffer(sz.q), sz.q, qs);
   const lse = out.lse === null
     ? new Float32Array(0)
     : f32(fn, "lse", out.lse ?? new Float32Array(sz.lse), sz.lse, "heads × tokens");
@@ -445,9 +446,9 @@ export function attentionBackward(
   f32(fn, "o", o, sz.q, qs);
   f32(fn, "lse", lse, sz.lse, "heads × tokens");
   f32(fn, "dout", dout, sz.q, qs);
-  const dq = f32(fn, "dq", out.dq ?? new Float32Array(sz.q), sz.q, qs);
-  const dk = f32(fn, "dk", out.dk ?? new Float32Array(sz.kv), sz.kv, kvs);
-  const dv = f32(fn, "dv", out.dv ?? new Float32Array(sz.kv), sz.kv, kvs);
+  const dq = f32(fn, "dq", out.dq ?? outputBuffer(sz.q), sz.q, qs);
+  const dk = f32(fn, "dk", out.dk ?? outputBuffer(sz.kv), sz.kv, kvs);
+  const dv = f32(fn, "dv", out.dv ?? outputBuffer(sz.kv), sz.kv, kvs);
   separate(fn, [["dq", dq], ["dk", dk], ["dv", dv]], [
     ["q", q],
     ["k", k],

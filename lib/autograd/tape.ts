@@ -10,6 +10,7 @@
  * node ran, its outputs' gradients are dropped (every consumer has already contributed, since consumers were
  * recorded later) and so is the node, with the activations it kept: memory falls as backward proceeds.
  */
+import { outputBuffer, recycleBuffer } from "../../ffi/buffer_pool.ts";
 import { addScaled } from "../../ffi/ops.ts";
 import type { Tensor } from "./tensor.ts";
 
@@ -49,8 +50,8 @@ export class Tape {
    * Leaves (parameters, inputs) keep their accumulated gradients; intermediate ones are freed on the way.
    *
    * `release`: the caller promises it holds no intermediate tensor of this graph (only the root and leaves),
-   * so each activation buffer is detached (`ArrayBuffer.transfer(0)`) as soon as the last node that reads it
-   * ran, which frees it at once instead of whenever the garbage collector gets to it. V8 collects large
+   * so each activation buffer is detached (`recycleBuffer`) as soon as the last node that reads it
+   * ran, which frees it (or pools it for the next output) at once instead of whenever the garbage collector gets to it. V8 collects large
    * external buffers late, so without this the gradients of the backward and the next step's forward are
    * allocated while the activations still sit in memory (~100 MB of peak RSS on the training bench).
    * Intermediate gradients are detached once their node ran, unless an input adopted them.
@@ -93,12 +94,12 @@ export class Tape {
           const g = t.grad?.buffer;
           t.grad = undefined;
           if (release && g instanceof ArrayBuffer && !node.inputs.some((x) => x.grad?.buffer === g)) {
-            if (!g.detached && !keepGrads.has(g)) g.transfer(0);
+            if (!keepGrads.has(g)) recycleBuffer(g);
           }
         }
       }
       for (const buffer of lastUse.get(this.#nodes.length) ?? []) {
-        if (buffer instanceof ArrayBuffer && !buffer.detached) buffer.transfer(0);
+        recycleBuffer(buffer);
       }
     }
   }
@@ -119,11 +120,11 @@ export function addGrad(t: Tensor, g: Float32Array): void {
 }
 
 /**
- * Where a backward kernel writes `t`'s gradient: the existing buffer with `accumulate` set, or a new zeroed
- * buffer (now `t.grad`) that the kernel may overwrite.
+ * Where a backward kernel writes `t`'s gradient: the existing buffer with `accumulate` set, or a new buffer
+ * (now `t.grad`, contents unspecified) that the kernel overwrites.
  */
 export function gradSink(t: Tensor): { buffer: Float32Array; accumulate: boolean } {
   if (t.grad !== undefined) return { buffer: t.grad, accumulate: true };
-  t.grad = new Float32Array(t.size);
+  t.grad = outputBuffer(t.size);
   return { buffer: t.grad, accumulate: false };
 }

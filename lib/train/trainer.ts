@@ -20,6 +20,7 @@
  */
 import { mkdirSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
+import { drainBufferPool } from "../../ffi/buffer_pool.ts";
 import { type Batch, BatchStream } from "../data/batch.ts";
 import type { AdapterConfig } from "../io/peft/config.ts";
 import { parseTrainingArgs, type TrainingArgs, type TrainingArgsInput } from "./args.ts";
@@ -564,6 +565,7 @@ export class Trainer {
       }
     } finally {
       this.#progress?.stop();
+      drainBufferPool(); // the recycled activation buffers go back to the system with the run
       this.#log?.close();
       this.#log = undefined;
     }

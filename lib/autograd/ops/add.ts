@@ -1,4 +1,5 @@
 /** The residual add `y = a + b` (a new buffer: the residual stream is never written in place). */
+import { outputBuffer } from "../../../ffi/buffer_pool.ts";
 import { addScaled } from "../../../ffi/ops.ts";
 import { addGrad, type Tape } from "../tape.ts";
 import { Tensor } from "../tensor.ts";
@@ -12,7 +13,8 @@ export function addInPlace(a: Tensor, b: Tensor): Tensor {
 
 export function add(tape: Tape | undefined, a: Tensor, b: Tensor): Tensor {
   if (a.size !== b.size) throw new RangeError(`add: shapes [${a.shape}] and [${b.shape}] differ`);
-  const y = a.data.slice();
+  const y = outputBuffer(a.size);
+  y.set(a.data);
   addScaled(y, 1, b.data);
   const out = new Tensor(y, a.shape);
   tape?.record("add", [a, b], [out], () => {
@@ -22,7 +24,7 @@ export function add(tape: Tape | undefined, a: Tensor, b: Tensor): Tensor {
     const second = a.requiresGrad && b.requiresGrad ? b : undefined;
     if (second) {
       if (second.grad) addScaled(second.grad, 1, g);
-      else second.grad = g.slice();
+      else (second.grad = outputBuffer(g.length)).set(g);
     }
     addGrad(first, g);
   });

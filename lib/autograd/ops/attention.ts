@@ -8,6 +8,7 @@
  * Generation passes `past` instead: the rows are the newest positions of one sequence whose keys and values
  * (these rows' included) sit in a KV cache. That form is inference only: it records nothing.
  */
+import { outputBuffer } from "../../../ffi/buffer_pool.ts";
 import { attentionBackward, attentionForward } from "../../../ffi/ops.ts";
 import { addGrad, type Tape } from "../tape.ts";
 import { Tensor } from "../tensor.ts";
@@ -86,8 +87,11 @@ export function attention(
     }
     end = first + n;
   }
-  const o = new Float32Array(rows * qw);
-  const lse = new Float32Array(rows * heads); // per sequence: [heads, tokens] at offset first·heads
+  // Rows outside every sequence (padding) stay zero, so only a full cover may take unzeroed buffers.
+  const covered = sequences.reduce((sum, [, n]) => sum + n, 0) === rows;
+  const buffer = (n: number) => covered ? outputBuffer(n) : new Float32Array(n);
+  const o = buffer(rows * qw);
+  const lse = buffer(rows * heads); // per sequence: [heads, tokens] at offset first·heads
   const slices = (first: number, n: number) => ({
     q: [first * qw, (first + n) * qw] as const,
     kv: [first * kw, (first + n) * kw] as const,
@@ -105,7 +109,7 @@ export function attention(
   const [qData, kData, vData] = [q.data, k.data, v.data];
   tape?.record("attention", [q, k, v], [out], () => {
     const dout = out.grad!;
-    const [dq, dk, dv] = [new Float32Array(q.size), new Float32Array(k.size), new Float32Array(v.size)];
+    const [dq, dk, dv] = [buffer(q.size), buffer(k.size), buffer(v.size)];
     for (const [first, n] of sequences) {
       const s = slices(first, n);
       attentionBackward(

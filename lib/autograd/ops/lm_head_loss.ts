@@ -12,6 +12,7 @@
  * the root of the graph (nothing may use it but a scale). Without a tape, or when x needs no gradient
  * (evaluation), the dX products are skipped.
  */
+import { outputBuffer } from "../../../ffi/buffer_pool.ts";
 import type { Bf16Matrix } from "../../../ffi/bf16.ts";
 import type { Compute } from "../../../ffi/nf4.ts";
 import { crossEntropy, IGNORE_INDEX, scaleInPlace } from "../../../ffi/ops.ts";
@@ -68,10 +69,11 @@ export function lmHeadCrossEntropy(
   const dx = wantGrad ? new Float32Array(rows * dim) : undefined;
 
   const size = Math.min(chunkRows, lossRows.length);
-  const xc = new Float32Array(size * dim);
+  // Chunk buffers: each chunk writes the part it reads.
+  const xc = outputBuffer(size * dim);
   const tc = new Int32Array(size);
-  const logits = new Float32Array(size * vocab);
-  const dxc = wantGrad ? new Float32Array(size * dim) : undefined;
+  const logits = outputBuffer(size * vocab);
+  const dxc = wantGrad ? outputBuffer(size * dim) : undefined;
   let lossSum = 0;
   for (let c0 = 0; c0 < lossRows.length; c0 += chunkRows) {
     const n = Math.min(chunkRows, lossRows.length - c0);
