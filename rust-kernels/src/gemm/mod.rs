@@ -11,6 +11,7 @@ pub mod gemv;
 pub mod kernel;
 pub mod naive;
 pub mod native;
+pub mod outer;
 pub mod pack;
 pub mod pairs;
 pub mod thin;
@@ -97,9 +98,16 @@ pub fn sgemm(
         unsafe { thin::gemm(m, n, k, a, b, c.as_mut_ptr(), ldc, alpha, beta, run.kernel, run.threads) };
         return Ok(());
     }
-    if run.compute == Compute::F32 && thin::runs_transposed(m, n, &a, run.kernel) {
-        thin::transposed(m, n, k, a, b, c, ldc, alpha, beta, run);
-        return Ok(());
+    if run.compute == Compute::F32 {
+        if let Some((landing, g, s)) = outer::plan(m, n, k, &a, &b, run.kernel) {
+            // LoRA's factor gradients (dB, dA): the long operand read in place, no padded tiles.
+            let (long, narrow) = if landing == outer::Landing::Rows { (m, n) } else { (n, m) };
+            let (kernel, threads) = (run.kernel, run.threads);
+            unsafe {
+                outer::gemm(landing, long, narrow, k, g, s, c.as_mut_ptr(), ldc, alpha, beta, kernel, threads)
+            };
+            return Ok(());
+        }
     }
     let p = Problem { m, n, k, a, b: &b, alpha, beta, ldc, tail: None };
     unsafe { gemm(&p, c.as_mut_ptr(), run.kernel, run.compute, run.threads) };

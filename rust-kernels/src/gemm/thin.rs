@@ -4,7 +4,7 @@
 //! width (zero-padded) and the big one is read in place, `R` rows at a time, one broadcast per element and
 //! one FMA per vector of the small side. Only for an A whose rows are contiguous: reading R columns of a
 //! column-major A walks a new cache line per step with a stride the prefetchers do not follow (measured
-//! slower than packing); that case runs transposed through the BLIS nest instead (`transposed`).
+//! slower than packing); that case (LoRA's `dB = dYᵀ·xa`) is a sum of outer products, in `outer.rs`.
 
 use super::pack::Strided;
 use super::SharedOut;
@@ -20,42 +20,6 @@ pub const MIN_ROWS: usize = 64;
 /// Whether `C[m, n] = A·B` (depth k, A's strides `a`) takes the thin path on `kernel`.
 pub fn applies(m: usize, n: usize, k: usize, a: &Strided, kernel: Kernel) -> bool {
     kernel != Kernel::Scalar && k > 0 && n <= MAX_WIDTH && m >= MIN_ROWS && a.cs == 1
-}
-
-/// Whether the narrow product with a column-major A (LoRA's `dB = dYᵀ·xa`) runs as `Cᵀ = Bᵀ·Aᵀ` through the
-/// nest: C's few columns become rows of whole tiles, and A's rows are read in order.
-pub fn runs_transposed(m: usize, n: usize, a: &Strided, kernel: Kernel) -> bool {
-    let nr = super::blocking::blocking(kernel).nr;
-    n <= nr / 2 && m >= 2 * nr && a.rs == 1 && a.cs != 1
-}
-
-/// `C = alpha · A · B + beta · C` computed as `Cᵀ` into a scratch, then merged into C (see `runs_transposed`).
-#[allow(clippy::too_many_arguments)]
-pub fn transposed(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: Strided,
-    b: Strided,
-    c: &mut [f32],
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-    run: super::Run,
-) {
-    let mut ct = vec![0.0f32; n * m];
-    let at = Strided { data: a.data, rs: a.cs, cs: a.rs };
-    let bt = Strided { data: b.data, rs: b.cs, cs: b.rs };
-    let p = super::driver::Problem { m: n, n: m, k, a: bt, b: &at, alpha, beta: 0.0, ldc: m, tail: None };
-    // Safety: `ct` holds the n × m result; the views were checked by the caller.
-    unsafe { super::driver::gemm(&p, ct.as_mut_ptr(), run.kernel, run.compute, run.threads) };
-    // Cᵀ's rows in order (C's ≤ 16 columns are one or two cache lines per row).
-    for (j, row) in ct.chunks_exact(m).enumerate() {
-        for (i, &v) in row.iter().enumerate() {
-            let cell = &mut c[i * ldc + j];
-            *cell = if beta == 0.0 { v } else { v + beta * *cell };
-        }
-    }
 }
 
 /// `C = alpha · A · B + beta · C` (C row-major, row stride `ldc`); the caller checked the views and `applies`.
@@ -241,8 +205,8 @@ mod tests {
         (0..len).map(|i| (i as f32 * 0.618 + seed as f32 * 1.7).sin() * 1.5).collect()
     }
 
-    /// LoRA's shapes and ragged ones: rank 16 and narrower, rows not a multiple of any tile; the last runs
-    /// transposed through the nest when A is column-major (n < 16 on AVX-512, m ≥ 64).
+    /// LoRA's shapes and ragged ones: rank 16 and narrower, rows not a multiple of any tile (a column-major
+    /// A runs in `outer.rs`).
     const SHAPES: [(usize, usize, usize); 6] =
         [(64, 16, 1), (100, 16, 37), (257, 13, 300), (70, 1, 5), (131, 9, 1031), (300, 8, 33)];
 
