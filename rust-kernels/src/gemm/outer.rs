@@ -174,6 +174,7 @@ unsafe fn rows_avx2(p0: usize, g: &Strided, j0: usize, packed: &[f32], sums: &mu
 
 /// `sums[j] += Σ_{i < P} G[p0 + i][j0 + j] · packed[p0 + i]`: P rows of G walked left to right together.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // several arrays share the vector index
 unsafe fn rows_simd<S: Simd, const P: usize, const V: usize>(
     p0: usize,
     g: &Strided,
