@@ -10,6 +10,7 @@
  *   dx  += dY · W  +  drop'(dxa · A)        (one base.matmulT with the low-rank term; drop' = same mask,
  *                                           applied on a separate product when dropout is on)
  */
+import { outputBuffer } from "../../ffi/buffer_pool.ts";
 import { matmulDyTX, matmulDyW, matmulXWt } from "../../ffi/gemm.ts";
 import { addScaled } from "../../ffi/ops.ts";
 import { freeNow } from "../autograd/free.ts";
@@ -61,7 +62,10 @@ export function loraLinear(
   if (seed) freeNow(xd);
   // y = x·Wᵀ + s·xa·Bᵀ in one pass over y (the base adds the low-rank term tile by tile).
   const lowRank = { left: xa, right: b.data, rank: r, scale };
-  const y = base.matmul(x.data, rows, undefined, { compute: opts.compute, lowRank });
+  // xa is kept for dB either way; y only when something reads it.
+  const y = opts.outputUnused
+    ? outputBuffer(rows * outDim)
+    : base.matmul(x.data, rows, undefined, { compute: opts.compute, lowRank });
   const out = new Tensor(y, [rows, outDim]);
 
   tape?.record("lora", [x, a, b], [out], () => {

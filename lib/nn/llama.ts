@@ -125,6 +125,8 @@ export interface AdapterForwardOptions {
   compute?: Compute;
   /** Rebuilds the input for the backward pass, so the caller may free it after the forward. */
   recomputeInput?: () => Float32Array;
+  /** Record the op for backward but leave its output's values unspecified: nothing will read them. */
+  outputUnused?: boolean;
 }
 
 /** The adapter on block `layer`'s `module`, if any. */
@@ -169,6 +171,8 @@ export interface CausalLm {
 }
 
 interface BlockContext extends RunOptions {
+  /** Nobody reads the block's output values (gradient checkpointing's recomputation; a tape is given). */
+  outputUnused?: boolean;
   table: RopeTable;
   /** The windowed layers' table when their rope differs (Gemma 3's local theta). */
   localTable?: RopeTable;
@@ -248,7 +252,9 @@ export class LlamaModel implements CausalLm, Disposable {
       const input = x;
       if (run.recomputeBlocks && run.tape) {
         const params = blockModules(c).flatMap((m) => run.adapters?.(l, m)?.parameters() ?? []);
-        x = recomputed(run.tape, input, params, (tape, y) => this.block(l, y, { ...ctx, tape }), run.rng);
+        const block = (tape: Tape | undefined, y: Tensor, again: boolean) =>
+          this.block(l, y, { ...ctx, tape, outputUnused: again });
+        x = recomputed(run.tape, input, params, block, run.rng);
       } else {
         x = this.block(l, input, ctx);
       }
@@ -266,11 +272,17 @@ export class LlamaModel implements CausalLm, Disposable {
     const c = this.config;
     const w = this.weights.layers[l];
     const a = w.attention;
-    const proj = (module: LinearModule, input: Tensor, recomputeInput?: () => Float32Array): Tensor => {
+    const proj = (
+      module: LinearModule,
+      input: Tensor,
+      recomputeInput?: () => Float32Array,
+      outputUnused = false,
+    ): Tensor => {
       const adapter = ctx.adapters?.(l, module);
+      const { training, compute } = ctx;
       return adapter
-        ? adapter.forward(tape, input, { training: ctx.training, compute: ctx.compute, recomputeInput })
-        : linear(tape, input, blockLinear(w, module), { compute: ctx.compute });
+        ? adapter.forward(tape, input, { training, compute, recomputeInput, outputUnused })
+        : linear(tape, input, blockLinear(w, module), { compute, outputUnused });
     };
     // Large buffers are detached at once (V8 frees external memory late); a generation step's few-row ones are
     // left to the collector, which frees small buffers cheaply.
@@ -334,7 +346,8 @@ export class LlamaModel implements CausalLm, Disposable {
     // Generation adds to the residual stream in place: nothing reads a block's input again. Elsewhere the
     // input stays whole (the tape's backward, or a recomputed block's second forward, reads it).
     const inPlace = "cache" in ctx.rows;
-    const residual = (a: Tensor, b: Tensor) => inPlace ? addInPlace(a, b) : add(tape, a, b);
+    const residual = (a: Tensor, b: Tensor, outputUnused = false) =>
+      inPlace ? addInPlace(a, b) : add(tape, a, b, { outputUnused });
     const x1 = residual(x, o);
     scratch(o);
 
@@ -351,7 +364,11 @@ export class LlamaModel implements CausalLm, Disposable {
     // SwiGLU's output (the widest activation but one) is not held for backward: down_proj's adapter gets it
     // recomputed from gate and up, which SwiGLU's own backward keeps anyway (−1.5 MB a layer at 256 tokens).
     const act = swiglu(tape, gate, up, c.mlpActivation);
-    let down = proj("down_proj", act, () => gluForward("recompute", c.mlpActivation, gate.data, up.data));
+    // When nobody reads the block's output, down_proj's output (read only by the residual add) and the add
+    // are recorded for their backward without being computed (a norm after down_proj would read it).
+    const skip = tape !== undefined && ctx.outputUnused === true && !w.mlpOutNorm;
+    const actAgain = () => gluForward("recompute", c.mlpActivation, gate.data, up.data);
+    let down = proj("down_proj", act, actAgain, skip);
     freeNow(act.data);
     scratch(gate, up);
     if (w.mlpOutNorm) {
@@ -359,7 +376,7 @@ export class LlamaModel implements CausalLm, Disposable {
       down = rmsnorm(tape, raw, w.mlpOutNorm, c.rmsNormEps);
       scratch(raw);
     }
-    const out = residual(x1, down);
+    const out = residual(x1, down, skip);
     scratch(down);
     if (!inPlace) scratch(x1);
     return out;

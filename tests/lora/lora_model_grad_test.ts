@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { logSoftmaxGather } from "../../ffi/ops.ts";
 import type { Batch } from "../../lib/data/batch.ts";
 import type { Quantization } from "../../lib/pretrained/load_model.ts";
+import type { LinearModule } from "../../lib/nn/config.ts";
 import { Rng } from "../../lib/random.ts";
 import { type LoraConfig, LoraModel } from "../../lib/lora/model.ts";
 import { values } from "../autograd/_fd.ts";
@@ -141,6 +142,30 @@ for (const [name, quantize] of CHECKPOINTING) {
     }
   });
 }
+
+Deno.test("gradient checkpointing's recomputation leaves out down_proj's forward (nothing reads it)", async () => {
+  for (const adapted of [true, false]) {
+    using model = await tinyModel("tiny_llama", "nf4");
+    const targetModules: LinearModule[] | undefined = adapted
+      ? undefined
+      : ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"];
+    const lora = new LoraModel(model, { rank: 4, alpha: 8, seed: 3, targetModules });
+    randomizeB(lora);
+    let downCalls = 0;
+    for (const layer of model.weights.layers) {
+      const down = layer.mlp.down;
+      const matmul = down.matmul.bind(down);
+      down.matmul = (...args: Parameters<typeof matmul>) => (downCalls++, matmul(...args));
+    }
+    const layers = model.weights.layers.length;
+    lora.zeroGrad();
+    lora.trainingForward(BATCH, { recomputeBlocks: true });
+    assert.equal(downCalls, layers, "the forward runs every down_proj once");
+    lora.backward();
+    assert.equal(downCalls, layers, `adapted ${adapted}: the recomputation ran down_proj again`);
+    assert.ok([...lora.parameters().values()].every((p) => p.grad!.every(Number.isFinite)));
+  }
+});
 
 Deno.test("dropout draws a new mask each step; evaluation has none", async () => {
   using model = await tinyModel("tiny_llama", "nf4");

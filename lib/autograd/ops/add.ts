@@ -11,11 +11,19 @@ export function addInPlace(a: Tensor, b: Tensor): Tensor {
   return new Tensor(a.data, a.shape);
 }
 
-export function add(tape: Tape | undefined, a: Tensor, b: Tensor): Tensor {
+/** `outputUnused`: record for backward only; y's values are left unspecified (nothing may read them). */
+export function add(
+  tape: Tape | undefined,
+  a: Tensor,
+  b: Tensor,
+  opts: { outputUnused?: boolean } = {},
+): Tensor {
   if (a.size !== b.size) throw new RangeError(`add: shapes [${a.shape}] and [${b.shape}] differ`);
   const y = outputBuffer(a.size);
-  y.set(a.data);
-  addScaled(y, 1, b.data);
+  if (!opts.outputUnused) {
+    y.set(a.data);
+    addScaled(y, 1, b.data);
+  }
   const out = new Tensor(y, a.shape);
   tape?.record("add", [a, b], [out], () => {
     const g = out.grad!;

@@ -2,6 +2,7 @@
  * A frozen linear `y = x · Wᵀ` (NF4 or dense): W takes no gradient; the input's gradient is `dY · W`
  * (`matmulT`), accumulated into x's buffer by the GEMM itself.
  */
+import { outputBuffer } from "../../../ffi/buffer_pool.ts";
 import type { Compute, MatmulOptions } from "../../../ffi/nf4.ts";
 import { gradSink, type Tape } from "../tape.ts";
 import { Tensor } from "../tensor.ts";
@@ -17,12 +18,17 @@ export interface FrozenWeight {
 export interface LinearOptions {
   /** GEMM precision of the frozen weight's products (default f32). */
   compute?: Compute;
+  /** Record for backward without computing y (its values are unspecified): only when nothing reads y. */
+  outputUnused?: boolean;
 }
 
 export function linear(tape: Tape | undefined, x: Tensor, w: FrozenWeight, opts: LinearOptions = {}): Tensor {
   const rows = x.rows;
   if (x.cols !== w.cols) throw new RangeError(`linear: x has ${x.cols} columns, the weight takes ${w.cols}`);
-  const out = new Tensor(w.matmul(x.data, rows, undefined, { compute: opts.compute }), [rows, w.rows]);
+  const y = opts.outputUnused
+    ? outputBuffer(rows * w.rows)
+    : w.matmul(x.data, rows, undefined, { compute: opts.compute });
+  const out = new Tensor(y, [rows, w.rows]);
   tape?.record("linear", [x], [out], () => {
     const { buffer, accumulate } = gradSink(x);
     w.matmulT(out.grad!, rows, buffer, { accumulate, compute: opts.compute });
