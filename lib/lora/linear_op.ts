@@ -50,16 +50,14 @@ export function loraLinear(
   }
   const p = w.dropout ?? 0;
   let seed: DropoutSeed | undefined;
-  let xd = x.data;
   if (opts.training && p > 0) {
     if (!w.rng) throw new TypeError("loraLinear: dropout in training mode needs an rng");
-    seed = drawDropoutSeed(w.rng);
-    xd = applyDropout(x.data, p, seed);
+    seed = drawDropoutSeed(w.rng); // drawn even when xa is reused: the generator advances alike
   }
-  const xa = matmulXWt(xd, a.data, rows, inDim, r);
-  // The dropped copy of x is not kept for backward (that would be one more activation per adapter): the
-  // counter-based mask is redrawn from its seed there.
-  if (seed) freeNow(xd);
+  // A recomputation takes xa from the first forward (the same bits: same input, same mask).
+  const memo = opts.lowRankMemo;
+  const xa = memo?.xa ?? matmulXWtDropped(x.data, a.data, rows, r, p, seed);
+  if (memo) memo.xa = memo.xa ? undefined : xa;
   // y = x·Wᵀ + s·xa·Bᵀ in one pass over y (the base adds the low-rank term tile by tile).
   const lowRank = { left: xa, right: b.data, rank: r, scale };
   // xa is kept for dB either way; y only when something reads it.
@@ -98,4 +96,20 @@ export function loraLinear(
     }
   });
   return out;
+}
+
+/** `drop(x) · Aᵀ`. The dropped copy of x is not kept for backward (that would be one more activation per
+ * adapter): the counter-based mask is redrawn from its seed there. */
+function matmulXWtDropped(
+  x: Float32Array,
+  a: Float32Array,
+  rows: number,
+  r: number,
+  p: number,
+  seed: DropoutSeed | undefined,
+): Float32Array {
+  const xd = seed ? applyDropout(x, p, seed) : x;
+  const xa = matmulXWt(xd, a, rows, a.length / r, r);
+  if (seed) freeNow(xd);
+  return xa;
 }

@@ -127,6 +127,11 @@ export interface AdapterForwardOptions {
   recomputeInput?: () => Float32Array;
   /** Record the op for backward but leave its output's values unspecified: nothing will read them. */
   outputUnused?: boolean;
+  /**
+   * Gradient checkpointing: the first forward leaves its low-rank product `x·Aᵀ` here (`[rows, r]`, small)
+   * and the recomputation takes it instead of computing it again.
+   */
+  lowRankMemo?: { xa?: Float32Array };
 }
 
 /** The adapter on block `layer`'s `module`, if any. */
@@ -173,6 +178,8 @@ export interface CausalLm {
 interface BlockContext extends RunOptions {
   /** Nobody reads the block's output values (gradient checkpointing's recomputation; a tape is given). */
   outputUnused?: boolean;
+  /** Gradient checkpointing: the adapters' low-rank products, from the first forward to the recomputation. */
+  lowRankMemos?: Map<LinearModule, { xa?: Float32Array }>;
   table: RopeTable;
   /** The windowed layers' table when their rope differs (Gemma 3's local theta). */
   localTable?: RopeTable;
@@ -252,8 +259,9 @@ export class LlamaModel implements CausalLm, Disposable {
       const input = x;
       if (run.recomputeBlocks && run.tape) {
         const params = blockModules(c).flatMap((m) => run.adapters?.(l, m)?.parameters() ?? []);
+        const lowRankMemos = new Map<LinearModule, { xa?: Float32Array }>();
         const block = (tape: Tape | undefined, y: Tensor, again: boolean) =>
-          this.block(l, y, { ...ctx, tape, outputUnused: again });
+          this.block(l, y, { ...ctx, tape, outputUnused: again, lowRankMemos });
         x = recomputed(run.tape, input, params, block, run.rng);
       } else {
         x = this.block(l, input, ctx);
@@ -279,9 +287,11 @@ export class LlamaModel implements CausalLm, Disposable {
       outputUnused = false,
     ): Tensor => {
       const adapter = ctx.adapters?.(l, module);
-      const { training, compute } = ctx;
+      const { training, compute, lowRankMemos } = ctx;
+      let lowRankMemo = lowRankMemos?.get(module);
+      if (lowRankMemos && !lowRankMemo) lowRankMemos.set(module, lowRankMemo = {});
       return adapter
-        ? adapter.forward(tape, input, { training, compute, recomputeInput, outputUnused })
+        ? adapter.forward(tape, input, { training, compute, recomputeInput, outputUnused, lowRankMemo })
         : linear(tape, input, blockLinear(w, module), { compute, outputUnused });
     };
     // Large buffers are detached at once (V8 frees external memory late); a generation step's few-row ones are
