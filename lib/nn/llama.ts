@@ -373,10 +373,13 @@ export class LlamaModel implements CausalLm, Disposable {
     scratch(h2);
     // SwiGLU's output (the widest activation but one) is not held for backward: down_proj's adapter gets it
     // recomputed from gate and up, which SwiGLU's own backward keeps anyway (−1.5 MB a layer at 256 tokens).
-    const act = swiglu(tape, gate, up, c.mlpActivation);
     // When nobody reads the block's output, down_proj's output (read only by the residual add) and the add
-    // are recorded for their backward without being computed (a norm after down_proj would read it).
-    const skip = tape !== undefined && ctx.outputUnused === true && !w.mlpOutNorm;
+    // are recorded for their backward without being computed (a norm after down_proj would read it); so is
+    // SwiGLU's, whose only other reader, the adapter's x·Aᵀ, comes from the first forward (`lowRankMemos`),
+    // and whose backward reads gate and up.
+    const skip = tape !== undefined && ctx.outputUnused === true && !w.mlpOutNorm &&
+      ctx.lowRankMemos !== undefined;
+    const act = swiglu(tape, gate, up, c.mlpActivation, { outputUnused: skip });
     const actAgain = () => gluForward("recompute", c.mlpActivation, gate.data, up.data);
     let down = proj("down_proj", act, actAgain, skip);
     freeNow(act.data);
