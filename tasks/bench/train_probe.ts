@@ -16,6 +16,7 @@ import { AdamW } from "../../lib/train/optimizer.ts";
 import type { Compute } from "../../ffi/nf4.ts";
 import { kernelProfile, resetKernelProfile, startKernelProfile } from "../../ffi/profile.ts";
 import { median, peakRss } from "./measure.ts";
+import { takeBufferPoolCounts } from "../../ffi/buffer_pool.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -67,6 +68,7 @@ const warm = performance.now();
 step();
 const warmMs = performance.now() - warm;
 resetKernelProfile();
+takeBufferPoolCounts();
 const times: number[] = [];
 for (let s = 0; s < steps; s++) {
   const t0 = performance.now();
@@ -76,8 +78,13 @@ for (let s = 0; s < steps; s++) {
 // --steps 0: only the first step (a 7B step takes minutes); its time includes first-touch page faults.
 const ms = steps > 0 ? median(times) : warmMs;
 const scale = steps > 0 ? ms / (times.reduce((a, b) => a + b, 0) / steps) : 1; // kernel totals, to the median step
+const pool = takeBufferPoolCounts();
 console.log(JSON.stringify({
   tokensPerSecond: T / (ms / 1000),
+  outputBytesPerStep: {
+    recycled: pool.recycledBytes / Math.max(steps, 1),
+    fresh: pool.freshBytes / Math.max(steps, 1),
+  },
   msPerStep: ms,
   // Milliseconds per step in each FFI symbol.
   kernelMs: Object.fromEntries(

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  bufferPoolCapacity,
   configureBufferPool,
   drainBufferPool,
   outputBuffer,
@@ -20,13 +21,14 @@ import { batchOf, tinyModel, type TinyModelName } from "../train/_tiny.ts";
 const BIG = 64 * 1024; // elements: 256 KiB, above the pool's minimum
 
 function withPool<T>(opts: { capacityBytes: number; poison: boolean }, body: () => T): T {
+  const capacityBytes = bufferPoolCapacity();
   drainBufferPool();
   configureBufferPool(opts);
   try {
     return body();
   } finally {
     drainBufferPool();
-    configureBufferPool({ capacityBytes: 256 * 1024 * 1024, poison: false });
+    configureBufferPool({ capacityBytes, poison: false });
   }
 }
 
