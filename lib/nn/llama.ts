@@ -175,21 +175,11 @@ export interface CausalLm {
   newCache(capacity?: number): KvCache;
 }
 
-/**
- * Kept from a checkpointed block's first forward for its recomputation, each taken once: the adapters'
- * `x·Aᵀ` (`[tokens, r]`) and the residual stream after attention (`[tokens, hidden]`, so the recomputation
- * leaves out o_proj's forward and the add). 4 MB + 0.1 MB a 7B layer at 256 tokens.
- */
-interface BlockMemo {
-  lowRank: Map<LinearModule, { xa?: Float32Array }>;
-  afterAttention?: Float32Array;
-}
-
 interface BlockContext extends RunOptions {
   /** Nobody reads the block's output values (gradient checkpointing's recomputation; a tape is given). */
   outputUnused?: boolean;
-  /** Gradient checkpointing: what the first forward keeps for the block's recomputation. */
-  memo?: BlockMemo;
+  /** Gradient checkpointing: the adapters' low-rank products, from the first forward to the recomputation. */
+  lowRankMemos?: Map<LinearModule, { xa?: Float32Array }>;
   table: RopeTable;
   /** The windowed layers' table when their rope differs (Gemma 3's local theta). */
   localTable?: RopeTable;
@@ -269,9 +259,9 @@ export class LlamaModel implements CausalLm, Disposable {
       const input = x;
       if (run.recomputeBlocks && run.tape) {
         const params = blockModules(c).flatMap((m) => run.adapters?.(l, m)?.parameters() ?? []);
-        const memo: BlockMemo = { lowRank: new Map() };
+        const lowRankMemos = new Map<LinearModule, { xa?: Float32Array }>();
         const block = (tape: Tape | undefined, y: Tensor, again: boolean) =>
-          this.block(l, y, { ...ctx, tape, outputUnused: again, memo });
+          this.block(l, y, { ...ctx, tape, outputUnused: again, lowRankMemos });
         x = recomputed(run.tape, input, params, block, run.rng);
       } else {
         x = this.block(l, input, ctx);
@@ -297,9 +287,9 @@ export class LlamaModel implements CausalLm, Disposable {
       outputUnused = false,
     ): Tensor => {
       const adapter = ctx.adapters?.(l, module);
-      const { training, compute, memo } = ctx;
-      let lowRankMemo = memo?.lowRank.get(module);
-      if (memo && !lowRankMemo) memo.lowRank.set(module, lowRankMemo = {});
+      const { training, compute, lowRankMemos } = ctx;
+      let lowRankMemo = lowRankMemos?.get(module);
+      if (lowRankMemos && !lowRankMemo) lowRankMemos.set(module, lowRankMemo = {});
       return adapter
         ? adapter.forward(tape, input, { training, compute, recomputeInput, outputUnused, lowRankMemo })
         : linear(tape, input, blockLinear(w, module), { compute, outputUnused });
@@ -356,10 +346,7 @@ export class LlamaModel implements CausalLm, Disposable {
       attn = attention(tape, q, k, v, { ...heads, sequences: ctx.rows.sequences });
     }
     scratch(q, k, v);
-    // The recomputation takes the residual stream after attention from the first forward: o_proj's output,
-    // read only by the add, is recorded for backward without being computed (a norm after it would read it).
-    const kept = tape && ctx.outputUnused && !w.attentionOutNorm ? ctx.memo?.afterAttention : undefined;
-    let o = proj("o_proj", attn, undefined, kept !== undefined);
+    let o = proj("o_proj", attn);
     scratch(attn);
     if (w.attentionOutNorm) {
       const raw = o;
@@ -369,10 +356,9 @@ export class LlamaModel implements CausalLm, Disposable {
     // Generation adds to the residual stream in place: nothing reads a block's input again. Elsewhere the
     // input stays whole (the tape's backward, or a recomputed block's second forward, reads it).
     const inPlace = "cache" in ctx.rows;
-    const residual = (a: Tensor, b: Tensor, opts: { outputUnused?: boolean; known?: Float32Array } = {}) =>
-      inPlace ? addInPlace(a, b) : add(tape, a, b, opts);
-    const x1 = residual(x, o, { known: kept });
-    if (ctx.memo) ctx.memo.afterAttention = kept ? undefined : x1.data;
+    const residual = (a: Tensor, b: Tensor, outputUnused = false) =>
+      inPlace ? addInPlace(a, b) : add(tape, a, b, { outputUnused });
+    const x1 = residual(x, o);
     scratch(o);
 
     const h2 = rmsnorm(tape, x1, w.postAttentionNorm, c.rmsNormEps);
@@ -389,9 +375,10 @@ export class LlamaModel implements CausalLm, Disposable {
     // recomputed from gate and up, which SwiGLU's own backward keeps anyway (−1.5 MB a layer at 256 tokens).
     // When nobody reads the block's output, down_proj's output (read only by the residual add) and the add
     // are recorded for their backward without being computed (a norm after down_proj would read it); so is
-    // SwiGLU's, whose only other reader, the adapter's x·Aᵀ, comes from the first forward (`memo`),
+    // SwiGLU's, whose only other reader, the adapter's x·Aᵀ, comes from the first forward (`lowRankMemos`),
     // and whose backward reads gate and up.
-    const skip = tape !== undefined && ctx.outputUnused === true && !w.mlpOutNorm && ctx.memo !== undefined;
+    const skip = tape !== undefined && ctx.outputUnused === true && !w.mlpOutNorm &&
+      ctx.lowRankMemos !== undefined;
     const act = swiglu(tape, gate, up, c.mlpActivation, { outputUnused: skip });
     const actAgain = () => gluForward("recompute", c.mlpActivation, gate.data, up.data);
     let down = proj("down_proj", act, actAgain, skip);
@@ -402,9 +389,9 @@ export class LlamaModel implements CausalLm, Disposable {
       down = rmsnorm(tape, raw, w.mlpOutNorm, c.rmsNormEps);
       scratch(raw);
     }
-    const out = residual(x1, down, { outputUnused: skip });
+    const out = residual(x1, down, skip);
     scratch(down);
-    if (!inPlace && !ctx.memo) scratch(x1);
+    if (!inPlace) scratch(x1);
     return out;
   }
 

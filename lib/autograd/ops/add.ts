@@ -11,22 +11,16 @@ export function addInPlace(a: Tensor, b: Tensor): Tensor {
   return new Tensor(a.data, a.shape);
 }
 
-/**
- * `known`: y's values, already computed (a kept copy, taken over); `outputUnused`: record for backward
- * only, y's values left unspecified (nothing may read them).
- */
+/** `outputUnused`: record for backward only; y's values are left unspecified (nothing may read them). */
 export function add(
   tape: Tape | undefined,
   a: Tensor,
   b: Tensor,
-  opts: { outputUnused?: boolean; known?: Float32Array } = {},
+  opts: { outputUnused?: boolean } = {},
 ): Tensor {
   if (a.size !== b.size) throw new RangeError(`add: shapes [${a.shape}] and [${b.shape}] differ`);
-  if (opts.known && opts.known.length !== a.size) {
-    throw new RangeError(`add: ${opts.known.length} known values for shape [${a.shape}]`);
-  }
-  const y = opts.known ?? outputBuffer(a.size);
-  if (!opts.known && !opts.outputUnused) {
+  const y = outputBuffer(a.size);
+  if (!opts.outputUnused) {
     y.set(a.data);
     addScaled(y, 1, b.data);
   }
