@@ -213,12 +213,7 @@ unsafe fn rows_simd<S: Simd, const P: usize, const V: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gemm::naive::{abs_dot, gemm_naive};
-    use crate::gemm::{sgemm, Compute, Run};
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len).map(|i| (i as f32 * 0.618 + seed as f32 * 1.7).sin() * 1.5).collect()
-    }
+    use crate::gemm::naive::{abs_dot, assert_sgemm_matches_oracle, test_values as values};
 
     /// (long, narrow, tokens): LoRA's rank 16 and narrower, long sides that split unevenly, one
     /// token, and depths past the prefetch distance.
@@ -239,52 +234,7 @@ mod tests {
                     let view_b = Strided { data: &b, rs: rsb, cs: csb };
                     let planned = plan(m, n, k, &view_a, &view_b, kernel).map(|p| p.0);
                     assert_eq!(planned, (kernel != Kernel::Scalar).then_some(landing), "{m}x{n}x{k}");
-                    for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, 1.0), (2.0, -0.25)] {
-                        let ldc = n + 3;
-                        let mut c = values(m * ldc, 3);
-                        if beta == 0.0 {
-                            c.iter_mut().for_each(|v| *v = f32::NAN); // never read
-                        }
-                        let before = c.clone();
-                        let mut want = c.clone();
-                        let (ae, be) = (
-                            |i: usize, p: usize| a[i * rsa + p * csa],
-                            |p: usize, j: usize| b[p * rsb + j * csb],
-                        );
-                        gemm_naive(m, n, k, ae, be, &mut want, ldc, alpha, beta);
-                        let run = Run {
-                            kernel,
-                            compute: Compute::F32,
-                            unit: crate::dispatch::Bf16Unit::Fma,
-                            threads: 2,
-                        };
-                        sgemm(m, n, k, (&a, rsa, csa), (&b, rsb, csb), &mut c, ldc, alpha, beta, run)
-                            .unwrap();
-                        for i in 0..m {
-                            for j in 0..n {
-                                let scale = alpha.abs() as f64 * abs_dot(k, |p| ae(i, p), |p| be(p, j))
-                                    + if beta == 0.0 {
-                                        0.0
-                                    } else {
-                                        (beta as f64 * before[i * ldc + j] as f64).abs()
-                                    };
-                                let err = (c[i * ldc + j] as f64 - want[i * ldc + j] as f64).abs();
-                                assert!(
-                                    err <= 1e-5 * scale.max(1e-30),
-                                    "{kernel:?} {landing:?} {m}x{n}x{k} alpha {alpha} beta {beta} at ({i},{j}): {} vs {}",
-                                    c[i * ldc + j],
-                                    want[i * ldc + j]
-                                );
-                            }
-                            for j in n..ldc {
-                                assert_eq!(
-                                    c[i * ldc + j].to_bits(),
-                                    before[i * ldc + j].to_bits(),
-                                    "C[{i}][{j}] was written"
-                                );
-                            }
-                        }
-                    }
+                    assert_sgemm_matches_oracle(kernel, (m, n, k), (rsa, csa), (rsb, csb));
                 }
             }
             ran.push(format!("{kernel:?}"));
