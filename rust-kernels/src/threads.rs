@@ -40,3 +40,13 @@ pub fn pool() -> Arc<ThreadPool> {
 pub fn threads() -> usize {
     pool().current_num_threads()
 }
+
+/// Runs `body(part)` for each of `parts` parts: on the pool, one part per task, or inline when there is one.
+pub fn run_parts(parts: usize, body: impl Fn(usize) + Send + Sync) {
+    use rayon::prelude::*;
+    if parts <= 1 {
+        body(0);
+    } else {
+        pool().install(|| (0..parts).into_par_iter().with_max_len(1).for_each(body));
+    }
+}

@@ -11,10 +11,8 @@ use super::pack::Strided;
 use super::SharedOut;
 use crate::dispatch::Kernel;
 use crate::simd::Simd;
-use rayon::prelude::*;
 
-/// The widest narrow side (one AVX-512 vector, two AVX2 vectors).
-pub const MAX_WIDTH: usize = 16;
+use super::thin::MAX_WIDTH;
 /// Below this long side the blocked GEMM splits as well.
 const MIN_LONG: usize = 64;
 /// How the sums `T[j][q]` land in C.
@@ -73,12 +71,7 @@ pub unsafe fn gemm(
     threads: usize,
 ) {
     crate::report::note(crate::report::Family::GemmF32, crate::report::Route::of_kernel(kernel));
-    let mut packed = vec![0.0f32; k * MAX_WIDTH];
-    for p in 0..k {
-        for q in 0..narrow {
-            packed[p * MAX_WIDTH + q] = s.data[p * s.rs + q * s.cs];
-        }
-    }
+    let packed = super::thin::pack_narrow(k, narrow, &s);
     let out = SharedOut(c);
     // Each worker's j range starts on a cache line of G's rows (16 floats).
     let lines = long.div_ceil(16);
@@ -90,10 +83,7 @@ pub unsafe fn gemm(
         let (j0, j1) = (16 * (lines * part / parts), long.min(16 * (lines * (part + 1) / parts)));
         let mut sums = vec![0.0f32; (j1 - j0) * MAX_WIDTH];
         rows_into_sums(kernel, k, &g, j0, &packed, &mut sums);
-        let land = |cell: *mut f32, sum: f32| {
-            let v = alpha * sum;
-            *cell = if beta == 0.0 { v } else { v + beta * *cell };
-        };
+        let land = |cell: *mut f32, sum: f32| super::thin::land(cell, sum, alpha, beta);
         match landing {
             Landing::Rows => {
                 for (j, t) in (j0..j1).zip(sums.chunks_exact(MAX_WIDTH)) {
@@ -112,11 +102,7 @@ pub unsafe fn gemm(
             }
         }
     };
-    if parts == 1 {
-        body(0);
-    } else {
-        crate::threads::pool().install(|| (0..parts).into_par_iter().with_max_len(1).for_each(body));
-    }
+    crate::threads::run_parts(parts, body);
 }
 
 /// Rows of G per pass on each path (their S rows stay in registers: 8 vectors on AVX-512, 4 × 2 on AVX2).

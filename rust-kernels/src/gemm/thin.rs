@@ -10,7 +10,6 @@ use super::pack::Strided;
 use super::SharedOut;
 use crate::dispatch::Kernel;
 use crate::simd::Simd;
-use rayon::prelude::*;
 
 /// The widest C (columns of one packed row: 16 f32 = one AVX-512 vector, two AVX2 vectors).
 pub const MAX_WIDTH: usize = 16;
@@ -41,12 +40,7 @@ pub unsafe fn gemm(
     threads: usize,
 ) {
     crate::report::note(crate::report::Family::GemmF32, crate::report::Route::of_kernel(kernel));
-    let mut packed = vec![0.0f32; k * MAX_WIDTH];
-    for p in 0..k {
-        for j in 0..n {
-            packed[p * MAX_WIDTH + j] = b.data[p * b.rs + j * b.cs];
-        }
-    }
+    let packed = pack_narrow(k, n, &b);
     let out = SharedOut(c);
     let block = rows_per_block(kernel);
     let blocks = m.div_ceil(block);
@@ -62,18 +56,33 @@ pub unsafe fn gemm(
             rows_times_packed(kernel, k, &a, i0, rows, &packed, &mut tile);
             for r in 0..rows {
                 for j in 0..n {
-                    let cell = out.0.add((i0 + r) * ldc + j);
-                    let v = alpha * tile[r * MAX_WIDTH + j];
-                    *cell = if beta == 0.0 { v } else { v + beta * *cell };
+                    land(out.0.add((i0 + r) * ldc + j), tile[r * MAX_WIDTH + j], alpha, beta);
                 }
             }
         }
     };
-    if parts == 1 {
-        body(0);
-    } else {
-        crate::threads::pool().install(|| (0..parts).into_par_iter().with_max_len(1).for_each(body));
+    crate::threads::run_parts(parts, body);
+}
+
+/// The narrow operand `[k, n]` (any strides) as k rows of `MAX_WIDTH`, zero-padded past n.
+pub(super) fn pack_narrow(k: usize, n: usize, s: &Strided) -> Vec<f32> {
+    let mut packed = vec![0.0f32; k * MAX_WIDTH];
+    for p in 0..k {
+        for j in 0..n {
+            packed[p * MAX_WIDTH + j] = s.data[p * s.rs + j * s.cs];
+        }
     }
+    packed
+}
+
+/// `*cell = alpha · sum + beta · *cell`, not reading the cell when beta is 0.
+///
+/// # Safety
+/// `cell` points to a valid f32 that no other thread writes.
+#[inline(always)]
+pub(super) unsafe fn land(cell: *mut f32, sum: f32, alpha: f32, beta: f32) {
+    let v = alpha * sum;
+    *cell = if beta == 0.0 { v } else { v + beta * *cell };
 }
 
 /// Rows of the long side per register tile: 12 × one vector on AVX-512, 6 × two vectors on AVX2 (12
