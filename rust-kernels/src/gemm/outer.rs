@@ -8,13 +8,14 @@
 //! The BLIS nest took these through padded 32-wide tiles and a full pack of G (2–5× slower).
 
 use super::pack::Strided;
+use super::thin::MAX_WIDTH;
 use super::SharedOut;
 use crate::dispatch::Kernel;
 use crate::simd::Simd;
 
-use super::thin::MAX_WIDTH;
 /// Below this long side the blocked GEMM splits as well.
 const MIN_LONG: usize = 64;
+
 /// How the sums `T[j][q]` land in C.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Landing {
@@ -202,7 +203,7 @@ mod tests {
     use crate::gemm::naive::{abs_dot, assert_sgemm_matches_oracle, test_values as values};
 
     /// (long, narrow, tokens): LoRA's rank 16 and narrower, long sides that split unevenly, one
-    /// token, and depths past the prefetch distance.
+    /// token, and depths that leave a partial pass of rows.
     const SHAPES: [(usize, usize, usize); 6] =
         [(64, 16, 1), (100, 16, 37), (257, 13, 300), (70, 1, 5), (131, 9, 1031), (300, 8, 12)];
 
