@@ -15,9 +15,13 @@ import {
 import type { GemmShape } from "./gemm.ts";
 import { printTable, randomF32, timeInterleaved } from "./measure.ts";
 
-/** The 7B projections the targets name: square, up (in 4096 → 14336), down (14336 → 4096). */
+/**
+ * The 7B projections the issue's targets name: square (q/o), narrow (k/v: 4096 → 1024, grouped-query
+ * attention), up (4096 → 14336), down (14336 → 4096).
+ */
 export const BF16_SHAPES: GemmShape[] = [
   { label: "7B q/o", inDim: 4096, outDim: 4096 },
+  { label: "7B k/v", inDim: 4096, outDim: 1024 },
   { label: "7B gate/up", inDim: 4096, outDim: 14336 },
   { label: "7B down", inDim: 14336, outDim: 4096 },
 ];

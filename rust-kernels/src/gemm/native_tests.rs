@@ -136,7 +136,7 @@ fn nf4_products_on_every_unit_match_the_oracle_and_the_twin() {
             check_units("nf4 fwd", &Transposed(&w), m, out, inp, &x, |p, j| d[j * inp + p], alpha, beta);
         }
         let dy = random(m * out, 9);
-        for (alpha, beta) in [(1.0, 0.0), (1.0, 1.0)] {
+        for (alpha, beta) in [(1.0, 0.0), (1.0, 1.0), (0.5, -2.0)] {
             check_units("nf4 bwd", &Direct(&w), m, inp, out, &dy, |p, j| d[p * inp + j], alpha, beta);
         }
     }
@@ -591,7 +591,9 @@ fn amx_whole_timing() {
     let m = 256;
     let shapes: Vec<(usize, usize)> = match std::env::var("AMX_SHAPE").as_deref() {
         Ok("square") => vec![(4096, 4096)],
-        _ => vec![(4096, 4096), (14336, 4096), (4096, 14336)],
+        Ok("kv") => vec![(1024, 4096)],
+        Ok("small") => vec![(4096, 4096), (1024, 4096)],
+        _ => vec![(4096, 4096), (1024, 4096), (14336, 4096), (4096, 14336)],
     };
     for (out, inp) in shapes {
         let w = quantize(&random(out * inp, 1), out, inp, true).unwrap();
@@ -604,10 +606,15 @@ fn amx_whole_timing() {
             Ok("bwd") => &[false],
             _ => &[true, false],
         };
-        for threads in [1, 2] {
+        let threads_list: &[usize] = match std::env::var("AMX_THREADS").as_deref() {
+            Ok("1") => &[1],
+            Ok("2") => &[2],
+            _ => &[1, 2],
+        };
+        for &threads in threads_list {
             for &fwd in dirs {
                 let mut best = f64::MAX;
-                for _ in 0..5 {
+                for _ in 0..std::env::var("AMX_REPS").ok().and_then(|r| r.parse().ok()).unwrap_or(5) {
                     let t = std::time::Instant::now();
                     unsafe {
                         if fwd {
@@ -704,7 +711,7 @@ fn amx_layout_decoders_give_the_plain_bits() {
     // The activation packer, both layouts, ragged rows and depth.
     #[cfg(target_arch = "x86_64")]
     if cpu().avx512 && cpu().avx512_bf16 {
-        for (mc, k) in [(33usize, 70usize), (5, 32), (64, 200)] {
+        for (mc, k) in [(33usize, 70usize), (5, 32), (64, 200), (64, 96), (40, 64)] {
             let x = random(mc * k + 3 * k, 63);
             let a = Strided { data: &x, rs: k, cs: 1 };
             let len = mc.div_ceil(32) * 32 * padded_pairs(k);
