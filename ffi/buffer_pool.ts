@@ -6,7 +6,8 @@
  *
  * A recycled buffer's memory moves to a new `ArrayBuffer` (`transfer()`, no copy) and the old one is
  * detached, so a view someone still held reads nothing rather than another tensor's data. The pool holds at
- * most `capacityBytes`; buffers beyond that are freed at once, as before.
+ * most `capacityBytes`: a buffer coming back evicts the ones pooled longest ago (sizes that went out of use,
+ * e.g. the last batch's sequence length, leave rather than sit in memory).
  */
 
 const MIN_BYTES = 64 * 1024; // smaller buffers are cheap to zero and not worth a map entry
@@ -15,6 +16,9 @@ const MIN_BYTES = 64 * 1024; // smaller buffers are cheap to zero and not worth 
 const DEFAULT_CAPACITY = poolMegabytes(Deno.env.get("QLORA_POOL_MB")) * 1024 * 1024;
 
 const free = new Map<number, ArrayBuffer[]>();
+// Pooled buffers in the order they came back (with buffers since taken out, skipped and compacted lazily).
+let arrivals: ArrayBuffer[] = [];
+const pooled = new Set<ArrayBuffer>();
 let pooledBytes = 0;
 let capacityBytes = DEFAULT_CAPACITY;
 let poison = false;
@@ -36,36 +40,62 @@ export function outputBuffer(length: number): Float32Array {
   const bytes = length * 4;
   const stack = bytes >= MIN_BYTES ? free.get(bytes) : undefined;
   const recycled = stack?.pop();
-  if (recycled) pooledBytes -= bytes;
-  if (recycled) recycledBytes += bytes;
-  else if (bytes >= MIN_BYTES) freshBytes += bytes;
+  if (recycled) {
+    pooled.delete(recycled);
+    pooledBytes -= bytes;
+    recycledBytes += bytes;
+  } else if (bytes >= MIN_BYTES) {
+    freshBytes += bytes;
+  }
   const out = recycled ? new Float32Array(recycled) : new Float32Array(length);
   if (poison) out.fill(NaN);
   return out;
 }
 
 /**
- * Gives `buffer` back (nothing may read it again: it is detached here). Kept for `outputBuffer` while the
- * pool has room, freed otherwise. Shared or already detached buffers are left alone.
+ * Gives `buffer` back (nothing may read it again: it is detached here). Kept for `outputBuffer`, evicting
+ * the buffers pooled longest ago when the pool is full; freed at once if it is small or larger than the
+ * pool. Shared or already detached buffers are left alone.
  */
 export function recycleBuffer(buffer: ArrayBufferLike | undefined): void {
   if (!(buffer instanceof ArrayBuffer) || buffer.detached || buffer.resizable) return;
   const bytes = buffer.byteLength;
-  if (bytes < MIN_BYTES || pooledBytes + bytes > capacityBytes) {
+  if (bytes < MIN_BYTES || bytes > capacityBytes) {
     buffer.transfer(0);
     return;
   }
+  evict(capacityBytes - bytes);
+  const moved = buffer.transfer();
   const stack = free.get(bytes) ?? [];
-  stack.push(buffer.transfer());
+  stack.push(moved);
   free.set(bytes, stack);
+  arrivals.push(moved);
+  pooled.add(moved);
   pooledBytes += bytes;
+}
+
+/** Frees the buffers pooled longest ago until at most `limit` bytes remain. */
+function evict(limit: number): void {
+  let i = 0;
+  while (pooledBytes > limit && i < arrivals.length) {
+    const oldest = arrivals[i++];
+    if (!pooled.has(oldest)) continue;
+    const stack = free.get(oldest.byteLength)!;
+    stack.splice(stack.indexOf(oldest), 1);
+    pooled.delete(oldest);
+    pooledBytes -= oldest.byteLength;
+    oldest.transfer(0);
+  }
+  arrivals = i > 0 || arrivals.length > 4 * pooled.size + 64
+    ? arrivals.slice(i).filter((b) => pooled.has(b))
+    : arrivals;
 }
 
 /** Frees every pooled buffer (the end of a training run; memory returns to the system now). */
 export function drainBufferPool(): void {
-  for (const stack of free.values()) for (const b of stack) b.transfer(0);
+  evict(0);
   free.clear();
-  pooledBytes = 0;
+  arrivals = [];
 }
 
 /** Bytes of poolable outputs handed out since the last call: recycled, and new (zero-filled). */
@@ -95,7 +125,7 @@ export function configureBufferPool(opts: { capacityBytes?: number; poison?: boo
       throw new RangeError(`configureBufferPool: capacityBytes must be ≥ 0, got ${opts.capacityBytes}`);
     }
     capacityBytes = opts.capacityBytes;
-    if (pooledBytes > capacityBytes) drainBufferPool();
+    evict(capacityBytes);
   }
   if (opts.poison !== undefined) poison = opts.poison;
 }

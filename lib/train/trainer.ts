@@ -447,7 +447,7 @@ export class Trainer {
       {
         trainer: { ...this.state, args: this.args },
         parameters: this.params,
-        optimizer: this.optimizer.state(),
+        optimizer: this.optimizer.state({ view: true }), // written now, before the next step
         adapter: this.adapter,
       },
       this.args.keepCheckpoints,

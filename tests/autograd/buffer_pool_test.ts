@@ -52,16 +52,22 @@ Deno.test("a recycled buffer is handed out again, unzeroed, and its old views ar
   });
 });
 
-Deno.test("the pool stays within its capacity and ignores small buffers", () => {
+Deno.test("the pool stays within its capacity, evicting the buffers pooled longest ago", () => {
   withPool({ capacityBytes: BIG * 4 * 2, poison: false }, () => {
-    const bufs = [0, 1, 2].map(() => outputBuffer(BIG));
+    const bufs = [1, 2, 3].map((v) => outputBuffer(BIG).fill(v));
+    const other = outputBuffer(BIG / 2).fill(4); // another size, pooled first
+    recycleBuffer(other.buffer);
     for (const b of bufs) recycleBuffer(b.buffer);
-    assert.equal(pooledBufferBytes(), BIG * 4 * 2, "the third buffer was freed, not pooled");
+    assert.equal(pooledBufferBytes(), BIG * 4 * 2, "the oldest (the other size, then 1) went");
     assert.ok(bufs.every((b) => b.length === 0));
+    assert.deepEqual([outputBuffer(BIG)[0], outputBuffer(BIG)[0], outputBuffer(BIG)[0]], [3, 2, 0]);
+    assert.equal(outputBuffer(BIG / 2)[0], 0, "the other size was evicted");
+    assert.equal(pooledBufferBytes(), 0);
     const small = outputBuffer(16);
     recycleBuffer(small.buffer);
     assert.equal(small.length, 0);
-    assert.equal(pooledBufferBytes(), BIG * 4 * 2);
+    assert.equal(pooledBufferBytes(), 0, "small buffers are freed, not pooled");
+    recycleBuffer(outputBuffer(BIG).buffer);
     configureBufferPool({ capacityBytes: 0 });
     assert.equal(pooledBufferBytes(), 0);
   });

@@ -61,6 +61,18 @@ Deno.test("AdamW: exported state restores exactly; continuing gives bit-identica
   assert.deepEqual(bits(optB.state().moments[1].v), bits(optA.state().moments[1].v));
 });
 
+Deno.test("AdamW: a state view is the live moments, equal to the copy, without copying", () => {
+  const opt = new AdamW(randomParams(2));
+  opt.step(1e-3);
+  const [view, copy] = [opt.state({ view: true }), opt.state()];
+  assert.deepEqual(bits(view.moments[0].v), bits(copy.moments[0].v));
+  assert.notEqual(view.moments[0].v.buffer, copy.moments[0].v.buffer);
+  assert.equal(opt.state({ view: true }).moments[0].v, view.moments[0].v, "the same array each time");
+  const before = bits(view.moments[0].m);
+  opt.step(1e-3);
+  assert.notDeepEqual(bits(view.moments[0].m), before, "the view follows the next step");
+});
+
 Deno.test("AdamW: a state for other parameters is refused by name", () => {
   const opt = new AdamW(randomParams(3));
   const state = opt.state();
