@@ -1,0 +1,116 @@
+//! The weight-natural nest on every path and every source of B, against the f64 oracle: several blocks in
+//! each of its loops (rows, outputs, depth), none whole, a low-rank tail, both splits of the work, and the
+//! same bits on 1 and 2 workers.
+
+use super::driver::Tail;
+use super::naive::{abs_dot, gemm_naive};
+use super::pack::Strided;
+use super::wxt::{run, Problem, Source};
+use crate::dispatch::available;
+use crate::nf4::quantize::quantize;
+
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(7);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+#[test]
+fn every_source_matches_the_oracle_with_several_blocks_a_tail_and_any_worker_count() {
+    const RANK: usize = 5;
+    // Rows past one packed block (256), outputs past one scratch block (256), depth past one block (256)
+    // and not a multiple of 16 or of the NF4 block; then a weight too narrow to share along its outputs.
+    for &(m, n, k) in &[(300, 549, 301), (290, 9, 70)] {
+        let a = random(m * k, 1);
+        let w = random(n * k, 2); // W [n, k]
+        let left = random(m * RANK, 3);
+        let right = random(n * RANK, 4); // R [n, rank]: the tail is left · Rᵀ
+        let q = quantize(&w, n, k, true).unwrap();
+        let mut dense = vec![0.0; n * k];
+        crate::nf4::weight::dequant_run_scalar(&q, 0, &mut dense, crate::nf4::codebook::dynamic_map());
+        let wt = Strided { data: &w, rs: 1, cs: k };
+        // The backward's layout: B row-major [k, n] (W in `dY · W`), the same values transposed.
+        let mut w_rows = vec![0.0; k * n];
+        for j in 0..n {
+            for p in 0..k {
+                w_rows[p * n + j] = w[j * k + p];
+            }
+        }
+        let wr = Strided { data: &w_rows, rs: n, cs: 1 };
+        let q_rows = quantize(&w_rows, k, n, true).unwrap();
+        let mut dense_rows = vec![0.0; k * n];
+        crate::nf4::weight::dequant_run_scalar(
+            &q_rows,
+            0,
+            &mut dense_rows,
+            crate::nf4::codebook::dynamic_map(),
+        );
+        let sources: [(&str, Source, &dyn Fn(usize, usize) -> f32); 4] = [
+            ("in place Wᵀ", Source::InPlace(wt), &|p, j| w[j * k + p]),
+            ("panels of W", Source::Panels(&wr), &|p, j| w_rows[p * n + j]),
+            ("NF4 rows", Source::WeightRows(&q), &|p, j| dense[j * k + p]),
+            ("NF4 panels", Source::WeightPanels(&q_rows), &|p, j| dense_rows[p * n + j]),
+        ];
+        for kernel in available() {
+            for (name, source, b) in &sources {
+                for (beta, with_tail) in [(0.0f32, false), (1.0, true)] {
+                    let c0 = random(m * n, 5);
+                    let mut want = c0.clone();
+                    gemm_naive(m, n, k, |i, p| a[i * k + p], |p, j| b(p, j), &mut want, n, 1.0, beta);
+                    let tail = with_tail.then_some(Tail {
+                        k: RANK,
+                        a: Strided { data: &left, rs: RANK, cs: 1 },
+                        b: Strided { data: &right, rs: 1, cs: RANK },
+                        alpha: 0.75,
+                    });
+                    if with_tail {
+                        for i in 0..m {
+                            for j in 0..n {
+                                let t: f64 = (0..RANK)
+                                    .map(|r| left[i * RANK + r] as f64 * right[j * RANK + r] as f64)
+                                    .sum();
+                                want[i * n + j] += (0.75 * t) as f32;
+                            }
+                        }
+                    }
+                    let p = Problem {
+                        m,
+                        n,
+                        k,
+                        a: Strided { data: &a, rs: k, cs: 1 },
+                        b: *source,
+                        alpha: 1.0,
+                        beta,
+                        ldc: n,
+                        tail,
+                    };
+                    let mut outputs = Vec::new();
+                    for threads in [1, 2] {
+                        let mut got = c0.clone();
+                        unsafe { run(&p, got.as_mut_ptr(), kernel, threads) };
+                        outputs.push(got);
+                    }
+                    let what = format!("{kernel:?} {name} {m}x{n}x{k} β={beta} tail={with_tail}");
+                    assert!(
+                        outputs[0].iter().zip(&outputs[1]).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{what}: 1 and 2 workers differ"
+                    );
+                    let mut worst = 0.0f64;
+                    for (idx, (&g, &w)) in outputs[0].iter().zip(&want).enumerate() {
+                        let (i, j) = (idx / n, idx % n);
+                        let scale = abs_dot(k, |p| a[i * k + p], |p| b(p, j))
+                            + (beta * c0[idx]).abs() as f64
+                            + if with_tail { RANK as f64 } else { 0.0 }
+                            + 1e-6;
+                        worst = worst.max((g as f64 - w as f64).abs() / scale);
+                    }
+                    assert!(worst <= 1e-5, "{what}: worst relative error {worst:.3e}");
+                }
+            }
+        }
+    }
+}
