@@ -33,7 +33,7 @@ fn best_cpu(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn blis<B: PackB>(kernel: Kernel, p: &Problem<B>, c: &mut [f32]) {
-    unsafe { gemm(p, c.as_mut_ptr(), kernel, Compute::F32, 1) }
+    unsafe { gemm(p, c.as_mut_ptr(), kernel, Compute::F32, qlora_kernels::threads::threads()) }
 }
 
 fn main() {
@@ -42,8 +42,9 @@ fn main() {
     let inp: usize = args.get(2).map_or(4096, |s| s.parse().unwrap());
     let out: usize = args.get(3).map_or(4096, |s| s.parse().unwrap());
     let m: usize = args.get(4).map_or(256, |s| s.parse().unwrap());
-    qlora_kernels::threads::set_threads(1).unwrap();
-    let run = Run { kernel, compute: Compute::F32, unit: Bf16Unit::Fma, threads: 1 };
+    let threads: usize = std::env::var("THREADS").map_or(1, |v| v.parse().unwrap());
+    qlora_kernels::threads::set_threads(threads).unwrap();
+    let run = Run { kernel, compute: Compute::F32, unit: Bf16Unit::Fma, threads };
     let rand = |len: usize, seed: u64| -> Vec<f32> {
         let mut s = seed;
         (0..len)

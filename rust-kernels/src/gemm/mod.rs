@@ -111,7 +111,7 @@ pub fn sgemm(
             return Ok(());
         }
     }
-    if run.compute == Compute::F32 && weight_natural(m, n, &a, &b, run.kernel) {
+    if run.compute == Compute::F32 && weight_natural(m, n, k, &a, &b, run.kernel) {
         // B is the big operand (a weight): broadcast where it lies (Wᵀ) or packed by copy (W).
         let source = if b.rs == 1 { wxt::Source::InPlace(b) } else { wxt::Source::Panels(&b) };
         let p = wxt::Problem { m, n, k, a, b: source, alpha, beta, ldc, tail: None };
@@ -123,11 +123,11 @@ pub fn sgemm(
     Ok(())
 }
 
-/// Whether a dense product is activation rows times a weight, for `wxt.rs`: A row-major and B at least as
-/// wide as A is tall (the other shapes, e.g. a weight's gradient `dYᵀ · X`, keep the BLIS nest); B = Wᵀ
-/// (the forward) on every path, other layouts where `wxt::runs_backward`.
-fn weight_natural(m: usize, n: usize, a: &Strided, b: &Strided, kernel: Kernel) -> bool {
-    a.cs == 1 && n >= m && (b.rs == 1 || wxt::runs_backward(kernel))
+/// Whether a dense product is activation rows times a big weight, for `wxt.rs`: A row-major, B at least as
+/// wide as A is tall and big enough (`wxt::pays`; the other shapes, e.g. a weight's gradient `dYᵀ · X`, keep
+/// the BLIS nest); B = Wᵀ (the forward) on every path, other layouts where `wxt::runs_backward`.
+fn weight_natural(m: usize, n: usize, k: usize, a: &Strided, b: &Strided, kernel: Kernel) -> bool {
+    a.cs == 1 && n >= m && wxt::pays(n, k) && (b.rs == 1 || wxt::runs_backward(kernel))
 }
 
 /// A LoRA-style low-rank term added to a frozen weight's product in the same pass over the output:
@@ -196,7 +196,7 @@ pub fn weight_forward<W: PairWeight>(
         }
         return Ok(());
     }
-    if run.compute == Compute::F32 {
+    if run.compute == Compute::F32 && wxt::pays(w.rows(), w.cols()) {
         // W's rows decoded per block as the broadcast side: no transpose of the weight.
         let source = wxt::Source::WeightRows(w);
         let p =
@@ -270,7 +270,7 @@ pub fn weight_backward<W: PairWeight>(
         }
         return Ok(());
     }
-    if run.compute == Compute::F32 && wxt::runs_backward(run.kernel) {
+    if run.compute == Compute::F32 && wxt::pays(w.rows(), w.cols()) && wxt::runs_backward(run.kernel) {
         // W's rows decoded, a few at a time, into MR-wide panels of the broadcast side.
         let source = wxt::Source::WeightPanels(w);
         let p =

@@ -38,6 +38,16 @@ const KC: usize = 256;
 /// Weight outputs per scratch block (`NB × MB` floats, 256 KiB).
 const NB: usize = 256;
 
+/// Weights smaller than this (elements) keep the BLIS nest: they stay in the caches, so packing them costs
+/// little, while this nest's fixed costs (X transposed per call, `Cᵀ` merged) weigh more on a short product
+/// (SmolLM2's 576-wide layers, two threads: AVX2 3–15 points slower here, AVX-512 about even).
+const MIN_WEIGHT: usize = 1 << 22;
+
+/// Whether a product of activation rows with a `k × n` weight runs here.
+pub fn pays(n: usize, k: usize) -> bool {
+    n.saturating_mul(k) >= MIN_WEIGHT
+}
+
 /// Whether the backward (`dY · W`, B = W row-major) runs here on `kernel`: W must be packed into MR-wide
 /// panels for it, which pays on AVX2 (one thread, 7B shapes, M = 256, share of the FMA peak by CPU time:
 /// dense 63 → 69 %, NF4 74 → 82 %) but not on AVX-512 (dense 53 → 54 %, NF4 70 → 67 %), whose faster

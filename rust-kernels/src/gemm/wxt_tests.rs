@@ -114,3 +114,76 @@ fn every_source_matches_the_oracle_with_several_blocks_a_tail_and_any_worker_cou
         }
     }
 }
+
+#[test]
+fn products_with_a_weight_big_enough_for_this_nest_match_the_oracle_through_the_entry_points() {
+    use super::{nf4_backward, nf4_forward, sgemm, Compute, LowRank, Run};
+    // A weight of 2^22 + elements (`wxt::pays`), ragged: out 2051, in 2049 (not a multiple of the NF4 block).
+    let (m, out, inp, rank) = (19, 2051, 2049, 3);
+    assert!(super::wxt::pays(out, inp));
+    let w = random(out * inp, 11);
+    let x = random(m * inp, 12);
+    let dy = random(m * out, 13);
+    let q = quantize(&w, out, inp, true).unwrap();
+    let mut dense = vec![0.0; out * inp];
+    crate::nf4::weight::dequant_run_scalar(&q, 0, &mut dense, crate::nf4::codebook::dynamic_map());
+    let (left_f, right_f) = (random(m * rank, 14), random(out * rank, 15));
+    let (left_b, right_b) = (random(m * rank, 16), random(rank * inp, 17));
+    let close = |got: &[f32], want: &[f32], scale: &dyn Fn(usize) -> f64, what: &str| {
+        let worst = got
+            .iter()
+            .zip(want)
+            .enumerate()
+            .map(|(i, (&g, &w))| (g as f64 - w as f64).abs() / scale(i))
+            .fold(0.0, f64::max);
+        assert!(worst <= 1e-5, "{what}: worst relative error {worst:.3e}");
+    };
+    for kernel in available() {
+        let run = Run { kernel, compute: Compute::F32, unit: crate::dispatch::Bf16Unit::Fma, threads: 2 };
+        // Dense forward X · Wᵀ and backward dY · W.
+        let mut want = vec![0.0; m * out];
+        gemm_naive(m, out, inp, |i, p| x[i * inp + p], |p, j| w[j * inp + p], &mut want, out, 1.0, 0.0);
+        let mut got = vec![f32::NAN; m * out];
+        sgemm(m, out, inp, (&x, inp, 1), (&w, 1, inp), &mut got, out, 1.0, 0.0, run).unwrap();
+        let scale = |i: usize| abs_dot(inp, |p| x[i / out * inp + p], |p| w[i % out * inp + p]) + 1e-6;
+        close(&got, &want, &scale, &format!("{kernel:?} dense fwd"));
+        let mut want = vec![0.0; m * inp];
+        gemm_naive(m, inp, out, |i, p| dy[i * out + p], |p, j| w[p * inp + j], &mut want, inp, 1.0, 0.0);
+        let mut got = vec![f32::NAN; m * inp];
+        sgemm(m, inp, out, (&dy, out, 1), (&w, inp, 1), &mut got, inp, 1.0, 0.0, run).unwrap();
+        let scale = |i: usize| abs_dot(out, |p| dy[i / inp * out + p], |p| w[p * inp + i % inp]) + 1e-6;
+        close(&got, &want, &scale, &format!("{kernel:?} dense bwd"));
+        // NF4 forward and backward with a low-rank term, accumulated into a non-zero output.
+        let y0 = random(m * out, 18);
+        let mut want = y0.clone();
+        gemm_naive(m, out, inp, |i, p| x[i * inp + p], |p, j| dense[j * inp + p], &mut want, out, 1.0, 1.0);
+        for i in 0..m {
+            for j in 0..out {
+                let t: f64 =
+                    (0..rank).map(|r| left_f[i * rank + r] as f64 * right_f[j * rank + r] as f64).sum();
+                want[i * out + j] += (0.5 * t) as f32;
+            }
+        }
+        let mut got = y0.clone();
+        let low = LowRank { left: &left_f, right: &right_f, rank, scale: 0.5 };
+        nf4_forward(&q, &x, m, &mut got, true, Some(low), run).unwrap();
+        let scale = |i: usize| {
+            abs_dot(inp, |p| x[i / out * inp + p], |p| dense[i % out * inp + p]) + y0[i].abs() as f64 + 1.0
+        };
+        close(&got, &want, &scale, &format!("{kernel:?} nf4 fwd + low rank"));
+        let mut want = vec![0.0; m * inp];
+        gemm_naive(m, inp, out, |i, p| dy[i * out + p], |p, j| dense[p * inp + j], &mut want, inp, 1.0, 0.0);
+        for i in 0..m {
+            for j in 0..inp {
+                let t: f64 =
+                    (0..rank).map(|r| left_b[i * rank + r] as f64 * right_b[r * inp + j] as f64).sum();
+                want[i * inp + j] += (0.5 * t) as f32;
+            }
+        }
+        let mut got = vec![f32::NAN; m * inp];
+        let low = LowRank { left: &left_b, right: &right_b, rank, scale: 0.5 };
+        nf4_backward(&q, &dy, m, &mut got, false, Some(low), run).unwrap();
+        let scale = |i: usize| abs_dot(out, |p| dy[i / inp * out + p], |p| dense[p * inp + i % inp]) + 1.0;
+        close(&got, &want, &scale, &format!("{kernel:?} nf4 bwd + low rank"));
+    }
+}
