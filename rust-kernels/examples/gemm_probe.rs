@@ -1,6 +1,8 @@
-//! Development probe: f32 GEMMs at one shape on one thread, by process CPU time, as a share of an FMA loop
-//! timed the same way (less exposed to other jobs than wall time). `cargo run --release --example
-//! gemm_probe -- [avx2|avx512] [in] [out] [m]`; prints the BLIS nest (`driver.rs`) and `wxt.rs` side by side.
+//! Development probe: f32 GEMMs at one shape, by process CPU time, as a share of a one-thread FMA loop timed
+//! the same way (less exposed to other jobs than wall time). `THREADS=n cargo run --release --example
+//! gemm_probe -- [avx2|avx512] [in] [out] [m]`; prints the BLIS nest (`driver.rs`) and what the entry points
+//! run now (`wxt.rs` where it applies) side by side, and the micro-kernels alone. `ONLY=densefwd|densebwd|
+//! nf4fwd|nf4bwd` runs one product for 3 s instead (for `perf record`).
 
 use qlora_kernels::dispatch::{Bf16Unit, Kernel};
 use qlora_kernels::gemm::driver::{gemm, Problem};
