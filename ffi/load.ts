@@ -11,7 +11,7 @@ import { symbols } from "./symbols.ts";
 import { check, useLastError } from "./errors.ts";
 
 /** The ABI version this TS code was written against (rust-kernels/src/abi/mod.rs). */
-export const ABI_VERSION = 7;
+export const ABI_VERSION = 8;
 
 export type Kernels = Deno.DynamicLibrary<typeof symbols>["symbols"];
 

@@ -41,6 +41,18 @@ export function fmaPeakGflops(seconds = 0.3): number {
   return kernels().qlora_fma_peak(seconds);
 }
 
+/**
+ * GFLOP/s of one f32 GEMM micro-kernel alone on cached operands, on every thread with the active path, over
+ * about `seconds`: "weight-natural" is the tile of the forward's nest (`gemm/wxt.rs`), "blis" the BLIS nest's.
+ * A ceiling for the whole GEMM, not its speed.
+ */
+export function gemmHotLoopGflops(tile: "weight-natural" | "blis", seconds = 0.1): number {
+  if (!(seconds > 0 && seconds <= 60)) {
+    throw new RangeError(`gemmHotLoopGflops: seconds must be in (0, 60], got ${seconds}`);
+  }
+  return kernels().qlora_gemm_hot_loop(tile === "weight-natural" ? 0 : 1, seconds);
+}
+
 /** Forces a CPU path ("auto" picks the fastest). Throws if this CPU cannot run it. */
 export function setKernel(name: KernelPath | "auto"): void {
   const bytes = new TextEncoder().encode(name);

@@ -17,6 +17,8 @@ export const symbols = {
   qlora_keep_freed_memory: { parameters: [], result: "u32" },
   // double qlora_fma_peak(double seconds)
   qlora_fma_peak: { parameters: ["f64"], result: "f64" },
+  // double qlora_gemm_hot_loop(uint32_t which, double seconds)
+  qlora_gemm_hot_loop: { parameters: ["u32", "f64"], result: "f64" },
   // int32_t qlora_set_kernel(const uint8_t *name, uint32_t len)
   qlora_set_kernel: { parameters: ["buffer", "u32"], result: "i32" },
   // uint32_t qlora_kernel_name(uint8_t *buf, uint32_t cap)

@@ -17,9 +17,12 @@ import { benchBf16Gemm } from "./bench/bf16_gemm.ts";
 import { ATTENTION_CASES, benchAttention, printAttentionResults } from "./bench/attention.ts";
 import {
   benchGemmShape,
+  benchHotLoops,
   type GemmResult,
+  type HotLoopResult,
   MISTRAL_SHAPES,
   printGemmResults,
+  printHotLoops,
   SMOLLM2_SHAPES,
 } from "./bench/gemm.ts";
 import { benchDistributed } from "./bench/distributed.ts";
@@ -85,8 +88,14 @@ if (sections.has("gemm")) {
       results.push(benchGemmShape(shape, m, Number(opts.seconds)));
     }
   }
+  const hot: HotLoopResult[] = [];
+  for (const path of paths) {
+    setKernel(path as "auto");
+    hot.push(benchHotLoops());
+  }
   setKernel(active);
   printGemmResults(results);
+  printHotLoops(hot);
 }
 if (sections.has("bf16gemm") && !opts.quick) await benchBf16Gemm(m, threads(), Number(opts.seconds));
 if (sections.has("attention")) {

@@ -101,6 +101,71 @@ unsafe fn chains_simd<S: Simd>(steps: usize) -> f32 {
     total / CHAINS as f32
 }
 
+/// The GEMM micro-kernels, for [`hot_loop_gflops`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HotLoop {
+    /// `gemm/wxt_kernel.rs`: the weight-natural nest's tile (broadcast rows of a decoded block).
+    WeightNatural,
+    /// `gemm/kernel.rs`: the BLIS nest's tile.
+    Blis,
+}
+
+/// Depth of one micro-kernel call in the hot loop (the nests' depth block).
+const HOT_KC: usize = 256;
+
+/// f32 GFLOP/s of one GEMM micro-kernel alone, called over and over on the same operands (a few KiB, in L1)
+/// by all `threads` workers at once for about `seconds`: the ceiling of the whole GEMM, which also packs,
+/// streams operands from L2 and memory, and merges C.
+pub fn hot_loop_gflops(kernel: Kernel, which: HotLoop, threads: usize, seconds: f64) -> f64 {
+    let budget = Duration::from_secs_f64(seconds.max(0.001));
+    let flops: f64 = crate::threads::pool().install(|| {
+        (0..threads.max(1)).into_par_iter().with_max_len(1).map(|_| hot_worker(kernel, which, budget)).sum()
+    });
+    flops / 1e9
+}
+
+fn hot_worker(kernel: Kernel, which: HotLoop, budget: Duration) -> f64 {
+    use crate::gemm::pack::aligned;
+    let (mut abuf, mut bbuf, mut cbuf) = (Vec::new(), Vec::new(), Vec::new());
+    let values = |len: usize| (0..len).map(|i| (i % 7) as f32 * 0.01).collect::<Vec<_>>();
+    let (mr, nr) = match which {
+        HotLoop::WeightNatural => {
+            let shape = crate::gemm::wxt_kernel::tile_of(kernel).0;
+            (shape.mr, shape.nr)
+        }
+        HotLoop::Blis => {
+            let bl = crate::gemm::blocking::blocking(kernel);
+            (bl.mr, bl.nr)
+        }
+    };
+    let a = aligned(&mut abuf, mr * HOT_KC);
+    a.copy_from_slice(&values(mr * HOT_KC));
+    let b = aligned(&mut bbuf, HOT_KC * nr);
+    b.copy_from_slice(&values(HOT_KC * nr));
+    let c = aligned(&mut cbuf, mr * nr);
+    let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    // Rows of a decoded block (the forward's layout): row r at r · kc, steps 1 apart.
+    let rows: Vec<*const f32> = (0..mr).map(|r| a.wrapping_add(r * HOT_KC)).collect();
+    let (tile, micro) = (crate::gemm::wxt_kernel::tile_of(kernel).1, crate::gemm::kernel::kernel_fn(kernel));
+    const CALLS: usize = 64;
+    let start = Instant::now();
+    let mut rounds = 0usize;
+    while start.elapsed() < budget {
+        for _ in 0..CALLS {
+            // Safety: every operand holds what the tiles read (row r: `HOT_KC` steps from `r · HOT_KC`, inside
+            // the `mr × HOT_KC` block).
+            unsafe {
+                match which {
+                    HotLoop::WeightNatural => tile(HOT_KC, rows.as_ptr(), 1, b, c, nr, 1.0, true),
+                    HotLoop::Blis => micro(HOT_KC, a, b, c, nr, 1.0, 1.0),
+                }
+            }
+        }
+        rounds += 1;
+    }
+    (rounds * CALLS * mr * nr * HOT_KC * 2) as f64 / start.elapsed().as_secs_f64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +181,16 @@ mod tests {
                     chains_plain(steps).to_bits(),
                     "{kernel:?} {steps}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn hot_loops_are_positive_and_finite() {
+        for kernel in available() {
+            for which in [HotLoop::WeightNatural, HotLoop::Blis] {
+                let g = hot_loop_gflops(kernel, which, 2, 0.01);
+                assert!(g.is_finite() && g > 0.0, "{kernel:?} {which:?}: {g}");
             }
         }
     }

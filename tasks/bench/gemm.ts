@@ -8,7 +8,7 @@
 import { cpuUsage } from "node:process";
 import { matmulDyTX, matmulDyW, matmulXWt } from "../../ffi/gemm.ts";
 import { Nf4Weight } from "../../ffi/nf4.ts";
-import { fmaPeakGflops, kernelName, threads } from "../../ffi/runtime.ts";
+import { fmaPeakGflops, gemmHotLoopGflops, kernelName, threads } from "../../ffi/runtime.ts";
 import { median, printTable, randomF32, timeInterleaved } from "./measure.ts";
 
 export interface GemmShape {
@@ -157,7 +157,7 @@ export function printGemmResults(results: GemmResult[]): void {
   const pct = (v: number) => `${(100 * v).toFixed(0)}%`;
   const cols = ["dense fwd", "dense bwd", "dense dW", "nf4 fwd", "nf4 bwd"];
   console.log(
-    `\nThe same products as a share of the FMA peak (f32; ${threads()} threads) measured between their calls:` +
+    `\nThe same products (the whole GEMM) as a share of the FMA peak (f32; ${threads()} threads) measured between their calls:` +
       " wall time / CPU time",
   );
   printTable(
@@ -169,4 +169,43 @@ export function printGemmResults(results: GemmResult[]): void {
       ...cols.map((c) => `${pct(ofPeak[c])} / ${pct(ofPeakCpu[c])}`),
     ]),
   );
+}
+
+export interface HotLoopResult {
+  path: string;
+  /** Median share of the FMA peak of each micro-kernel alone, the peak measured between its runs. */
+  weightNatural: number;
+  blis: number;
+}
+
+/**
+ * The f32 GEMM micro-kernels alone on cached operands (the active path, all threads), as a share of the FMA
+ * peak measured between their runs: the ceiling of the whole GEMMs above, not their speed.
+ */
+export function benchHotLoops(rounds = 5): HotLoopResult {
+  const wn: number[] = [];
+  const bl: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const p0 = fmaPeakGflops(0.05);
+    wn.push(gemmHotLoopGflops("weight-natural", 0.05) / p0);
+    const p1 = fmaPeakGflops(0.05);
+    bl.push(gemmHotLoopGflops("blis", 0.05) / p1);
+  }
+  return { path: kernelName(), weightNatural: median(wn), blis: median(bl) };
+}
+
+export function printHotLoops(results: HotLoopResult[]): void {
+  const pct = (v: number) => `${(100 * v).toFixed(0)}%`;
+  console.log(
+    `\nHot loop: each f32 micro-kernel alone on cached operands (${threads()} threads), share of the FMA peak` +
+      " — a ceiling, not the GEMM's speed (forward products run the weight-natural tile; dW, and the backward" +
+      " on AVX-512, the BLIS tile)",
+  );
+  for (const r of results) {
+    console.log(
+      `hot loop ${r.path}: weight-natural tile ${pct(r.weightNatural)}, BLIS tile ${
+        pct(r.blis)
+      } of the FMA peak`,
+    );
+  }
 }

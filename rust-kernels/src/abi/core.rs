@@ -79,6 +79,19 @@ pub extern "C" fn qlora_fma_peak(seconds: f64) -> f64 {
     calibrate::fma_peak_gflops(dispatch::active(), threads::threads(), seconds)
 }
 
+/// `double qlora_gemm_hot_loop(uint32_t which, double seconds)` — GFLOP/s of one f32 GEMM micro-kernel alone
+/// on cached operands (which 0: the weight-natural nest's tile, 1: the BLIS nest's), on every pool thread at
+/// once with the active path, for about `seconds` (see `calibrate.rs`); NaN for another `which`.
+#[no_mangle]
+pub extern "C" fn qlora_gemm_hot_loop(which: u32, seconds: f64) -> f64 {
+    let which = match which {
+        0 => calibrate::HotLoop::WeightNatural,
+        1 => calibrate::HotLoop::Blis,
+        _ => return f64::NAN,
+    };
+    calibrate::hot_loop_gflops(dispatch::active(), which, threads::threads(), seconds)
+}
+
 /// `int32_t qlora_checksum64(const uint8_t *data, uint32_t len, uint32_t *out, uint32_t out_len)` — the
 /// checksum of `data` (see `checksum.rs`) as two u32 words, low first (out_len 2).
 #[no_mangle]

@@ -19,7 +19,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 
 /// Bumped whenever a signature in this folder changes; ffi/load.ts refuses a library of another version.
-pub const ABI_VERSION: u32 = 7;
+pub const ABI_VERSION: u32 = 8;
 
 static LAST_ERROR: Mutex<String> = Mutex::new(String::new());
 

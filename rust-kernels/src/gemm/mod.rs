@@ -15,6 +15,8 @@ pub mod outer;
 pub mod pack;
 pub mod pairs;
 pub mod thin;
+pub mod wxt;
+pub mod wxt_kernel;
 
 use crate::dispatch::{Bf16Unit, Kernel};
 use crate::error::{ensure, KResult};
@@ -109,9 +111,23 @@ pub fn sgemm(
             return Ok(());
         }
     }
+    if run.compute == Compute::F32 && weight_natural(m, n, k, &a, &b, run.kernel) {
+        // B is the big operand (a weight): broadcast where it lies (Wᵀ) or packed by copy (W).
+        let source = if b.rs == 1 { wxt::Source::InPlace(b) } else { wxt::Source::Panels(&b) };
+        let p = wxt::Problem { m, n, k, a, b: source, alpha, beta, ldc, tail: None };
+        unsafe { wxt::run(&p, c.as_mut_ptr(), run.kernel, run.threads) };
+        return Ok(());
+    }
     let p = Problem { m, n, k, a, b: &b, alpha, beta, ldc, tail: None };
     unsafe { gemm(&p, c.as_mut_ptr(), run.kernel, run.compute, run.threads) };
     Ok(())
+}
+
+/// Whether a dense product is activation rows times a big weight, for `wxt.rs`: A row-major, B at least as
+/// wide as A is tall and big enough (`wxt::pays`; the other shapes, e.g. a weight's gradient `dYᵀ · X`, keep
+/// the BLIS nest); B = Wᵀ (the forward) on every path, other layouts where `wxt::runs_backward`.
+fn weight_natural(m: usize, n: usize, k: usize, a: &Strided, b: &Strided, kernel: Kernel) -> bool {
+    a.cs == 1 && n >= m && wxt::pays(n, k) && (b.rs == 1 || wxt::runs_backward(kernel))
 }
 
 /// A LoRA-style low-rank term added to a frozen weight's product in the same pass over the output:
@@ -180,6 +196,14 @@ pub fn weight_forward<W: PairWeight>(
         }
         return Ok(());
     }
+    if run.compute == Compute::F32 && wxt::pays(w.rows(), w.cols()) {
+        // W's rows decoded per block as the broadcast side: no transpose of the weight.
+        let source = wxt::Source::WeightRows(w);
+        let p =
+            wxt::Problem { m, n: w.rows(), k: w.cols(), a, b: source, alpha: 1.0, beta, ldc: w.rows(), tail };
+        unsafe { wxt::run(&p, y.as_mut_ptr(), run.kernel, run.threads) };
+        return Ok(());
+    }
     let p =
         Problem { m, n: w.rows(), k: w.cols(), a, b: &Transposed(w), alpha: 1.0, beta, ldc: w.rows(), tail };
     unsafe { gemm(&p, y.as_mut_ptr(), run.kernel, run.compute, run.threads) };
@@ -244,6 +268,14 @@ pub fn weight_backward<W: PairWeight>(
         if let Some(t) = tail {
             add_tail(&t, m, w.cols(), dx, run);
         }
+        return Ok(());
+    }
+    if run.compute == Compute::F32 && wxt::pays(w.rows(), w.cols()) && wxt::runs_backward(run.kernel) {
+        // W's rows decoded, a few at a time, into MR-wide panels of the broadcast side.
+        let source = wxt::Source::WeightPanels(w);
+        let p =
+            wxt::Problem { m, n: w.cols(), k: w.rows(), a, b: source, alpha: 1.0, beta, ldc: w.cols(), tail };
+        unsafe { wxt::run(&p, dx.as_mut_ptr(), run.kernel, run.threads) };
         return Ok(());
     }
     let p = Problem { m, n: w.cols(), k: w.rows(), a, b: &Direct(w), alpha: 1.0, beta, ldc: w.cols(), tail };
@@ -326,3 +358,6 @@ mod tests;
 
 #[cfg(test)]
 mod native_tests;
+
+#[cfg(test)]
+mod wxt_tests;

@@ -201,7 +201,7 @@ impl PackB for Strided<'_> {
 
 /// Writes `cols` column runs of length `kc` into a `kc × nr` panel (row p holds element p of every column),
 /// zero padding columns `cols..nr`. With SIMD, whole 8×8 blocks are transposed in registers.
-fn transpose_into<'a>(
+pub(crate) fn transpose_into<'a>(
     kernel: Kernel,
     panel: &mut [f32],
     nr: usize,
