@@ -35,3 +35,33 @@ pub fn balanced(n: usize, cap: usize, align: usize) -> usize {
     let blocks = n.div_ceil(cap).max(1);
     n.div_ceil(blocks).div_ceil(align).max(1) * align
 }
+
+/// One worker's part of a weight-natural product (`Cᵀ = W·Xᵀ`): row blocks `t0..t1` of the activations and
+/// outputs `n0..n1` of the weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightShare {
+    pub t0: usize,
+    pub t1: usize,
+    pub n0: usize,
+    pub n1: usize,
+}
+
+/// Splits `row_blocks` × `n` outputs among `parts` workers: along the outputs in whole panels of `width`
+/// when each worker gets at least two (or there are more panels than row blocks), else along the row blocks
+/// (then each worker decodes the whole, narrow, weight).
+pub fn split_weight_natural(row_blocks: usize, n: usize, width: usize, parts: usize) -> Vec<WeightShare> {
+    let panels = n.div_ceil(width);
+    let along_n = panels >= 2 * parts || panels >= row_blocks;
+    let count = if along_n { panels } else { row_blocks };
+    let parts = parts.min(count).max(1);
+    (0..parts)
+        .map(|i| {
+            let (lo, hi) = (count * i / parts, count * (i + 1) / parts);
+            if along_n {
+                WeightShare { t0: 0, t1: row_blocks, n0: (lo * width).min(n), n1: (hi * width).min(n) }
+            } else {
+                WeightShare { t0: lo, t1: hi, n0: 0, n1: n }
+            }
+        })
+        .collect()
+}

@@ -20,7 +20,7 @@
 //!     - a low-rank tail (LoRA) as one more depth block of the same kind, B read in place;
 //!   - merge the scratch into C with alpha and beta, transposed.
 
-use super::blocking::balanced;
+use super::blocking::{balanced, split_weight_natural, WeightShare as Share};
 use super::driver::Tail;
 use super::pack::{aligned, transpose_into, PackB, PackCtx, Strided, Weight};
 use super::wxt_kernel::{tile_of, TileFn, TileShape, MAX_MR};
@@ -82,34 +82,6 @@ pub struct Problem<'a> {
     pub tail: Option<Tail<'a>>,
 }
 
-/// One worker's part of a row block: row panels `t0 .. t1` × outputs `n0 .. n1`.
-#[derive(Clone, Copy, Debug)]
-struct Share {
-    t0: usize,
-    t1: usize,
-    n0: usize,
-    n1: usize,
-}
-
-/// Along the outputs in whole sub-panels when each worker gets at least two per row panel's worth, else
-/// along the row panels (then each worker reads the whole, narrow, weight).
-fn split(panels: usize, n: usize, mr: usize, parts: usize) -> Vec<Share> {
-    let subs = n.div_ceil(mr);
-    let along_n = subs >= 2 * parts || subs >= panels;
-    let count = if along_n { subs } else { panels };
-    let parts = parts.min(count).max(1);
-    (0..parts)
-        .map(|i| {
-            let (lo, hi) = (count * i / parts, count * (i + 1) / parts);
-            if along_n {
-                Share { t0: 0, t1: panels, n0: (lo * mr).min(n), n1: (hi * mr).min(n) }
-            } else {
-                Share { t0: lo, t1: hi, n0: 0, n1: n }
-            }
-        })
-        .collect()
-}
-
 thread_local! {
     /// On the calling thread: A's packed panels and the tail's.
     static PACKED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
@@ -149,7 +121,7 @@ pub unsafe fn run(p: &Problem, c: *mut f32, kernel: Kernel, threads: usize) {
                     }
                     None => &[],
                 };
-                let shares = split(panels, p.n, shape.mr, threads.max(1));
+                let shares = split_weight_natural(panels, p.n, shape.mr, threads.max(1));
                 shares.par_iter().with_max_len(1).for_each(|share| {
                     let c = c;
                     WORKER.with(|cell| {

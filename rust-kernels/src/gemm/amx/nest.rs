@@ -19,7 +19,7 @@
 //! are whole cache lines (buffers 64-byte aligned, each step's tiles 2 KiB in a row), and few passes over C.
 
 use super::{configure, release, tile_2x2, TilePair, TileQuad};
-use crate::gemm::blocking::balanced;
+use crate::gemm::blocking::{balanced, split_weight_natural, WeightShare as Share};
 use crate::gemm::native::Product;
 use crate::gemm::pack::{PackCtx, Strided};
 use crate::gemm::pairs::{padded_pairs, pairs_from_run, PairB, PairWeight, Scratch};
@@ -41,39 +41,11 @@ const BWD_NB: usize = 512;
 /// How many weight rows ahead the decoders prefetch (rows are short runs the hardware prefetcher misses).
 const PREFETCH_ROWS: usize = 8;
 
-/// One worker's part of a row block: activation row tiles `t0 .. t1` (32 rows each) × weight outputs `n0 .. n1`.
-#[derive(Clone, Copy, Debug)]
-struct Share {
-    t0: usize,
-    t1: usize,
-    n0: usize,
-    n1: usize,
-}
-
 thread_local! {
     /// Per worker: the decoded weight block, the scratch C, the decoders' scratch.
     static WORKER: RefCell<(Aligned, Aligned, Scratch)> = RefCell::new(Default::default());
     /// On the calling thread: the packed activation block, shared by the workers.
     static PACKED: RefCell<Aligned> = RefCell::new(Aligned::default());
-}
-
-/// Along the weight's outputs in whole 32-wide panels when each worker gets at least two, else along the row
-/// tiles (then each worker decodes the whole, narrow, weight).
-fn split(tiles: usize, n: usize, parts: usize) -> Vec<Share> {
-    let panels = n.div_ceil(32);
-    let along_n = panels >= 2 * parts || panels >= tiles;
-    let count = if along_n { panels } else { tiles };
-    let parts = parts.min(count).max(1);
-    (0..parts)
-        .map(|i| {
-            let (lo, hi) = (count * i / parts, count * (i + 1) / parts);
-            if along_n {
-                Share { t0: 0, t1: tiles, n0: (lo * 32).min(n), n1: (hi * 32).min(n) }
-            } else {
-                Share { t0: lo, t1: hi, n0: 0, n1: n }
-            }
-        })
-        .collect()
 }
 
 /// Runs the product on AMX tiles with `threads` workers (`p.m`, `p.n`, `p.k` all positive).
@@ -96,7 +68,7 @@ pub unsafe fn run<B: PairB>(p: &Product<B>, c: *mut f32, ctx: &PackCtx, simd: bo
                 let act = packed.get(len);
                 pack_tiles(simd, &p.a, i0, mc, p.k, forward, act);
                 let act: &[u32] = act;
-                let shares = split(tiles, p.n, threads.max(1));
+                let shares = split_weight_natural(tiles, p.n, 32, threads.max(1));
                 shares.par_iter().with_max_len(1).for_each(|share| {
                     let c = c;
                     configure();
