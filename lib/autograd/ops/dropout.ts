@@ -3,6 +3,7 @@
  * The mask is a pure function of a seed drawn from the run's `Rng` (one draw per call), computed in Rust;
  * the backward pass applies the same mask again from the same seed instead of storing it.
  */
+import { outputBuffer } from "../../../ffi/buffer_pool.ts";
 import { check, kernels } from "../../../ffi/load.ts";
 import { f32 } from "../../../ffi/validate.ts";
 import type { Rng } from "../../random.ts";
@@ -27,7 +28,7 @@ export function applyDropout(
   const fn = "applyDropout";
   if (!(p >= 0 && p < 1)) throw new RangeError(`${fn}: p must be in [0, 1), got ${p}`);
   f32(fn, "x", x);
-  const y = f32(fn, "out", out ?? new Float32Array(x.length), x.length, "like x");
+  const y = f32(fn, "out", out ?? outputBuffer(x.length), x.length, "like x"); // overwritten whole
   if (y.buffer === x.buffer && y.byteOffset === x.byteOffset) {
     throw new RangeError(`${fn}: out must not be x`);
   }

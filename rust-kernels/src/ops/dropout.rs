@@ -3,7 +3,7 @@
 //! pass (and a recomputed checkpointed block) applies the same mask without storing it, and the result does
 //! not depend on the thread count.
 
-use super::exec::Ctx;
+use super::exec::{on_path, Ctx};
 use crate::error::{ensure, KResult};
 use rayon::prelude::*;
 
@@ -29,15 +29,23 @@ pub fn dropout(ctx: &Ctx, x: &[f32], out: &mut [f32], p: f32, seed: u64) -> KRes
     ensure(x.len() == out.len(), || format!("out: expected {} elements like x, got {}", x.len(), out.len()))?;
     let threshold = (p as f64 * 4294967296.0) as u64;
     let scale = 1.0 / (1.0 - p);
+    let path = ctx.path;
     ctx.pool.install(|| {
         out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).enumerate().for_each(|(c, (out, x))| {
-            let base = (c * CHUNK) as u64;
-            for (j, (o, v)) in out.iter_mut().zip(x).enumerate() {
-                *o = if hash(seed, base + j as u64) as u64 >= threshold { v * scale } else { 0.0 };
-            }
+            chunk(path, x, out, (c * CHUNK) as u64, seed, threshold, scale);
         });
     });
     Ok(())
+}
+
+// The hash is integer arithmetic, so every build gives the same mask; the vector builds only run it faster.
+on_path!(fn chunk(x: &[f32], out: &mut [f32], base: u64, seed: u64, threshold: u64, scale: f32) = chunk_body);
+
+#[inline(always)]
+fn chunk_body(x: &[f32], out: &mut [f32], base: u64, seed: u64, threshold: u64, scale: f32) {
+    for (j, (o, v)) in out.iter_mut().zip(x).enumerate() {
+        *o = if hash(seed, base + j as u64) as u64 >= threshold { v * scale } else { 0.0 };
+    }
 }
 
 #[cfg(test)]
@@ -56,6 +64,11 @@ mod tests {
         assert!((kept_count as f64 / 1e5 - 0.75).abs() < 0.01, "{kept_count}");
         assert!(a.iter().all(|&v| v == 0.0 || v == 1.0 / 0.75));
         assert!(a.iter().enumerate().all(|(i, &v)| (v != 0.0) == kept(7, i as u64, 0.25)));
+        for path in super::super::exec::Path::available() {
+            let mut c = vec![0.0; x.len()];
+            dropout(&Ctx::with_threads(2, path), &x, &mut c, 0.25, 7).unwrap();
+            assert_eq!(a, c, "{path:?} builds the same mask");
+        }
         dropout(&Ctx::current(), &x, &mut b, 0.25, 8).unwrap();
         assert_ne!(a, b, "another seed, another mask");
         assert!(dropout(&Ctx::current(), &x, &mut b, 1.0, 1).is_err());
