@@ -113,10 +113,12 @@ pub fn cpu() -> Cpu {
 #[cfg(target_arch = "x86_64")]
 fn detect() -> Cpu {
     let avx2_fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    // DQ too (every CPU with BW and VL has it): the ops' AVX-512 build multiplies 64-bit lanes (dropout's hash).
     let avx512 = avx2_fma
         && is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vl");
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512dq");
     let avx512_bf16 = avx512 && is_x86_feature_detected!("avx512bf16");
     let amx_bf16 = avx512 && crate::gemm::amx::os::enable_tiles().is_ok();
     Cpu { avx2_fma, avx512, avx512_bf16, amx_bf16 }

@@ -93,11 +93,11 @@ macro_rules! on_path {
                 }
                 #[cfg(target_arch = "x86_64")]
                 $crate::ops::exec::Path::Avx512 => {
-                    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+                    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2")]
                     unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
                         $body($($arg),*)
                     }
-                    // SAFETY: Path::Avx512 is only chosen when dispatch found AVX-512 F/BW/VL on this CPU.
+                    // SAFETY: Path::Avx512 is only chosen when dispatch found AVX-512 F/BW/VL/DQ on this CPU.
                     unsafe { avx512($($arg),*) }
                 }
                 #[cfg(not(target_arch = "x86_64"))]
