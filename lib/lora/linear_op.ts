@@ -54,10 +54,11 @@ export function loraLinear(
     if (!w.rng) throw new TypeError("loraLinear: dropout in training mode needs an rng");
     seed = drawDropoutSeed(w.rng); // drawn even when xa is reused: the generator advances alike
   }
-  // A recomputation takes xa from the first forward (the same bits: same input, same mask).
-  const memo = opts.lowRankMemo;
-  const xa = memo?.xa ?? matmulXWtDropped(x.data, a.data, rows, r, p, seed);
-  if (memo) memo.xa = memo.xa ? undefined : xa;
+  // Handed over once: the first forward leaves xa in the memo, the recomputation takes it out (the same
+  // bits: same input, same mask).
+  const kept = opts.lowRankMemo?.xa;
+  const xa = kept ?? matmulXWtDropped(x.data, a.data, rows, r, p, seed);
+  if (opts.lowRankMemo) opts.lowRankMemo.xa = kept ? undefined : xa;
   // y = x·Wᵀ + s·xa·Bᵀ in one pass over y (the base adds the low-rank term tile by tile).
   const lowRank = { left: xa, right: b.data, rank: r, scale };
   // xa is kept for dB either way; y only when something reads it.

@@ -288,11 +288,10 @@ export class LlamaModel implements CausalLm, Disposable {
     ): Tensor => {
       const adapter = ctx.adapters?.(l, module);
       const { training, compute, lowRankMemos } = ctx;
+      if (!adapter) return linear(tape, input, blockLinear(w, module), { compute, outputUnused });
       let lowRankMemo = lowRankMemos?.get(module);
       if (lowRankMemos && !lowRankMemo) lowRankMemos.set(module, lowRankMemo = {});
-      return adapter
-        ? adapter.forward(tape, input, { training, compute, recomputeInput, outputUnused, lowRankMemo })
-        : linear(tape, input, blockLinear(w, module), { compute, outputUnused });
+      return adapter.forward(tape, input, { training, compute, recomputeInput, outputUnused, lowRankMemo });
     };
     // Large buffers are detached at once (V8 frees external memory late); a generation step's few-row ones are
     // left to the collector, which frees small buffers cheaply.
