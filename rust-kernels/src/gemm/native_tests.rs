@@ -697,12 +697,25 @@ fn amx_layout_decoders_give_the_plain_bits() {
                 let want: Vec<u32> = (0..len)
                     .map(|c| pairs::pair(d[even * cols + c0 + c], odd.map_or(0.0, |o| d[o * cols + c0 + c])))
                     .collect();
+                // Spread: column c at (c / 32) · stride + c % 32, everything else untouched.
+                let stride = 48;
+                let mut spread_want = vec![u32::MAX; len.div_ceil(32) * stride];
+                for (c, &v) in want.iter().enumerate() {
+                    spread_want[c / 32 * stride + c % 32] = v;
+                }
                 for &simd in simd_modes {
                     let mut got = vec![7u32; len];
                     wt.pair_rows(&ctx, simd, even, odd, c0, &mut got, &mut Vec::new());
                     assert_eq!(
                         got, want,
                         "{name} {rows}x{cols} rows ({even}, {odd:?}) c0 {c0} len {len} simd {simd}"
+                    );
+                    let mut got = vec![u32::MAX; spread_want.len()];
+                    let (mut tmp, mut f) = (Vec::new(), Vec::new());
+                    wt.pair_rows_spread(&ctx, simd, even, odd, c0, len, &mut got, stride, &mut tmp, &mut f);
+                    assert_eq!(
+                        got, spread_want,
+                        "{name} {rows}x{cols} spread rows ({even}, {odd:?}) c0 {c0} len {len} simd {simd}"
                     );
                 }
             }

@@ -130,6 +130,30 @@ pub trait PairWeight: Weight {
     ) {
         default_pair_rows(self, ctx, simd, even, odd, c0, out, f);
     }
+
+    /// As `pair_rows` for `len` columns, each 32 pairs `stride` values after the previous 32: column c at
+    /// `out[(c / 32) · stride + c % 32]` (the AMX backward decodes pair rows straight into its panels).
+    /// The default pairs contiguously into `tmp`, then spreads.
+    #[allow(clippy::too_many_arguments)]
+    fn pair_rows_spread(
+        &self,
+        ctx: &PackCtx,
+        simd: bool,
+        even: usize,
+        odd: Option<usize>,
+        c0: usize,
+        len: usize,
+        out: &mut [u32],
+        stride: usize,
+        tmp: &mut Vec<u32>,
+        f: &mut Vec<f32>,
+    ) {
+        tmp.resize(len, 0);
+        self.pair_rows(ctx, simd, even, odd, c0, &mut tmp[..len], f);
+        for (g, piece) in tmp[..len].chunks(32).enumerate() {
+            out[g * stride..][..piece.len()].copy_from_slice(piece);
+        }
+    }
 }
 
 /// NF4: from an even start, a pair's two codes are one byte (high nibble first), so 16 bytes give 16 pairs:
@@ -242,12 +266,51 @@ impl PairWeight for Nf4Weight {
         // Safety: `simd` is only set where the CPU has AVX512-BF16; the runs of both rows from `c0` hold
         // `whole` elements inside the weight, and `out` holds `whole` values.
         unsafe {
-            simd_x86::nf4_pair_rows(self, &ctx.map, even, odd, c0, whole, out.as_mut_ptr())
+            simd_x86::nf4_pair_rows(self, &ctx.map, even, odd, c0, whole, out.as_mut_ptr(), 32)
         };
         #[cfg(not(target_arch = "x86_64"))]
         let whole = 0;
         if whole < len {
             default_pair_rows(self, ctx, simd, even, odd, c0 + whole, &mut out[whole..], f);
+        }
+    }
+
+    /// Whole pieces of 32 columns go to their places through the block tables; a ragged rest through
+    /// the default.
+    fn pair_rows_spread(
+        &self,
+        ctx: &PackCtx,
+        simd: bool,
+        even: usize,
+        odd: Option<usize>,
+        c0: usize,
+        len: usize,
+        out: &mut [u32],
+        stride: usize,
+        tmp: &mut Vec<u32>,
+        f: &mut Vec<f32>,
+    ) {
+        let aligned = self.cols.is_multiple_of(32) && c0.is_multiple_of(32);
+        let pieces = if simd && aligned { len / 32 } else { 0 };
+        let (rows, cols) = (self.rows, self.cols);
+        if pieces > 0 {
+            assert!(out.len() >= (pieces - 1) * stride + 32 && stride >= 32);
+            assert!(even < rows && odd.is_none_or(|o| o < rows) && c0 + 32 * pieces <= cols);
+            #[cfg(target_arch = "x86_64")]
+            // Safety: `simd` is only set where the CPU has AVX512-BF16; both rows' runs lie inside the weight
+            // and every piece inside `out` (asserted).
+            unsafe {
+                simd_x86::nf4_pair_rows(self, &ctx.map, even, odd, c0, 32 * pieces, out.as_mut_ptr(), stride)
+            };
+        }
+        let done = 32 * pieces;
+        if done < len {
+            let rest = len - done;
+            tmp.resize(rest, 0);
+            self.pair_rows(ctx, simd, even, odd, c0 + done, &mut tmp[..rest], f);
+            for (g, piece) in tmp[..rest].chunks(32).enumerate() {
+                out[(pieces + g) * stride..][..piece.len()].copy_from_slice(piece);
+            }
         }
     }
 }
@@ -632,8 +695,9 @@ pub(crate) mod simd_x86 {
         }
     }
 
-    /// `out[c] = pair(w[even, c0 + c], w[odd, c0 + c])` for `c < len` (a multiple of 32; both rows' runs
-    /// start on a multiple of 32, so each piece of 32 lies in one block). A block's table is built once.
+    /// `out[c / 32 · stride + c % 32] = pair(w[even, c0 + c], w[odd, c0 + c])` for `c < len` (a multiple of
+    /// 32; both rows' runs start on a multiple of 32, so each piece of 32 lies in one block). A block's table
+    /// is built once.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
     pub unsafe fn nf4_pair_rows(
         w: &crate::nf4::Nf4Weight,
@@ -643,6 +707,7 @@ pub(crate) mod simd_x86 {
         c0: usize,
         len: usize,
         out: *mut u32,
+        stride: usize,
     ) {
         use crate::nf4::weight::BLOCK;
         let cols = w.cols;
@@ -667,7 +732,7 @@ pub(crate) mod simd_x86 {
                 }
                 None => _mm512_setzero_si512(),
             };
-            store_interleaved(out.add(c), e, o);
+            store_interleaved(out.add(c / 32 * stride), e, o);
         }
     }
 

@@ -7,11 +7,12 @@
 //! row), tmm6/tmm7 two 16-column tiles of B (16 pairs of depth × 16 columns). Where the operands come from
 //! (and which of them is the weight) is up to the loop nest, `nest.rs`.
 //!
-//! Measured on this Sapphire Rapids (a busy VM, `amx_probe_timing`): a 1 KiB `tileloadd` costs 15–30 ns
-//! even from L1, three or more `tdpbf16ps`, so the micro-kernel is bound by its four loads per step, not by
-//! the multiplies. A step costs ~64 ns with both operands in L1, ~76 ns streaming 2 KiB-contiguous
-//! operands from L2, ~81 ns with A's tile rows a 4 KiB row apart, and about twice that when the buffers
-//! are not 64-byte aligned (each 64-byte tile row then spans two cache lines).
+//! Measured on this Sapphire Rapids (`amx_probe_timing`, 64-byte aligned buffers): a 1 KiB `tileloadd`
+//! from L1 costs ~2.5 ns, four `tdpbf16ps` ~21 ns, so with both operands in L1 a step (four loads, four
+//! products) takes ~31 ns, near the multiplies' own time; streaming 2 KiB-contiguous operands from L2
+//! ~35–41 ns. Inside the nest a step averages ~55 ns (C tiles loaded and stored every call, the pipeline
+//! drained between calls, X read from L3 on its first pass). Unaligned buffers cost about twice as much
+//! (each 64-byte tile row then spans two cache lines; an earlier version of the probe measured that).
 
 pub mod nest;
 pub mod os;
@@ -154,9 +155,14 @@ mod probe {
         if os::enable_tiles().is_err() {
             return;
         }
-        let a = vec![0x3f80_3f80u32; 64 * 1040 + 4096];
-        let b = vec![0x3f80_3f80u32; 2 * 64 * 256 + 4096];
-        let mut c = vec![0.0f32; 32 * 32];
+        // 64-byte aligned operands, as in the nest (a large `Vec<u32>` starts 16 bytes into a page, and a
+        // tile row spanning two cache lines costs two loads).
+        #[derive(Clone, Copy)]
+        #[repr(C, align(64))]
+        struct Line([u32; 16]);
+        let a = vec![Line([0x3f80_3f80; 16]); (64 * 1040 + 4096) / 16];
+        let b = vec![Line([0x3f80_3f80; 16]); (2 * 64 * 256 + 4096) / 16];
+        let mut c = vec![Line([0; 16]); 32 * 32 / 16];
         let reps = 200_000usize;
         unsafe {
             configure();
