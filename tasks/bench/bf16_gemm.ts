@@ -15,6 +15,11 @@ import {
 import type { GemmShape } from "./gemm.ts";
 import { printTable, randomF32, timeInterleaved } from "./measure.ts";
 
+/** Median seconds of one call repeated (after a warm-up call), as `torch_bf16_matmul.py` times PyTorch. */
+function timeRepeated(call: () => void, minSeconds: number): number {
+  return timeInterleaved({ call }, { minSeconds }).call;
+}
+
 /**
  * The 7B projections the issue's targets name: square (q/o), narrow (k/v: 4096 → 1024, grouped-query
  * attention), up (4096 → 14336), down (14336 → 4096).
@@ -41,19 +46,14 @@ function benchShape(shape: GemmShape, m: number, paths: KernelPath[], minSeconds
   const dy = randomF32(m * outDim, 3);
   const y = new Float32Array(m * outDim);
   const dx = new Float32Array(m * inDim);
-  const variants: Record<string, () => void> = {};
+  const times: Record<string, number> = {};
   for (const path of paths) {
-    // Paths interleaved call by call, so the machine's drift hits each alike.
-    variants[`fwd ${path}`] = () => {
-      setKernel(path);
-      q.matmul(x, m, y, { compute: "bf16" });
-    };
-    variants[`bwd ${path}`] = () => {
-      setKernel(path);
-      q.matmulT(dy, m, dx, { compute: "bf16" });
-    };
+    setKernel(path);
+    // Each product in its own run of repeated calls, as PyTorch's are timed (interleaving the paths call
+    // by call let the slow ones evict the fast one's operands from L2 before every call).
+    times[`fwd ${path}`] = timeRepeated(() => q.matmul(x, m, y, { compute: "bf16" }), minSeconds);
+    times[`bwd ${path}`] = timeRepeated(() => q.matmulT(dy, m, dx, { compute: "bf16" }), minSeconds);
   }
-  const times = timeInterleaved(variants, { minSeconds });
   const flops = 2 * m * inDim * outDim;
   return {
     label: `${shape.label} ${m}×${inDim}→${outDim}`,
