@@ -19,7 +19,7 @@
 //! operands in L1 or L2, tiles whose rows are whole cache lines (buffers 64-byte aligned, each step's tiles
 //! 2 KiB in a row), and few passes over C.
 
-use super::{configure, release, tile_2x2, TilePair, TileQuad};
+use super::{configure, release, tile_2x2, Stream, TilePair, TileQuad};
 use crate::gemm::blocking::{balanced, split_weight_natural, WeightShare as Share};
 use crate::gemm::native::Product;
 use crate::gemm::pack::{PackCtx, Strided};
@@ -162,7 +162,8 @@ impl<B: PairB> Job<'_, B> {
                             right: 64,
                             stride: mpad * 4,
                         };
-                        tile_2x2(chunks, a, b, c, p0 > 0);
+                        // Xᵀ streams; the weight's panel is reused by the next call.
+                        tile_2x2(chunks, a, b, c, p0 > 0, Stream::B);
                     }
                 }
             }
@@ -228,7 +229,8 @@ impl<B: PairB> Job<'_, B> {
                             right: 64,
                             stride: ncpad * 4,
                         };
-                        tile_2x2(kqb / 16, a, b, c, p0 > 0);
+                        // dY streams; the weight's panel is reused by the next call.
+                        tile_2x2(kqb / 16, a, b, c, p0 > 0, Stream::A);
                     }
                 }
             }
