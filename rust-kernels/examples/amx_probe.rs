@@ -4,7 +4,7 @@
 //! product's time goes.
 
 use qlora_kernels::dispatch::{Bf16Unit, Kernel};
-use qlora_kernels::gemm::{nf4_backward, nf4_forward, Compute, Run};
+use qlora_kernels::gemm::{nf4_backward, nf4_forward, Compute, LowRank, Run};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -29,16 +29,27 @@ fn main() {
             .collect()
     };
     let q = qlora_kernels::nf4::quantize::quantize(&rand(out * inp, 1), out, inp, true).unwrap();
+    // COPIES=n cycles through n copies of the weight, so that (with enough of them) each call reads its
+    // weight from memory, as a training step does, not from a cache warmed by the previous call.
+    let copies: usize = std::env::var("COPIES").map_or(1, |v| v.parse().expect("a count"));
+    let weights: Vec<_> = (0..copies).map(|_| q.clone()).collect();
     let (x, dy) = (rand(m * inp, 2), rand(m * out, 3));
     let (mut y, mut dx) = (vec![0.0f32; m * out], vec![0.0f32; m * inp]);
+    // RANK=r adds a LoRA term of that rank in the same call, as the training step does.
+    let rank: usize = std::env::var("RANK").map_or(0, |v| v.parse().expect("a rank"));
+    let (left_f, left_b, right_f, right_b) =
+        (rand(m * rank, 4), rand(m * rank, 5), rand(out * rank, 6), rand(rank * inp, 7));
     let mut times = Vec::new();
     let start = std::time::Instant::now();
     while start.elapsed().as_secs_f64() < secs || times.len() < 3 {
         let t = std::time::Instant::now();
+        let q = &weights[times.len() % copies];
         if backward {
-            nf4_backward(&q, &dy, m, &mut dx, false, None, run).unwrap();
+            let low = (rank > 0).then(|| LowRank { left: &left_b, right: &right_b, rank, scale: 2.0 });
+            nf4_backward(q, &dy, m, &mut dx, false, low, run).unwrap();
         } else {
-            nf4_forward(&q, &x, m, &mut y, false, None, run).unwrap();
+            let low = (rank > 0).then(|| LowRank { left: &left_f, right: &right_f, rank, scale: 2.0 });
+            nf4_forward(q, &x, m, &mut y, false, low, run).unwrap();
         }
         times.push(t.elapsed().as_secs_f64());
     }

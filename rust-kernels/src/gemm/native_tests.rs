@@ -52,8 +52,9 @@ fn kernel_for(unit: Unit) -> Kernel {
 }
 
 /// (m, out, in): M = 1, rows and columns not multiples of 8, 16 or 32, depth not a multiple of 32 or 64, a
-/// depth over one block with a ragged last block, a column count over one decoded block (128).
-const SHAPES: [(usize, usize, usize); 10] = [
+/// depth over one block with a ragged last block, a column count over one decoded block (128), rows over
+/// several row blocks.
+const SHAPES: [(usize, usize, usize); 11] = [
     (1, 63, 10),
     (7, 17, 45),
     (33, 70, 130),
@@ -65,6 +66,8 @@ const SHAPES: [(usize, usize, usize); 10] = [
     // Depth over one block in both directions (forward KC 2048, backward 1024), with ragged last blocks.
     (9, 40, 2100),
     (9, 1100, 40),
+    // Rows over several of the AMX nest's row blocks (at most 512 rows; here 3 of 352, the last 326).
+    (1030, 40, 70),
 ];
 
 fn worst(got: &[f32], want: &[f32], scale: impl Fn(usize) -> f64) -> f64 {
