@@ -3,7 +3,6 @@
  * the f32 GEMM's own bf16 handling; `avx512bf16`: `vdpbf16ps`; `amx`: AMX tiles) at Mistral-7B shapes, and —
  * when QLORA_REF_PYTHON names a Python with torch — PyTorch's bf16 matmul on the same shapes in the same run.
  */
-import { fileURLToPath } from "node:url";
 import { Nf4Weight } from "../../ffi/nf4.ts";
 import {
   availableKernels,
@@ -13,7 +12,8 @@ import {
   setKernel,
 } from "../../ffi/runtime.ts";
 import type { GemmShape } from "./gemm.ts";
-import { printTable, randomF32, timeInterleaved } from "./measure.ts";
+import { TorchMatmul } from "./torch_matmul.ts";
+import { median, printTable, randomF32, timeInterleaved } from "./measure.ts";
 
 /** Median seconds of one call repeated (after a warm-up call), as `torch_bf16_matmul.py` times PyTorch. */
 function timeRepeated(call: () => void, minSeconds: number): number {
@@ -34,51 +34,63 @@ export const BF16_SHAPES: GemmShape[] = [
 /** Paths whose bf16 compute differs: the rounding fallback and the two native units. */
 const BF16_PATHS: KernelPath[] = ["avx512", "avx512bf16", "amx"];
 
+/** Rounds of the alternation: ours and PyTorch's take turns this many times on each shape and direction. */
+const ROUNDS = 3;
+
 interface Row {
   label: string;
+  /** GFLOP/s per `${dir} ${path}`, the median over the rounds. */
   gflops: Record<string, number>;
+  /** PyTorch's GFLOP/s per direction (median over rounds), and our best path ÷ PyTorch's in each round. */
+  torch?: Record<string, { gflops: number; ratios: number[] }>;
 }
 
-function benchShape(shape: GemmShape, m: number, paths: KernelPath[], minSeconds: number): Row {
+async function benchShape(
+  shape: GemmShape,
+  m: number,
+  paths: KernelPath[],
+  minSeconds: number,
+  torch: TorchMatmul | undefined,
+): Promise<Row> {
   const { inDim, outDim } = shape;
   using q = Nf4Weight.quantize(randomF32(outDim * inDim, 1, 0.05), outDim, inDim);
   const x = randomF32(m * inDim, 2);
   const dy = randomF32(m * outDim, 3);
   const y = new Float32Array(m * outDim);
   const dx = new Float32Array(m * inDim);
-  const times: Record<string, number> = {};
-  for (const path of paths) {
-    setKernel(path);
-    // Each product in its own run of repeated calls, as PyTorch's are timed (interleaving the paths call
-    // by call let the slow ones evict the fast one's operands from L2 before every call).
-    times[`fwd ${path}`] = timeRepeated(() => q.matmul(x, m, y, { compute: "bf16" }), minSeconds);
-    times[`bwd ${path}`] = timeRepeated(() => q.matmulT(dy, m, dx, { compute: "bf16" }), minSeconds);
-  }
   const flops = 2 * m * inDim * outDim;
+  const ours: Record<string, number[]> = {};
+  const theirs: Record<string, number[]> = { fwd: [], bwd: [] };
+  const ratios: Record<string, number[]> = { fwd: [], bwd: [] };
+  const call: Record<string, () => void> = {
+    fwd: () => q.matmul(x, m, y, { compute: "bf16" }),
+    bwd: () => q.matmulT(dy, m, dx, { compute: "bf16" }),
+  };
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const dir of ["fwd", "bwd"]) {
+      // PyTorch, then each of our paths, each in its own run of repeated calls (as PyTorch's are timed:
+      // interleaving the paths call by call let the slow ones evict the fast one's operands from L2).
+      const reference = torch ? await torch.time(m, shape, dir, minSeconds) : undefined;
+      let best = 0;
+      for (const path of paths) {
+        setKernel(path);
+        const gflops = flops / timeRepeated(call[dir], minSeconds) / 1e9;
+        (ours[`${dir} ${path}`] ??= []).push(gflops);
+        best = Math.max(best, gflops);
+      }
+      if (reference !== undefined) {
+        theirs[dir].push(reference);
+        ratios[dir].push(best / reference);
+      }
+    }
+  }
   return {
     label: `${shape.label} ${m}×${inDim}→${outDim}`,
-    gflops: Object.fromEntries(Object.entries(times).map(([k, s]) => [k, flops / s / 1e9])),
+    gflops: Object.fromEntries(Object.entries(ours).map(([k, v]) => [k, median(v)])),
+    torch: torch
+      ? Object.fromEntries(["fwd", "bwd"].map((d) => [d, { gflops: median(theirs[d]), ratios: ratios[d] }]))
+      : undefined,
   };
-}
-
-async function torchGflops(
-  m: number,
-  threads: number,
-  minSeconds: number,
-): Promise<Record<string, number> | undefined> {
-  const python = Deno.env.get("QLORA_REF_PYTHON");
-  if (!python) return undefined;
-  const script = fileURLToPath(new URL("./torch_bf16_matmul.py", import.meta.url));
-  const shapes = JSON.stringify(BF16_SHAPES.map((s) => [m, s.inDim, s.outDim]));
-  const out = await new Deno.Command(python, {
-    args: [script, shapes, String(threads), String(minSeconds)],
-    stderr: "inherit",
-  })
-    .output();
-  if (!out.success) throw new Error(`${python} ${script} failed with code ${out.code}`);
-  const result = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
-  console.log(`PyTorch ${result.torch} bf16 matmul (torch.matmul on bf16 tensors, ${threads} threads)`);
-  return result.gflops;
 }
 
 export async function benchBf16Gemm(m: number, threads: number, minSeconds: number): Promise<void> {
@@ -90,28 +102,39 @@ export async function benchBf16Gemm(m: number, threads: number, minSeconds: numb
       ` (not on this CPU: ${BF16_PATHS.filter((p) => !have.has(p)).join(", ") || "none"})`,
   );
   const peakBefore = fmaPeakGflops(0.3);
-  const torchBefore = await torchGflops(m, threads, minSeconds);
-  const rows = BF16_SHAPES.map((s) => benchShape(s, m, paths, minSeconds));
-  const torchAfter = await torchGflops(m, threads, minSeconds);
+  const torch = await TorchMatmul.start(threads);
+  if (torch) {
+    console.log(
+      `PyTorch ${torch.version} bf16 matmul (torch.matmul on bf16 tensors, ${threads} threads), taking turns` +
+        ` with ours ${ROUNDS} times per shape and direction`,
+    );
+  }
+  const rows: Row[] = [];
+  try {
+    for (const shape of BF16_SHAPES) rows.push(await benchShape(shape, m, paths, minSeconds, torch));
+  } finally {
+    await torch?.close();
+    setKernel(restore as KernelPath);
+  }
   const peakAfter = fmaPeakGflops(0.3);
-  setKernel(restore as KernelPath);
-  const best = (g: Record<string, number>, dir: string) => Math.max(...paths.map((p) => g[`${dir} ${p}`]));
   const header = ["shape (M × in → out)", "dir", ...paths];
-  if (torchBefore) header.push("torch bf16", "best/torch");
+  if (torch) header.push("torch bf16", "best/torch (each round)", "median");
   const table: string[][] = [];
   for (const row of rows) {
     for (const dir of ["fwd", "bwd"]) {
       const cells = [row.label, dir, ...paths.map((p) => row.gflops[`${dir} ${p}`].toFixed(1))];
-      if (torchBefore && torchAfter) {
-        const key = `${dir} ${row.label.split(" ").at(-1)}`;
-        // PyTorch measured before and after ours: the mean of the two brackets our run.
-        const torch = (torchBefore[key] + torchAfter[key]) / 2;
-        cells.push(torch.toFixed(1), (best(row.gflops, dir) / torch).toFixed(2) + "x");
+      const t = row.torch?.[dir];
+      if (t) {
+        cells.push(
+          t.gflops.toFixed(1),
+          t.ratios.map((r) => r.toFixed(2)).join(", "),
+          median(t.ratios).toFixed(2) + "x",
+        );
       }
       table.push(cells);
     }
   }
   printTable(header, table);
-  if (!torchBefore) console.log("(set QLORA_REF_PYTHON to a Python with torch to add PyTorch's bf16 matmul)");
+  if (!torch) console.log("(set QLORA_REF_PYTHON to a Python with torch to add PyTorch's bf16 matmul)");
   console.log(`CPU FMA peak before/after: ${peakBefore.toFixed(0)} / ${peakAfter.toFixed(0)} GFLOP/s`);
 }

@@ -1,7 +1,9 @@
 """PyTorch's bf16 matmul on the shapes of `tasks/bench/bf16_gemm.ts` (the baseline its ratios use).
 
-Usage: python torch_bf16_matmul.py '<json list of [m, in, out]>' <threads> <min_seconds>
-Prints one JSON line: {"torch": version, "gflops": {"fwd m×in→out": …, "bwd m×in→out": …}}.
+Usage: python torch_bf16_matmul.py <threads>
+Then one request per stdin line, JSON [m, in, out, "fwd" | "bwd", min_seconds]; each answer is one JSON line
+{"gflops": …} (the median call). The first line written is {"torch": version}. The process stays up so the
+bench can alternate PyTorch's timings with its own, shape by shape.
 Forward is X[m, in] · Wᵀ (W [out, in]), backward dY[m, out] · W, both in bf16 (oneDNN; AMX where present).
 """
 
@@ -25,21 +27,25 @@ def median_seconds(fn, min_seconds):
 
 
 def main():
-    shapes = json.loads(sys.argv[1])
-    torch.set_num_threads(int(sys.argv[2]))
-    min_seconds = float(sys.argv[3])
+    torch.set_num_threads(int(sys.argv[1]))
     gen = torch.Generator().manual_seed(0)
-    out = {}
+    tensors = {}
+    print(json.dumps({"torch": torch.__version__}), flush=True)
     with torch.no_grad():
-        for m, k_in, n_out in shapes:
-            w = (torch.rand(n_out, k_in, generator=gen) * 0.1 - 0.05).to(torch.bfloat16)
-            x = (torch.rand(m, k_in, generator=gen) * 2 - 1).to(torch.bfloat16)
-            dy = (torch.rand(m, n_out, generator=gen) * 2 - 1).to(torch.bfloat16)
-            flops = 2 * m * k_in * n_out
-            label = f"{m}×{k_in}→{n_out}"
-            out["fwd " + label] = flops / median_seconds(lambda: torch.matmul(x, w.t()), min_seconds) / 1e9
-            out["bwd " + label] = flops / median_seconds(lambda: torch.matmul(dy, w), min_seconds) / 1e9
-    print(json.dumps({"torch": torch.__version__, "gflops": out}))
+        for line in sys.stdin:
+            m, k_in, n_out, direction, min_seconds = json.loads(line)
+            if (m, k_in, n_out) not in tensors:
+                tensors[(m, k_in, n_out)] = (
+                    (torch.rand(n_out, k_in, generator=gen) * 0.1 - 0.05).to(torch.bfloat16),
+                    (torch.rand(m, k_in, generator=gen) * 2 - 1).to(torch.bfloat16),
+                    (torch.rand(m, n_out, generator=gen) * 2 - 1).to(torch.bfloat16),
+                )
+            w, x, dy = tensors[(m, k_in, n_out)]
+            if direction == "fwd":
+                seconds = median_seconds(lambda: torch.matmul(x, w.t()), min_seconds)
+            else:
+                seconds = median_seconds(lambda: torch.matmul(dy, w), min_seconds)
+            print(json.dumps({"gflops": 2 * m * k_in * n_out / seconds / 1e9}), flush=True)
 
 
 if __name__ == "__main__":
