@@ -40,9 +40,11 @@ fn row_block(m: usize) -> usize {
 /// Depth per decoded block (a multiple of 32) and weight outputs per block (a multiple of 32). A short depth
 /// keeps one operand's panel in L1 while the other streams from L2 (32 rows × 512 deep is 32 KiB), which pays
 /// for the extra passes over C (measured at 7B shapes, M = 256, one thread, GFLOP/s fwd / bwd: KC 1024 with
-/// NB 128 / 256: 820 / 789; KC 512 with NB 256 / 512: 951 / 826; KC 2048: lower still).
+/// NB 128 / 256: 820 / 789; KC 512 with NB 256 / 512: 951 / 826; KC 2048: lower still). With the streamed
+/// operand loaded by `tileloaddt1`, NB 512 beat 256 by 3–6 % on k/v (each worker's share of 512 outputs is
+/// one block, so X is read from L3 once) and by 0–2 % on the wider weights, 2 threads.
 const KC: usize = 512;
-const NB: usize = 256;
+const NB: usize = 512;
 /// The backward's: wider column blocks make fewer, longer decoded runs per W row.
 const BWD_KC: usize = 512;
 const BWD_NB: usize = 512;
