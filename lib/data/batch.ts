@@ -147,7 +147,7 @@ export class BatchStream {
     const { rows, next } = takeRows(this.examples, order, this.#position, this.options);
     this.#position = next;
     return {
-      ...makeBatch(rows, this.options.padId, this.options.pack ? this.options.maxLength : undefined),
+      ...makeBatch(rows, this.options.padId),
       epoch: this.#epoch,
     };
   }
@@ -180,7 +180,7 @@ export function* orderedBatches(examples: readonly Example[], options: BatchOpti
   for (let position = 0; position < order.length;) {
     const { rows, next } = takeRows(examples, order, position, options);
     position = next;
-    yield makeBatch(rows, options.padId, options.pack ? options.maxLength : undefined);
+    yield makeBatch(rows, options.padId);
   }
 }
 

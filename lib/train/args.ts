@@ -105,8 +105,8 @@ export const TrainingArgsSchema = z.strictObject({
     ),
     /** Train on prompts and user turns too, not only on answers. */
     trainOnPrompt: bool.default(false).describe("train on prompts / user turns too"),
-    /** Pack several examples into each row of `maxLength` tokens (fewer padding positions). */
-    pack: bool.default(false).describe("pack several examples per row of --max-length tokens"),
+    /** Pack several examples into each row of at most `maxLength` tokens (fewer padding positions). */
+    pack: bool.default(false).describe("pack several examples per row of at most --max-length tokens"),
   }).prefault({}).meta({ cliPrefix: "" } satisfies GroupMeta),
 
   /** Tokens per example at most; longer ones are truncated (and counted in the data summary). */

@@ -88,18 +88,28 @@ Deno.test("BatchStream: restoring the state resumes with exactly the same batche
   assert.throws(() => new BatchStream(many, options, { epoch: 0, position: 11 }), /outside the 10 examples/);
 });
 
-Deno.test("BatchStream: packing fills rows of maxLength with whole examples, in the epoch's order", () => {
+Deno.test("BatchStream: packing fills rows of up to maxLength with whole examples, in the epoch's order", () => {
   const stream = new BatchStream(many, { batchSize: 2, padId: PAD, seed: 3, pack: true, maxLength: 4 });
   const seen: number[] = [];
   const batches = stream.batchesInEpoch();
   for (let i = 0; i < batches; i++) {
     const b = stream.next();
-    assert.equal(b.width, 4);
+    // As wide as its longest packed row, at most maxLength (padding to maxLength would compute padding).
+    const used = Array.from(
+      { length: b.rows },
+      (_, r) => b.inputs.slice(r * b.width, (r + 1) * b.width).filter((id) => id !== PAD).length,
+    );
+    assert.equal(b.width, Math.max(...used));
+    assert.ok(b.width <= 4, `width ${b.width}`);
     for (let r = 0; r < b.rows; r++) {
-      for (const start of b.segmentStarts[r]) seen.push(b.inputs[r * 4 + start] - 100);
+      for (const start of b.segmentStarts[r]) seen.push(b.inputs[r * b.width + start] - 100);
     }
   }
   assert.deepEqual(seen, shuffled(10, 3, 0));
+  // A wide row capacity: all ten examples (15 positions) fit one row, and the batch is 15 wide, not 100.
+  const wide = new BatchStream(many, { batchSize: 2, padId: PAD, seed: 3, pack: true, maxLength: 100 });
+  const one = wide.next();
+  assert.deepEqual([one.rows, one.width, one.tokens], [1, 15, 15]);
   assert.equal(stream.next().epoch, 1);
   assert.throws(
     () =>
