@@ -148,11 +148,29 @@ pub trait PairWeight: Weight {
         tmp: &mut Vec<u32>,
         f: &mut Vec<f32>,
     ) {
-        tmp.resize(len, 0);
-        self.pair_rows(ctx, simd, even, odd, c0, &mut tmp[..len], f);
-        for (g, piece) in tmp[..len].chunks(32).enumerate() {
-            out[g * stride..][..piece.len()].copy_from_slice(piece);
-        }
+        spread_pair_rows(self, ctx, simd, even, odd, c0, len, out, stride, tmp, f);
+    }
+}
+
+/// The trait's default `pair_rows_spread`, callable from an override: contiguous pairs into `tmp`, spread.
+#[allow(clippy::too_many_arguments)]
+fn spread_pair_rows<W: PairWeight + ?Sized>(
+    w: &W,
+    ctx: &PackCtx,
+    simd: bool,
+    even: usize,
+    odd: Option<usize>,
+    c0: usize,
+    len: usize,
+    out: &mut [u32],
+    stride: usize,
+    tmp: &mut Vec<u32>,
+    f: &mut Vec<f32>,
+) {
+    tmp.resize(len, 0);
+    w.pair_rows(ctx, simd, even, odd, c0, &mut tmp[..len], f);
+    for (g, piece) in tmp[..len].chunks(32).enumerate() {
+        out[g * stride..][..piece.len()].copy_from_slice(piece);
     }
 }
 
@@ -305,12 +323,8 @@ impl PairWeight for Nf4Weight {
         }
         let done = 32 * pieces;
         if done < len {
-            let rest = len - done;
-            tmp.resize(rest, 0);
-            self.pair_rows(ctx, simd, even, odd, c0 + done, &mut tmp[..rest], f);
-            for (g, piece) in tmp[..rest].chunks(32).enumerate() {
-                out[(pieces + g) * stride..][..piece.len()].copy_from_slice(piece);
-            }
+            let rest = &mut out[pieces * stride..];
+            spread_pair_rows(self, ctx, simd, even, odd, c0 + done, len - done, rest, stride, tmp, f);
         }
     }
 }

@@ -340,15 +340,11 @@ unsafe fn merge_transposed(
     }
 }
 
-/// Rows `i0 .. i0+rows` of A at depth `0 .. k` as pairs, one row at a time (`put(r, pairs)`, `kq` pairs).
-fn row_pairs(simd: bool, a: &Strided, i: usize, k: usize, out: &mut [u32], f: &mut Vec<f32>) {
-    if a.cs == 1 {
-        pairs_from_run(simd, &a.data[i * a.rs..i * a.rs + k], out);
-    } else {
-        f.clear();
-        f.extend((0..k).map(|p| a.data[i * a.rs + p * a.cs]));
-        pairs_from_run(simd, f, out);
-    }
+/// Row `i` of A at depth `0 .. k` as pairs (`kq` of them, the padding zero), plain loops.
+fn row_pairs(a: &Strided, i: usize, k: usize, out: &mut [u32], f: &mut Vec<f32>) {
+    f.clear();
+    f.extend((0..k).map(|p| a.data[i * a.rs + p * a.cs]));
+    pairs_from_run(false, f, out);
 }
 
 /// Rows `i0 .. i0+mc` of the activation in 32-row tiles (zero rows past `mc`), each tile's depth chunks in
@@ -386,7 +382,9 @@ thread_local! {
     static ROWS: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// One 32-row tile of `pack_tiles`: rows `i0 ..` of which `rows` are real, the rest zero.
+/// One 32-row tile of `pack_tiles`: rows `i0 ..` of which `rows` are real, the rest zero. SIMD packs rows of
+/// unit column stride (every product's activation) in one pass; the plain twin (any stride) goes through a
+/// scratch copy of the rows.
 #[allow(clippy::too_many_arguments)]
 fn pack_tile(
     simd: bool,
@@ -408,7 +406,7 @@ fn pack_tile(
     s.u.resize(32 * kq, 0);
     for (r, row) in s.u.chunks_exact_mut(kq).enumerate() {
         if r < rows {
-            row_pairs(simd, a, i0 + r, k, row, &mut s.f);
+            row_pairs(a, i0 + r, k, row, &mut s.f);
         } else {
             row.fill(0);
         }
@@ -418,7 +416,7 @@ fn pack_tile(
         for c in 0..kq / 16 {
             let out = &mut tile[(c * 2 + half) * 256..][..256];
             if transpose {
-                transpose_block(simd, block, kq, 16 * c, out);
+                transpose_block(block, kq, 16 * c, out);
             } else {
                 for (r, piece) in out.chunks_exact_mut(16).enumerate() {
                     piece.copy_from_slice(&block[r * kq + 16 * c..][..16]);
@@ -429,14 +427,7 @@ fn pack_tile(
 }
 
 /// `out[i · 16 + r] = rows[r · kq + q0 + i]` for a 16 × 16 block.
-fn transpose_block(simd: bool, rows: &[u32], kq: usize, q0: usize, out: &mut [u32]) {
-    #[cfg(target_arch = "x86_64")]
-    if simd {
-        // Safety: `simd` is only set where the CPU has AVX-512; the block lies inside both buffers.
-        unsafe { simd_x86::transpose_block(rows, kq, q0, out) };
-        return;
-    }
-    let _ = simd;
+fn transpose_block(rows: &[u32], kq: usize, q0: usize, out: &mut [u32]) {
     for (i, piece) in out.chunks_exact_mut(16).enumerate() {
         for (r, o) in piece.iter_mut().enumerate() {
             *o = rows[r * kq + q0 + i];
@@ -448,19 +439,6 @@ fn transpose_block(simd: bool, rows: &[u32], kq: usize, q0: usize, out: &mut [u3
 mod simd_x86 {
     use crate::gemm::pairs::simd_x86::transpose_16x16;
     use std::arch::x86_64::*;
-
-    /// `out[i · 16 + r] = rows[r · kq + q0 + i]`, one 16 × 16 register transpose.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub unsafe fn transpose_block(rows: &[u32], kq: usize, q0: usize, out: &mut [u32]) {
-        assert!(rows.len() >= 15 * kq + q0 + 16 && out.len() >= 256);
-        let mut r = [_mm512_setzero_si512(); 16];
-        for (i, v) in r.iter_mut().enumerate() {
-            *v = _mm512_loadu_si512(rows.as_ptr().add(i * kq + q0) as *const _);
-        }
-        for (i, v) in transpose_16x16(r).iter().enumerate() {
-            _mm512_storeu_si512(out.as_mut_ptr().add(i * 16) as *mut _, *v);
-        }
-    }
 
     /// `pack_tile` in one pass for rows of unit column stride: each 16 rows × 32 depth values are loaded,
     /// rounded to 16 pairs per row in registers and stored as one A tile, or transposed into one B tile
