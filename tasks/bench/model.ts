@@ -10,6 +10,7 @@ import { loadModel } from "../../lib/pretrained/load_model.ts";
 import { fmaPeakGflops } from "../../ffi/runtime.ts";
 import { MISTRAL_7B_CONFIG, writeSyntheticModel } from "./synthetic_model.ts";
 import { median, printTable, timeInterleaved } from "./measure.ts";
+import { arithmeticCeiling, stepArithmetic } from "./step_arithmetic.ts";
 
 export async function benchDefaultModel(promptTokens = 256, newTokens = 64): Promise<void> {
   const { model, loadSeconds, config } = await loadModel(await defaultModelPath(), { progress: false });
@@ -99,6 +100,9 @@ interface ProbeResult {
   peakRss: number;
   kernelMs: Record<string, number>;
   hfConfig: Record<string, unknown>;
+  /** Ours: tokens per step (one sequence, every token with a target) and the LoRA rank. */
+  tokens?: number;
+  rank?: number;
   /** PyTorch's: which ATen kernel build ran (AVX2, AVX512, …). */
   cpuCapability?: string;
   /** The CPU's FMA GFLOP/s measured by this process just before and just after the child ran. */
@@ -189,6 +193,15 @@ export async function benchTraining(threads: number, kernel: string): Promise<vo
   } else {
     console.log("(set QLORA_REF_PYTHON to a Python with torch + peft to add the PyTorch baseline)");
   }
+  // Both sides compute in f32 here: the FMA peak bounds them.
+  const measured = runs.filter(([name]) => !name.includes("checkpointing"));
+  const peak = median(measured.flatMap(([, r]) => r.cpuPeak));
+  const { hfConfig, tokens, rank } = runs[0][1];
+  if (tokens === undefined || rank === undefined) {
+    throw new Error("train_probe.ts did not report tokens and rank");
+  }
+  const arithmetic = stepArithmetic(hfConfig, tokens, rank);
+  console.log(arithmeticCeiling(arithmetic, peak, measured.map(([name, r]) => [name, r.tokensPerSecond])));
 
   console.log("\nWhere a training step's time goes (plain run, ms per step and share)");
   const r = runs[0][1];

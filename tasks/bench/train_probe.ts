@@ -54,7 +54,8 @@ const batch: Batch = {
   examples: 1,
 };
 
-const lora = new LoraModel(model, { rank: 16, alpha: 32, dropout: 0, seed: 0 });
+const RANK = 16;
+const lora = new LoraModel(model, { rank: RANK, alpha: 32, dropout: 0, seed: 0 });
 const params = [...lora.parameters()].map(([name, t]) => ({ name, data: t.data, grad: t.grad! }));
 const optimizer = new AdamW(params);
 const step = () => {
@@ -81,6 +82,9 @@ const scale = steps > 0 ? ms / (times.reduce((a, b) => a + b, 0) / steps) : 1; /
 const pool = takeBufferPoolCounts();
 console.log(JSON.stringify({
   tokensPerSecond: T / (ms / 1000),
+  // The step's shape, for the bench's arithmetic: one sequence of T tokens, every one with a target.
+  tokens: T,
+  rank: RANK,
   outputBytesPerStep: {
     recycled: pool.recycledBytes / Math.max(steps, 1),
     fresh: pool.freshBytes / Math.max(steps, 1),
