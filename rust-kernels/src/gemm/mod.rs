@@ -190,10 +190,7 @@ pub fn weight_forward<W: PairWeight>(
             beta,
             ldc: w.rows(),
         };
-        unsafe { native::run(&p, y.as_mut_ptr(), run.kernel, unit, run.threads) };
-        if let Some(t) = tail {
-            add_tail(&t, m, w.rows(), y, run);
-        }
+        unsafe { native::run_with_tail(&p, tail.as_ref(), y.as_mut_ptr(), run.kernel, unit, run.threads) };
         return Ok(());
     }
     if run.compute == Compute::F32 && wxt::pays(w.rows(), w.cols()) {
@@ -264,10 +261,7 @@ pub fn weight_backward<W: PairWeight>(
             beta,
             ldc: w.cols(),
         };
-        unsafe { native::run(&p, dx.as_mut_ptr(), run.kernel, unit, run.threads) };
-        if let Some(t) = tail {
-            add_tail(&t, m, w.cols(), dx, run);
-        }
+        unsafe { native::run_with_tail(&p, tail.as_ref(), dx.as_mut_ptr(), run.kernel, unit, run.threads) };
         return Ok(());
     }
     if run.compute == Compute::F32 && wxt::pays(w.rows(), w.cols()) && wxt::runs_backward(run.kernel) {

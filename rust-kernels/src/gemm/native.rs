@@ -15,8 +15,10 @@
 
 use super::bf16_native::tile_8x32;
 use super::blocking::balanced;
+use super::driver::{gemm, Problem, Tail};
 use super::pack::{PackCtx, Strided};
 use super::pairs::{pack_a_dot, padded_pairs, simd_ok, PairB, Scratch, DOT_MR, NR};
+use super::Compute;
 #[cfg(target_arch = "x86_64")]
 use super::SharedOut;
 use crate::dispatch::{Bf16Unit, Kernel};
@@ -116,6 +118,22 @@ thread_local! {
 /// `c` points to a row-major buffer of at least `(m - 1) * ldc + n` floats not aliased by A or B; `unit` must be
 /// one this CPU has (`Dot`: AVX512-BF16; `Amx`: `amx::os::enable_tiles()` succeeded).
 pub unsafe fn run<B: PairB>(p: &Product<B>, c: *mut f32, kernel: Kernel, unit: Unit, threads: usize) {
+    run_with_tail(p, None, c, kernel, unit, threads);
+}
+
+/// As [`run`], then `C += tail.alpha · A2 · B2` (a LoRA term): AMX folds it into its tiles as extra depth (in
+/// bf16, as the product's operands); the other units run it in f32 as a product of its own after theirs.
+///
+/// # Safety
+/// As [`run`]; the tail's operands hold `m × tail.k` and `tail.k × n` values.
+pub unsafe fn run_with_tail<B: PairB>(
+    p: &Product<B>,
+    tail: Option<&Tail>,
+    c: *mut f32,
+    kernel: Kernel,
+    unit: Unit,
+    threads: usize,
+) {
     if p.m == 0 || p.n == 0 {
         return;
     }
@@ -127,23 +145,44 @@ pub unsafe fn run<B: PairB>(p: &Product<B>, c: *mut f32, kernel: Kernel, unit: U
     crate::report::note(crate::report::Family::GemmBf16, route);
     let ctx = PackCtx { kernel, map: *crate::nf4::codebook::dynamic_map() };
     let simd = unit != Unit::Twin && simd_ok(&ctx);
-    // AMX products run in their own nest; an empty depth (C = beta · C, no tiles) goes through the one below.
-    #[cfg(target_arch = "x86_64")]
-    if unit == Unit::Amx && p.k > 0 {
-        super::amx::nest::run(p, c, &ctx, simd, threads);
-        return;
+    // AMX products run in their own nest, the term folded into its tiles when C is not scaled (every weight
+    // product's case); an empty depth (C = beta · C, no tiles) goes through the nest below.
+    let amx = cfg!(target_arch = "x86_64") && unit == Unit::Amx && p.k > 0;
+    let mut tail_left = tail;
+    if amx {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let folded = tail.filter(|_| p.alpha == 1.0);
+            super::amx::nest::run(p, folded, c, &ctx, simd, threads);
+            tail_left = tail.filter(|_| folded.is_none());
+        }
+    } else {
+        let c = SharedOut(c);
+        let shares = split(p.m, p.n, unit.mr(), threads.max(1));
+        crate::threads::pool().install(|| {
+            shares.par_iter().with_max_len(1).for_each(|share| {
+                let c = c;
+                BUFFERS.with(|cell| {
+                    let (abuf, bbuf, scratch) = &mut *cell.borrow_mut();
+                    nest(p, *share, &ctx, simd, unit, c.0, abuf, bbuf, scratch);
+                });
+            })
+        });
     }
-    let c = SharedOut(c);
-    let shares = split(p.m, p.n, unit.mr(), threads.max(1));
-    crate::threads::pool().install(|| {
-        shares.par_iter().with_max_len(1).for_each(|share| {
-            let c = c;
-            BUFFERS.with(|cell| {
-                let (abuf, bbuf, scratch) = &mut *cell.borrow_mut();
-                nest(p, *share, &ctx, simd, unit, c.0, abuf, bbuf, scratch);
-            });
-        })
-    });
+    if let Some(t) = tail_left {
+        let q = Problem {
+            m: p.m,
+            n: p.n,
+            k: t.k,
+            a: t.a,
+            b: &t.b,
+            alpha: t.alpha,
+            beta: 1.0,
+            ldc: p.ldc,
+            tail: None,
+        };
+        gemm(&q, c, kernel, Compute::F32, threads);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -323,13 +323,16 @@ fn weight_products_reach_the_unit_a_run_names() {
 
 #[test]
 fn a_low_rank_term_rides_on_every_unit() {
-    // Y (+)= X·Wᵀ + s·L·Rᵀ and dX (+)= dY·W + s·L·R at bf16 compute: the weight product within the bf16 budget of
-    // the f64 oracle, the low-rank term (f32, a pass of its own after the unit's product) added once. Shapes
-    // over several row blocks (m > 256), weight blocks (out > 256) and depth blocks, ragged everywhere; both
-    // splits between the 2 threads (narrow and wide weights).
+    // Y (+)= X·Wᵀ + s·L·Rᵀ and dX (+)= dY·W + s·L·R at bf16 compute, within the bf16 budget of the f64 oracle
+    // (the term in f32 after the product on `vdpbf16ps`, folded into the tiles as extra depth on AMX) and added
+    // once. Shapes over several row blocks (m > 512), weight blocks (out > 512) and depth blocks, ragged
+    // everywhere, ranks of one and of two 32-deep chunks; both splits between the 2 threads (narrow and wide
+    // weights).
     for unit in units().into_iter().filter(|u| *u != Unit::Twin) {
         let bf16_unit = if unit == Unit::Amx { Bf16Unit::Amx } else { Bf16Unit::Dot };
-        for &(m, out, inp, rank) in &[(300, 600, 530, 16), (33, 40, 70, 3), (70, 17, 45, 1)] {
+        for &(m, out, inp, rank) in
+            &[(300, 600, 530, 16), (33, 40, 70, 3), (70, 17, 45, 1), (600, 70, 1100, 40), (40, 1030, 33, 33)]
+        {
             let w = quantize(&random(out * inp, 51), out, inp, true).unwrap();
             let mut wd = vec![0.0; out * inp];
             crate::nf4::weight::dequant_run_scalar(&w, 0, &mut wd, crate::nf4::codebook::dynamic_map());
@@ -733,8 +736,8 @@ fn amx_layout_decoders_give_the_plain_bits() {
             let len = mc.div_ceil(32) * 32 * padded_pairs(k);
             for transpose in [false, true] {
                 let (mut plain, mut simd) = (vec![7u32; len], vec![9u32; len]);
-                super::amx::nest::pack_tiles(false, &a, 2, mc, k, transpose, &mut plain);
-                super::amx::nest::pack_tiles(true, &a, 2, mc, k, transpose, &mut simd);
+                super::amx::nest::pack_tiles(false, &a, None, 2, mc, k, transpose, &mut plain);
+                super::amx::nest::pack_tiles(true, &a, None, 2, mc, k, transpose, &mut simd);
                 assert_eq!(plain, simd, "pack_tiles mc {mc} k {k} transpose {transpose}");
             }
         }
