@@ -634,8 +634,8 @@ pub(crate) mod simd_x86 {
     unsafe fn nf4_table(scale: f32) -> __m512i {
         let values =
             _mm512_mul_ps(_mm512_loadu_ps(crate::nf4::codebook::NF4.as_ptr()), _mm512_set1_ps(scale));
-        let half: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(values));
-        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(half), half)
+        // One conversion fills both halves (the second operand's values go to lanes 0–15).
+        std::mem::transmute(_mm512_cvtne2ps_pbh(values, values))
     }
 
     /// 32 NF4 codes (16 bytes, high nibble first) → their 32 bf16 values in order, i.e. 16 pairs: each
