@@ -160,6 +160,63 @@ fn bf16_weight_products_on_every_unit_match_the_oracle_and_the_twin() {
 }
 
 #[test]
+fn a_scaled_product_or_an_empty_depth_adds_its_low_rank_term_after() {
+    // C = alpha · X·Wᵀ + beta · C + s · L·Rᵀ when alpha ≠ 1 (AMX cannot fold the term into its tiles then) and
+    // when the depth is empty (no tiles at all): the term in f32 after the product, on every unit.
+    let (m, out, inp, rank, s) = (37, 45, 70, 5, 0.75f32);
+    let w = quantize(&random(out * inp, 61), out, inp, true).unwrap();
+    let mut wd = vec![0.0; out * inp];
+    crate::nf4::weight::dequant_run_scalar(&w, 0, &mut wd, crate::nf4::codebook::dynamic_map());
+    let (x, left, right, c0) =
+        (random(m * inp, 62), random(m * rank, 63), random(out * rank, 64), random(m * out, 65));
+    let tail = super::driver::Tail {
+        k: rank,
+        a: Strided { data: &left, rs: rank, cs: 1 },
+        b: Strided { data: &right, rs: 1, cs: rank },
+        alpha: s,
+    };
+    for unit in units() {
+        for (k, alpha) in [(inp, 0.5f32), (0, 1.0)] {
+            let p = Product {
+                m,
+                n: out,
+                k,
+                a: Strided { data: &x, rs: inp, cs: 1 },
+                b: &Transposed(&w),
+                alpha,
+                beta: 0.25,
+                ldc: out,
+            };
+            let mut want = c0.clone();
+            gemm_naive(m, out, k, |i, q| x[i * inp + q], |q, j| wd[j * inp + q], &mut want, out, alpha, 0.25);
+            gemm_naive(
+                m,
+                out,
+                rank,
+                |i, q| left[i * rank + q],
+                |q, j| right[j * rank + q],
+                &mut want,
+                out,
+                s,
+                1.0,
+            );
+            let mut got = c0.clone();
+            unsafe {
+                super::native::run_with_tail(&p, Some(&tail), got.as_mut_ptr(), kernel_for(unit), unit, 2)
+            };
+            let scale = |idx: usize| {
+                let (i, j) = (idx / out, idx % out);
+                alpha as f64 * abs_dot(k, |q| x[i * inp + q], |q| wd[j * inp + q])
+                    + s as f64 * abs_dot(rank, |q| left[i * rank + q], |q| right[j * rank + q])
+                    + 0.25 * (c0[idx] as f64).abs()
+            };
+            let err = worst(&got, &want, scale);
+            assert!(err <= BF16_BUDGET, "{unit:?} k{k} alpha {alpha}: worst {err:.3e}");
+        }
+    }
+}
+
+#[test]
 fn an_empty_depth_scales_c_only() {
     let w = Bf16Matrix { bits: &[], rows: 9, cols: 0 };
     for unit in units() {
