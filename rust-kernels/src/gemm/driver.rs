@@ -35,6 +35,18 @@ pub struct Tail<'a> {
     pub alpha: f32,
 }
 
+impl Tail<'_> {
+    /// `C[m, n] += alpha · A2 · B2` as an f32 product of its own, where no nest can carry the term.
+    ///
+    /// # Safety
+    /// `c` holds `(m - 1) * ldc + n` floats not aliased by the term's operands.
+    pub unsafe fn add_to(&self, m: usize, n: usize, c: *mut f32, ldc: usize, kernel: Kernel, threads: usize) {
+        let p =
+            Problem { m, n, k: self.k, a: self.a, b: &self.b, alpha: self.alpha, beta: 1.0, ldc, tail: None };
+        gemm(&p, c, kernel, Compute::F32, threads);
+    }
+}
+
 /// One worker's share of C: rows `m0..m1`, columns `n0..n1`.
 #[derive(Clone, Copy, Debug)]
 struct Share {

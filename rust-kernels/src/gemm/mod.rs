@@ -173,7 +173,7 @@ pub fn weight_forward<W: PairWeight>(
         gemv::gemv(w, x, m, y, accumulate, run.kernel, run.threads);
         if let Some(t) = tail {
             // Generation's few rows: the low-rank term as its own small product.
-            add_tail(&t, m, w.rows(), y, run);
+            unsafe { t.add_to(m, w.rows(), y.as_mut_ptr(), w.rows(), run.kernel, run.threads) };
         }
         return Ok(());
     }
@@ -219,12 +219,6 @@ fn native_unit(run: Run) -> Option<native::Unit> {
         native::Unit::Amx if cpu.amx_bf16 => Some(native::Unit::Amx),
         _ => None,
     }
-}
-
-/// `C += tail` as a product of its own (f32).
-fn add_tail(t: &Tail, m: usize, n: usize, c: &mut [f32], run: Run) {
-    let p = Problem { m, n, k: t.k, a: t.a, b: &t.b, alpha: t.alpha, beta: 1.0, ldc: n, tail: None };
-    unsafe { gemm(&p, c.as_mut_ptr(), run.kernel, Compute::F32, run.threads) };
 }
 
 /// Backward to the input through a frozen weight: `dX[m, cols] (+)= dY[m, rows] · W (+ scale · L · R)`.

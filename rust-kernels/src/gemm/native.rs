@@ -15,10 +15,9 @@
 
 use super::bf16_native::tile_8x32;
 use super::blocking::balanced;
-use super::driver::{gemm, Problem, Tail};
+use super::driver::Tail;
 use super::pack::{PackCtx, Strided};
 use super::pairs::{pack_a_dot, padded_pairs, simd_ok, PairB, Scratch, DOT_MR, NR};
-use super::Compute;
 #[cfg(target_arch = "x86_64")]
 use super::SharedOut;
 use crate::dispatch::{Bf16Unit, Kernel};
@@ -145,17 +144,13 @@ pub unsafe fn run_with_tail<B: PairB>(
     crate::report::note(crate::report::Family::GemmBf16, route);
     let ctx = PackCtx { kernel, map: *crate::nf4::codebook::dynamic_map() };
     let simd = unit != Unit::Twin && simd_ok(&ctx);
-    // AMX products run in their own nest, the term folded into its tiles when C is not scaled (every weight
-    // product's case); an empty depth (C = beta · C, no tiles) goes through the nest below.
+    // AMX products run in their own nest; an empty depth (C = beta · C, no tiles) goes through the one below.
+    // The term rides in AMX's tiles when C is not scaled (every weight product's case), else in a pass of its own.
     let amx = cfg!(target_arch = "x86_64") && unit == Unit::Amx && p.k > 0;
-    let mut tail_left = tail;
+    let (folded, separate) = if amx && p.alpha == 1.0 { (tail, None) } else { (None, tail) };
     if amx {
         #[cfg(target_arch = "x86_64")]
-        {
-            let folded = tail.filter(|_| p.alpha == 1.0);
-            super::amx::nest::run(p, folded, c, &ctx, simd, threads);
-            tail_left = tail.filter(|_| folded.is_none());
-        }
+        super::amx::nest::run(p, folded, c, &ctx, simd, threads);
     } else {
         let c = SharedOut(c);
         let shares = split(p.m, p.n, unit.mr(), threads.max(1));
@@ -169,19 +164,8 @@ pub unsafe fn run_with_tail<B: PairB>(
             })
         });
     }
-    if let Some(t) = tail_left {
-        let q = Problem {
-            m: p.m,
-            n: p.n,
-            k: t.k,
-            a: t.a,
-            b: &t.b,
-            alpha: t.alpha,
-            beta: 1.0,
-            ldc: p.ldc,
-            tail: None,
-        };
-        gemm(&q, c, kernel, Compute::F32, threads);
+    if let Some(t) = separate {
+        t.add_to(p.m, p.n, c, p.ldc, kernel, threads);
     }
 }
 
